@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the test suites need, from Debian's packages only.
+# Idempotent: packages already present are skipped, so a warm machine pays nothing.
+# Needs root on Debian; elsewhere it names the packages and exits non-zero.
+set -euo pipefail
+
+# Real CNI plugins (bridge, host-local, macvlan, tuning, portmap, ...) in /usr/lib/cni,
+# iptables for portmap, iproute2 for namespaces, curl/jq for the runtime checks.
+PKGS=(containernetworking-plugins iptables iproute2 jq curl procps)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-test-deps: all present (${PKGS[*]})"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "install-test-deps: missing packages: ${missing[*]}" >&2
+  echo "install-test-deps: run as root on Debian, or install them by hand" >&2
+  exit 1
+fi
+echo "install-test-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# apt-get update may exit 100 while a foreign-arch index is mid-sync; the amd64 lists are still usable.
+apt-get update -qq || true
+apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,37 @@
+//! `passthru`: a CNI plugin that does nothing, successfully (Multus 4.2.1's, for auxiliary chains).
+//!
+//! ADD prints a spec-correct empty result in the config's version, or the `prevResult` it was
+//! given (converted to that version) so it can sit anywhere in a chain; DEL, CHECK, GC and STATUS
+//! succeed.
+
+use multus::cni::error::Error;
+use multus::cni::skel::{self, CmdArgs, Plugin};
+use multus::cni::{CniResult, version};
+use serde_json::Value;
+
+struct Passthru;
+
+impl Plugin for Passthru {
+    fn add(&self, args: &CmdArgs) -> Result<Value, Error> {
+        let conf: Value = serde_json::from_slice(&args.stdin)
+            .map_err(|e| Error::Decoding(format!("error parsing passthru config: {e}")))?;
+        let v = conf.get("cniVersion").and_then(Value::as_str).unwrap_or("0.1.0");
+        match conf.get("prevResult") {
+            Some(prev) if !prev.is_null() => CniResult::from_value(prev.clone(), v)?.to_value(v),
+            _ => skel::empty_result(v),
+        }
+    }
+
+    fn del(&self, _: &CmdArgs) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn check(&self, _: &CmdArgs) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+fn main() {
+    let about = format!("passthru CNI plugin {}", env!("CARGO_PKG_VERSION"));
+    skel::plugin_main(&Passthru, &about, version::ALL)
+}

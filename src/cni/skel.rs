@@ -1,0 +1,292 @@
+//! The plugin side of CNI for our own binaries (Go's `skel`): read the CNI_* environment and the
+//! config from stdin, negotiate the version, dispatch to the command, print the result or a CNI
+//! error object on stdout and return the exit code.
+//!
+//! IO is passed in (environment lookup, stdin bytes, stdout/stderr writers), so the whole protocol
+//! is testable as a plain function.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use super::error::{CniError, Error, code};
+use super::version::{self, Version, VersionInfo};
+
+/// The commands of the specification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Add,
+    Del,
+    Check,
+    Gc,
+    Status,
+    Version,
+}
+
+impl Command {
+    pub fn parse(s: &str) -> Option<Command> {
+        Some(match s {
+            "ADD" => Command::Add,
+            "DEL" => Command::Del,
+            "CHECK" => Command::Check,
+            "GC" => Command::Gc,
+            "STATUS" => Command::Status,
+            "VERSION" => Command::Version,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Gc => "GC",
+            Command::Status => "STATUS",
+            Command::Version => "VERSION",
+        }
+    }
+}
+
+/// What a plugin invocation carries (Go's `skel.CmdArgs`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CmdArgs {
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    /// Raw CNI_ARGS (`k=v;k=v`).
+    pub args: String,
+    pub path: String,
+    pub stdin: Vec<u8>,
+}
+
+impl CmdArgs {
+    /// CNI_ARGS as pairs; entries without `=` are dropped.
+    pub fn args_pairs(&self) -> Vec<(String, String)> {
+        parse_cni_args(&self.args)
+    }
+}
+
+/// Parses `k=v;k=v` (CNI_ARGS).
+pub fn parse_cni_args(s: &str) -> Vec<(String, String)> {
+    s.split(';')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// A plugin's command handlers. ADD returns the result document to print.
+pub trait Plugin {
+    fn add(&self, args: &CmdArgs) -> Result<Value, Error>;
+    fn del(&self, args: &CmdArgs) -> Result<(), Error>;
+    fn check(&self, args: &CmdArgs) -> Result<(), Error>;
+    fn gc(&self, _args: &CmdArgs) -> Result<(), Error> {
+        Ok(())
+    }
+    fn status(&self, _args: &CmdArgs) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Which variables each command requires (Go skel's `reqForCmd`).
+fn required(var: &str, cmd: Command) -> bool {
+    use Command::*;
+    match var {
+        "CNI_CONTAINERID" | "CNI_IFNAME" => matches!(cmd, Add | Del | Check),
+        "CNI_NETNS" => matches!(cmd, Add | Check),
+        "CNI_PATH" => matches!(cmd, Add | Del | Check | Gc),
+        _ => false,
+    }
+}
+
+/// Runs one invocation. Returns the process exit code (0 success, 1 failure).
+pub fn run(
+    plugin: &dyn Plugin,
+    about: &str,
+    supported: &[&str],
+    getenv: &dyn Fn(&str) -> Option<String>,
+    stdin: &[u8],
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> i32 {
+    let raw_cmd = getenv("CNI_COMMAND").unwrap_or_default();
+    if raw_cmd.is_empty() {
+        let _ = writeln!(stderr, "{about}");
+        let _ = writeln!(stderr, "CNI protocol versions supported: {}", supported.join(", "));
+        return 0;
+    }
+    match dispatch(plugin, &raw_cmd, supported, getenv, stdin, stdout) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(stdout, "{}", e.to_json());
+            1
+        }
+    }
+}
+
+fn dispatch(
+    plugin: &dyn Plugin,
+    raw_cmd: &str,
+    supported: &[&str],
+    getenv: &dyn Fn(&str) -> Option<String>,
+    stdin: &[u8],
+    stdout: &mut dyn Write,
+) -> Result<(), CniError> {
+    let cmd = Command::parse(raw_cmd)
+        .ok_or_else(|| CniError::new(code::INVALID_ENV, format!("unknown CNI_COMMAND: {raw_cmd}"), ""))?;
+    let get = |k: &str| getenv(k).unwrap_or_default();
+    let missing: Vec<&str> = ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"]
+        .into_iter()
+        .filter(|v| required(v, cmd) && get(v).is_empty())
+        .collect();
+    if !missing.is_empty() {
+        return Err(CniError::new(code::INVALID_ENV, format!("required env variables [{}] missing", missing.join(" ")), ""));
+    }
+    if cmd == Command::Version {
+        let info = VersionInfo {
+            cni_version: version::CURRENT.into(),
+            supported_versions: supported.iter().map(|s| s.to_string()).collect(),
+        };
+        return print(stdout, &serde_json::to_value(info).expect("version info serializes"));
+    }
+    let conf: Value = serde_json::from_slice(stdin)
+        .map_err(|e| CniError::new(code::DECODING_FAILURE, format!("error unmarshall network config: {e}"), ""))?;
+    let conf_version = conf.get("cniVersion").and_then(Value::as_str).unwrap_or("");
+    let v = version::reconcile(conf_version, supported)?;
+    let needs = |ok: bool, what: &str| {
+        if ok { Ok(()) } else { Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("config version does not allow {what}"), "")) }
+    };
+    let args = CmdArgs {
+        container_id: get("CNI_CONTAINERID"),
+        netns: get("CNI_NETNS"),
+        ifname: get("CNI_IFNAME"),
+        args: get("CNI_ARGS"),
+        path: get("CNI_PATH"),
+        stdin: stdin.to_vec(),
+    };
+    let to_cni = |e: Error| e.to_cni();
+    match cmd {
+        Command::Add => print(stdout, &plugin.add(&args).map_err(to_cni)?),
+        Command::Del => plugin.del(&args).map_err(to_cni),
+        Command::Check => {
+            needs(v.supports_check(), "CHECK")?;
+            plugin.check(&args).map_err(to_cni)
+        }
+        Command::Gc => {
+            needs(v.supports_gc_status(), "GC")?;
+            plugin.gc(&args).map_err(to_cni)
+        }
+        Command::Status => {
+            needs(v.supports_gc_status(), "STATUS")?;
+            plugin.status(&args).map_err(to_cni)
+        }
+        Command::Version => unreachable!("handled above"),
+    }
+}
+
+fn print(stdout: &mut dyn Write, v: &Value) -> Result<(), CniError> {
+    writeln!(stdout, "{v}").map_err(|e| CniError::new(code::IO_FAILURE, format!("writing result: {e}"), ""))
+}
+
+/// The process-level entry point: real env, stdin and stdout; exits with the code.
+pub fn plugin_main(plugin: &dyn Plugin, about: &str, supported: &[&str]) -> ! {
+    let mut stdin = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut stdin);
+    let getenv = |k: &str| std::env::var(k).ok();
+    let code = run(plugin, about, supported, &getenv, &stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+/// An empty, spec-correct result for `version` (0.1.0/0.2.0 allow a result with no IP).
+pub fn empty_result(version_str: &str) -> Result<Value, Error> {
+    let v = Version::parse(version_str)?;
+    if v.layout() == version::Layout::V02 {
+        return Ok(serde_json::json!({"cniVersion": version_str, "dns": {}}));
+    }
+    super::result::CniResult::default().to_value(version_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Echo;
+    impl Plugin for Echo {
+        fn add(&self, a: &CmdArgs) -> Result<Value, Error> {
+            Ok(serde_json::json!({"ifname": a.ifname}))
+        }
+        fn del(&self, _: &CmdArgs) -> Result<(), Error> {
+            Err(Error::Cni(CniError::new(11, "try later", "")))
+        }
+        fn check(&self, _: &CmdArgs) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    fn call(env: &[(&str, &str)], stdin: &str) -> (i32, String, String) {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let rc = run(&Echo, "about echo", version::ALL, &|k| env.get(k).cloned(), stdin.as_bytes(), &mut out, &mut err);
+        (rc, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    }
+
+    const FULL: &[(&str, &str)] =
+        &[("CNI_CONTAINERID", "c1"), ("CNI_NETNS", "/run/netns/x"), ("CNI_IFNAME", "eth0"), ("CNI_PATH", "/x")];
+
+    fn with(cmd: &'static str) -> Vec<(&'static str, &'static str)> {
+        let mut v = FULL.to_vec();
+        v.push(("CNI_COMMAND", cmd));
+        v
+    }
+
+    #[test]
+    fn about_without_command() {
+        let (rc, out, err) = call(&[], "");
+        assert_eq!((rc, out.as_str()), (0, ""));
+        assert!(err.starts_with("about echo\nCNI protocol versions supported: 0.1.0, 0.2.0"));
+    }
+
+    #[test]
+    fn protocol_errors() {
+        assert_eq!(call(&[("CNI_COMMAND", "FOO")], "{}"), (1, "{\"code\":4,\"msg\":\"unknown CNI_COMMAND: FOO\"}\n".into(), "".into()));
+        let (rc, out, _) = call(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "e"), ("CNI_PATH", "/")], "{}");
+        assert_eq!((rc, out.as_str()), (1, "{\"code\":4,\"msg\":\"required env variables [CNI_NETNS] missing\"}\n"));
+        let (rc, out, _) = call(&with("ADD"), "{");
+        assert_eq!(rc, 1);
+        assert!(out.starts_with("{\"code\":6,\"msg\":\"error unmarshall network config:"), "{out}");
+        let (_, out, _) = call(&with("ADD"), r#"{"cniVersion":"9.9.9"}"#);
+        let e: CniError = serde_json::from_str(&out).unwrap();
+        assert_eq!((e.code, e.msg.as_str()), (1, "incompatible CNI versions"));
+        let (_, out, _) = call(&with("CHECK"), r#"{"cniVersion":"0.3.1"}"#);
+        assert_eq!(out, "{\"code\":1,\"msg\":\"config version does not allow CHECK\"}\n");
+        let (_, out, _) = call(&with("GC"), r#"{"cniVersion":"1.0.0"}"#);
+        assert_eq!(out, "{\"code\":1,\"msg\":\"config version does not allow GC\"}\n");
+    }
+
+    #[test]
+    fn dispatches() {
+        assert_eq!(call(&with("ADD"), r#"{"cniVersion":"1.0.0"}"#), (0, "{\"ifname\":\"eth0\"}\n".into(), "".into()));
+        assert_eq!(call(&with("DEL"), r#"{"cniVersion":"1.0.0"}"#).1, "{\"code\":11,\"msg\":\"try later\"}\n");
+        assert_eq!(call(&[("CNI_COMMAND", "STATUS")], r#"{"cniVersion":"1.1.0"}"#).0, 0);
+        let (rc, out, _) = call(&[("CNI_COMMAND", "VERSION")], "");
+        assert_eq!(rc, 0);
+        assert_eq!(serde_json::from_str::<VersionInfo>(&out).unwrap(), VersionInfo::ours());
+    }
+
+    #[test]
+    fn cni_args() {
+        assert_eq!(parse_cni_args("IgnoreUnknown=1;K8S_POD_NAME=p;bad"), vec![
+            ("IgnoreUnknown".to_string(), "1".to_string()),
+            ("K8S_POD_NAME".to_string(), "p".to_string())
+        ]);
+    }
+
+    #[test]
+    fn empty_results() {
+        assert_eq!(empty_result("0.2.0").unwrap(), serde_json::json!({"cniVersion":"0.2.0","dns":{}}));
+        assert_eq!(empty_result("0.4.0").unwrap(), serde_json::json!({"cniVersion":"0.4.0","dns":{}}));
+        assert_eq!(empty_result("1.1.0").unwrap(), serde_json::json!({"cniVersion":"1.1.0","dns":{}}));
+    }
+}

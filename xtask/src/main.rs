@@ -1,0 +1,84 @@
+//! `cargo xtask`: the project's automation. One clap command per subcommand module; every command
+//! runs from the workspace root through one `xshell::Shell` and ends with a short summary.
+
+mod bench;
+mod release;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use xshell::Shell;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "multus build, test and release automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install test dependencies when missing, then fmt check, clippy and every test suite.
+    Test(test::Args),
+    /// Run the benchmarks and print ratios against baselines measured in the same run.
+    Bench(bench::Args),
+    /// The release pipeline (build → image → scan → sign → publish → verify).
+    Release(release::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let sh = Shell::new()?;
+    sh.change_dir(project_root());
+    match cli.command {
+        Cmd::Test(a) => test::run(&sh, a),
+        Cmd::Bench(a) => bench::run(&sh, a),
+        Cmd::Release(a) => release::run(&sh, a),
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+}
+
+/// The binaries of the root package (what ships to nodes), from `cargo metadata`.
+pub fn node_binaries() -> anyhow::Result<Vec<String>> {
+    let meta = cargo_metadata::MetadataCommand::new().current_dir(project_root()).no_deps().exec()?;
+    let pkg = meta.packages.iter().find(|p| p.name.as_str() == "multus").ok_or_else(|| anyhow::anyhow!("no multus package"))?;
+    let mut bins: Vec<String> =
+        pkg.targets.iter().filter(|t| t.kind.iter().any(|k| k.to_string() == "bin")).map(|t| t.name.clone()).collect();
+    bins.sort();
+    Ok(bins)
+}
+
+/// Records how long each phase of a command took and prints them at the end.
+#[derive(Default)]
+pub struct Phases {
+    done: Vec<(String, Duration, bool)>,
+}
+
+impl Phases {
+    /// Runs one phase, printing its start and end as plain lines (readable in CI logs).
+    pub fn run<T>(&mut self, name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        eprintln!("==> {name}");
+        let start = Instant::now();
+        let r = f();
+        let took = start.elapsed();
+        eprintln!("<== {name}: {} in {:.1}s", if r.is_ok() { "ok" } else { "FAILED" }, took.as_secs_f64());
+        self.done.push((name.to_string(), took, r.is_ok()));
+        r
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = String::from("phase timings:\n");
+        let total: Duration = self.done.iter().map(|(_, d, _)| *d).sum();
+        for (name, d, ok) in &self.done {
+            s.push_str(&format!("  {:<28} {:>8.1}s  {}\n", name, d.as_secs_f64(), if *ok { "ok" } else { "FAILED" }));
+        }
+        s.push_str(&format!("  {:<28} {:>8.1}s\n", "total", total.as_secs_f64()));
+        s
+    }
+}

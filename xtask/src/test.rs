@@ -1,0 +1,44 @@
+//! `cargo xtask test`: installs what the tests need (Debian packages, as root), then runs the
+//! fmt check, clippy with warnings as errors, and every test suite, printing phase timings.
+
+use anyhow::Context;
+use xshell::{Shell, cmd};
+
+use crate::Phases;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Skip installing test dependencies.
+    #[arg(long)]
+    no_install: bool,
+    /// Skip fmt and clippy (only the test suites).
+    #[arg(long)]
+    no_lint: bool,
+    /// Only run test names matching this filter (passed to the test binaries).
+    filter: Option<String>,
+}
+
+pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
+    let mut phases = Phases::default();
+    let result = run_phases(sh, &args, &mut phases);
+    eprint!("{}", phases.summary());
+    result
+}
+
+fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()> {
+    if !args.no_install {
+        phases.run("install test dependencies", || {
+            cmd!(sh, "bash scripts/install-test-deps.sh").run().context("scripts/install-test-deps.sh failed")
+        })?;
+    }
+    if !args.no_lint {
+        phases.run("cargo fmt --check", || cmd!(sh, "cargo fmt --all -- --check").run().context("formatting differs"))?;
+        phases.run("cargo clippy", || {
+            cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run().context("clippy found problems")
+        })?;
+    }
+    let filter: Vec<String> = args.filter.iter().cloned().collect();
+    phases.run("build tests", || cmd!(sh, "cargo test --workspace --locked --no-run").run().context("test build failed"))?;
+    phases.run("cargo test", || cmd!(sh, "cargo test --workspace --locked -- {filter...}").run().context("tests failed"))?;
+    Ok(())
+}
