@@ -7,6 +7,8 @@ set -euo pipefail
 # Real CNI plugins (bridge, host-local, macvlan, tuning, portmap, ...) in /usr/lib/cni,
 # iptables for portmap, iproute2 for namespaces, curl/jq for the runtime checks.
 PKGS=(containernetworking-plugins iptables iproute2 jq curl procps)
+# Go libcni as an independent judge of cache interop (tests/interop/libcni-judge).
+PKGS+=(golang-go golang-github-appc-cni-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -13,6 +13,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::config::sorted_keys;
 use super::error::Error;
 
 pub const KIND_V1: &str = "cniCacheV1";
@@ -91,10 +92,33 @@ pub fn read(file: &Path) -> Result<Cached, Error> {
     }
 }
 
-/// Writes `info` atomically to `file` (dir 0700, file 0600).
+/// Writes `info` atomically to `file` (dir 0700, file 0600), encoded as Go's `json.Marshal` would.
 pub fn write(file: &Path, info: &CachedInfo) -> Result<(), Error> {
-    let bytes = serde_json::to_vec(info).map_err(|e| Error::Internal(format!("encoding cache: {e}")))?;
-    write_atomic(file, &bytes, 0o600, 0o700)
+    write_atomic(file, &encode(info)?, 0o600, 0o700)
+}
+
+/// The document as Go libcni writes it: struct field order, sorted map keys (see [`new_info`])
+/// and Go's HTML-safe escaping of `<`, `>`, `&`, U+2028 and U+2029.
+pub fn encode(info: &CachedInfo) -> Result<Vec<u8>, Error> {
+    let text = serde_json::to_string(info).map_err(|e| Error::Internal(format!("encoding cache: {e}")))?;
+    Ok(go_html_escape(&text).into_bytes())
+}
+
+/// Go's encoder escapes these even inside strings; they never appear outside strings in JSON,
+/// so replacing them in the encoded text is exact.
+fn go_html_escape(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Removes an attachment's cache; a missing file is fine.
@@ -151,6 +175,7 @@ pub fn write_atomic(file: &Path, bytes: &[u8], file_mode: u32, dir_mode: u32) ->
 }
 
 /// Builds a cache document for a successful ADD.
+#[allow(clippy::too_many_arguments)]
 pub fn new_info(
     network: &str,
     config: &[u8],
@@ -169,8 +194,12 @@ pub fn new_info(
         network_name: network.into(),
         netns: netns.into(),
         cni_args: args.iter().map(|(k, v)| [k.clone(), v.clone()]).collect(),
-        capability_args: capability_args.clone(),
-        result: Some(result),
+        // Go stores both as generic maps, so its encoder sorts their keys; so do we.
+        capability_args: match sorted_keys(Value::Object(capability_args.clone())) {
+            Value::Object(m) => m,
+            _ => unreachable!("an object stays an object"),
+        },
+        result: Some(sorted_keys(result)),
     }
 }
 

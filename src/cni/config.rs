@@ -24,8 +24,8 @@ fn str_field<'a>(raw: &'a Map<String, Value>, key: &str) -> &'a str {
 impl PluginConfig {
     /// Parses a plugin config (libcni `NetworkPluginConfFromBytes`): a JSON object with a `type`.
     pub fn from_bytes(bytes: &[u8]) -> Result<PluginConfig, Error> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| Error::Decoding(format!("error parsing configuration: {e}")))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::Decoding(format!("error parsing configuration: {e}")))?;
         Self::from_value(value)
     }
 
@@ -82,8 +82,10 @@ pub struct NetworkConfigList {
     pub disable_gc: bool,
     pub load_only_inlined_plugins: bool,
     pub plugins: Vec<PluginConfig>,
-    /// The list document as loaded (what libcni caches as the attachment's config).
+    /// The list document as parsed.
     pub raw: Map<String, Value>,
+    /// The bytes it was parsed from (what libcni caches as the attachment's config).
+    pub bytes: Vec<u8>,
 }
 
 /// `strconv.ParseBool` plus real booleans: libcni accepts both for the list flags.
@@ -105,7 +107,9 @@ impl NetworkConfigList {
     pub fn from_bytes(bytes: &[u8]) -> Result<NetworkConfigList, Error> {
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::Decoding(format!("error parsing configuration list: {e}")))?;
-        Self::from_value(value)
+        let mut list = Self::from_value(value)?;
+        list.bytes = bytes.to_vec();
+        Ok(list)
     }
 
     pub fn from_value(value: Value) -> Result<NetworkConfigList, Error> {
@@ -137,7 +141,9 @@ impl NetworkConfigList {
                     )));
                 };
                 let v = Version::parse(s).map_err(|e| {
-                    Error::Decoding(format!("error parsing configuration list: invalid cniVersions entry {s} at index {i}: {e}"))
+                    Error::Decoding(format!(
+                        "error parsing configuration list: invalid cniVersions entry {s} at index {i}: {e}"
+                    ))
                 })?;
                 if v <= current {
                     candidates.push((v, s.to_string()));
@@ -170,16 +176,27 @@ impl NetworkConfigList {
                     return Err(Error::InvalidConfig("error parsing configuration list: no plugins in list".into()));
                 }
                 for (i, item) in items.iter().enumerate() {
-                    plugins.push(PluginConfig::from_value(item.clone()).map_err(|e| {
-                        Error::InvalidConfig(format!("failed to parse plugin config {i}: {e}"))
-                    })?);
+                    plugins.push(
+                        PluginConfig::from_value(item.clone())
+                            .map_err(|e| Error::InvalidConfig(format!("failed to parse plugin config {i}: {e}")))?,
+                    );
                 }
             }
             Some(_) => {
                 return Err(Error::Decoding("error parsing configuration list: invalid 'plugins' type".into()));
             }
         }
-        Ok(NetworkConfigList { name, cni_version, disable_check, disable_gc, load_only_inlined_plugins, plugins, raw })
+        let bytes = serde_json::to_vec(&raw).expect("JSON object serializes");
+        Ok(NetworkConfigList {
+            name,
+            cni_version,
+            disable_check,
+            disable_gc,
+            load_only_inlined_plugins,
+            plugins,
+            raw,
+            bytes,
+        })
     }
 
     /// Loads a list file and appends `<dir>/<name>/*.conf` (libcni `NetworkConfFromFile`).
@@ -191,7 +208,11 @@ impl NetworkConfigList {
             list.plugins.extend(subdirectory_plugins(dir, &list.name)?);
         }
         if list.plugins.is_empty() {
-            return Err(Error::InvalidConfig(format!("no plugin configs found for network {:?} in {}", list.name, path.display())));
+            return Err(Error::InvalidConfig(format!(
+                "no plugin configs found for network {:?} in {}",
+                list.name,
+                path.display()
+            )));
         }
         Ok(list)
     }
@@ -202,7 +223,7 @@ impl NetworkConfigList {
         doc.insert("cniVersion".into(), Value::String(conf.cni_version().to_string()));
         doc.insert("name".into(), Value::String(conf.name().to_string()));
         doc.insert("plugins".into(), Value::Array(vec![Value::Object(conf.raw)]));
-        Self::from_value(Value::Object(doc))
+        Self::from_value(sorted_keys(Value::Object(doc)))
     }
 
     /// Loads a `.conf`/`.json` single config or a `.conflist` by extension, wrapping singles.
@@ -234,16 +255,25 @@ impl NetworkConfigList {
     pub fn version(&self) -> Result<Version, Error> {
         Version::parse(&self.cni_version)
     }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.raw).expect("JSON object serializes")
-    }
 }
 
 fn with_path(e: Error, path: &Path) -> Error {
     match e {
         Error::Decoding(m) => Error::Decoding(format!("{}: {m}", path.display())),
         Error::InvalidConfig(m) => Error::InvalidConfig(format!("{}: {m}", path.display())),
+        other => other,
+    }
+}
+
+/// The value with every object's keys in lexical order, as Go's encoder writes maps.
+pub fn sorted_keys(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted_keys(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted_keys).collect()),
         other => other,
     }
 }
@@ -325,7 +355,11 @@ mod tests {
     #[test]
     fn plugin_needs_type_and_keeps_unknown_keys() {
         assert!(PluginConfig::from_bytes(br#"{"name":"x"}"#).is_err());
-        let p = PluginConfig::from_bytes(br#"{"type":"calico","datastore_type":"kubernetes","nested":{"a":[1,2]}}"#).unwrap();
-        assert_eq!(String::from_utf8(p.to_bytes()).unwrap(), r#"{"type":"calico","datastore_type":"kubernetes","nested":{"a":[1,2]}}"#);
+        let p = PluginConfig::from_bytes(br#"{"type":"calico","datastore_type":"kubernetes","nested":{"a":[1,2]}}"#)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(p.to_bytes()).unwrap(),
+            r#"{"type":"calico","datastore_type":"kubernetes","nested":{"a":[1,2]}}"#
+        );
     }
 }

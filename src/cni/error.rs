@@ -48,11 +48,7 @@ impl CniError {
 
 impl std::fmt::Display for CniError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.details.is_empty() {
-            write!(f, "{}", self.msg)
-        } else {
-            write!(f, "{}; {}", self.msg, self.details)
-        }
+        if self.details.is_empty() { write!(f, "{}", self.msg) } else { write!(f, "{}; {}", self.msg, self.details) }
     }
 }
 

@@ -167,7 +167,10 @@ pub fn plugin_error(status: &str, stdout: &[u8], stderr: &[u8]) -> CniError {
         Ok(e) => e,
         Err(err) => CniError::new(
             code::INTERNAL,
-            format!("netplugin failed but error parsing its diagnostic message {:?}: {err}", String::from_utf8_lossy(stdout)),
+            format!(
+                "netplugin failed but error parsing its diagnostic message {:?}: {err}",
+                String::from_utf8_lossy(stdout)
+            ),
             "",
         ),
     }
@@ -212,7 +215,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = script(d.path(), "sleeper", "exec sleep 30");
         let start = std::time::Instant::now();
-        let e = RawExec { timeout: Duration::from_millis(200), forward_stderr: false }.exec_plugin(&p, b"", &[]).unwrap_err();
+        let e = RawExec { timeout: Duration::from_millis(200), forward_stderr: false }
+            .exec_plugin(&p, b"", &[])
+            .unwrap_err();
         assert!(matches!(e, Error::Timeout { .. }), "{e}");
         assert_eq!(e.code(), code::TRY_AGAIN_LATER);
         assert!(start.elapsed() < Duration::from_secs(20));

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::cache::{self, Cached};
+use super::cache::{self, Cached, CachedInfo};
 use super::config::{NetworkConfigList, PluginConfig, valid_name};
 use super::error::{CniError, Error, code};
 use super::exec::Exec;
@@ -181,7 +181,13 @@ impl<E: Exec> CniConfig<E> {
         CniResult::parse(&out, version)
     }
 
-    fn write_cache(&self, list: &NetworkConfigList, config: &[u8], result: &CniResult, rt: &RuntimeConf) -> Result<(), Error> {
+    fn write_cache(
+        &self,
+        list: &NetworkConfigList,
+        config: &[u8],
+        result: &CniResult,
+        rt: &RuntimeConf,
+    ) -> Result<(), Error> {
         let info = cache::new_info(
             &list.name,
             config,
@@ -222,7 +228,7 @@ impl<E: Exec> CniConfig<E> {
             result = Some(r);
         }
         let result = result.ok_or_else(|| Error::InvalidConfig(format!("network {:?} has no plugins", list.name)))?;
-        self.write_cache(list, &list.to_bytes(), &result, rt)?;
+        self.write_cache(list, &list.bytes, &result, rt)?;
         Ok(result)
     }
 
@@ -392,12 +398,12 @@ impl<E: Exec> CniConfig<E> {
         match cache::read(&self.cache_file(network, rt))? {
             Cached::Missing => Ok(None),
             Cached::V1(CachedInfo { result: None, .. }) => Ok(None),
-            Cached::V1(CachedInfo { result: Some(r), .. }) | Cached::Legacy(r) => Ok(Some(CniResult::from_value(r, "")?)),
+            Cached::V1(CachedInfo { result: Some(r), .. }) | Cached::Legacy(r) => {
+                Ok(Some(CniResult::from_value(r, "")?))
+            }
         }
     }
 }
-
-use super::cache::CachedInfo;
 
 #[cfg(test)]
 mod tests {
@@ -416,8 +422,9 @@ mod tests {
 
     #[test]
     fn runtime_config_only_for_declared_capabilities() {
-        let p = PluginConfig::from_bytes(br#"{"type":"portmap","capabilities":{"portMappings":true,"bandwidth":false}}"#)
-            .unwrap();
+        let p =
+            PluginConfig::from_bytes(br#"{"type":"portmap","capabilities":{"portMappings":true,"bandwidth":false}}"#)
+                .unwrap();
         let mut caps = Map::new();
         caps.insert("portMappings".into(), serde_json::json!([{"hostPort":8080}]));
         caps.insert("bandwidth".into(), serde_json::json!({"ingressRate":1}));

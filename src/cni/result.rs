@@ -234,7 +234,13 @@ impl CniResult {
         let mut r = match v.layout() {
             Layout::V1 => {
                 let w: Wire1 = serde_json::from_value(value).map_err(decode_err)?;
-                CniResult { cni_version: String::new(), interfaces: w.interfaces, ips: w.ips, routes: w.routes, dns: w.dns }
+                CniResult {
+                    cni_version: String::new(),
+                    interfaces: w.interfaces,
+                    ips: w.ips,
+                    routes: w.routes,
+                    dns: w.dns,
+                }
             }
             Layout::V04 => {
                 let w: Wire04 = serde_json::from_value(value).map_err(decode_err)?;
@@ -272,7 +278,9 @@ impl CniResult {
     pub fn to_value(&self, version: &str) -> Result<Value, Error> {
         let v = Version::parse(version)?;
         if !v.is_supported() {
-            return Err(Error::IncompatibleVersion(format!("cannot convert a result to unsupported version {version:?}")));
+            return Err(Error::IncompatibleVersion(format!(
+                "cannot convert a result to unsupported version {version:?}"
+            )));
         }
         let cni_version = version.to_string();
         let value = match v.layout() {
@@ -318,9 +326,7 @@ impl CniResult {
                 };
                 let (ip4, ip6) = (first(true), first(false));
                 if ip4.is_none() && ip6.is_none() {
-                    return Err(Error::Decoding(format!(
-                        "cannot convert result to {version}: no valid IP addresses"
-                    )));
+                    return Err(Error::Decoding(format!("cannot convert result to {version}: no valid IP addresses")));
                 }
                 serde_json::to_value(Wire02 { cni_version, ip4, ip6, dns: self.dns.clone() })
             }

@@ -140,7 +140,11 @@ fn dispatch(
         .filter(|v| required(v, cmd) && get(v).is_empty())
         .collect();
     if !missing.is_empty() {
-        return Err(CniError::new(code::INVALID_ENV, format!("required env variables [{}] missing", missing.join(" ")), ""));
+        return Err(CniError::new(
+            code::INVALID_ENV,
+            format!("required env variables [{}] missing", missing.join(" ")),
+            "",
+        ));
     }
     if cmd == Command::Version {
         let info = VersionInfo {
@@ -154,7 +158,11 @@ fn dispatch(
     let conf_version = conf.get("cniVersion").and_then(Value::as_str).unwrap_or("");
     let v = version::reconcile(conf_version, supported)?;
     let needs = |ok: bool, what: &str| {
-        if ok { Ok(()) } else { Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("config version does not allow {what}"), "")) }
+        if ok {
+            Ok(())
+        } else {
+            Err(CniError::new(code::INCOMPATIBLE_VERSION, format!("config version does not allow {what}"), ""))
+        }
     };
     let args = CmdArgs {
         container_id: get("CNI_CONTAINERID"),
@@ -250,8 +258,12 @@ mod tests {
 
     #[test]
     fn protocol_errors() {
-        assert_eq!(call(&[("CNI_COMMAND", "FOO")], "{}"), (1, "{\"code\":4,\"msg\":\"unknown CNI_COMMAND: FOO\"}\n".into(), "".into()));
-        let (rc, out, _) = call(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "e"), ("CNI_PATH", "/")], "{}");
+        assert_eq!(
+            call(&[("CNI_COMMAND", "FOO")], "{}"),
+            (1, "{\"code\":4,\"msg\":\"unknown CNI_COMMAND: FOO\"}\n".into(), "".into())
+        );
+        let (rc, out, _) =
+            call(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "e"), ("CNI_PATH", "/")], "{}");
         assert_eq!((rc, out.as_str()), (1, "{\"code\":4,\"msg\":\"required env variables [CNI_NETNS] missing\"}\n"));
         let (rc, out, _) = call(&with("ADD"), "{");
         assert_eq!(rc, 1);
@@ -277,10 +289,10 @@ mod tests {
 
     #[test]
     fn cni_args() {
-        assert_eq!(parse_cni_args("IgnoreUnknown=1;K8S_POD_NAME=p;bad"), vec![
-            ("IgnoreUnknown".to_string(), "1".to_string()),
-            ("K8S_POD_NAME".to_string(), "p".to_string())
-        ]);
+        assert_eq!(
+            parse_cni_args("IgnoreUnknown=1;K8S_POD_NAME=p;bad"),
+            vec![("IgnoreUnknown".to_string(), "1".to_string()), ("K8S_POD_NAME".to_string(), "p".to_string())]
+        );
     }
 
     #[test]

@@ -102,14 +102,17 @@ pub struct VersionInfo {
 impl VersionInfo {
     /// What our own plugins report: every version in [`ALL`].
     pub fn ours() -> VersionInfo {
-        VersionInfo { cni_version: CURRENT.to_string(), supported_versions: ALL.iter().map(|s| s.to_string()).collect() }
+        VersionInfo {
+            cni_version: CURRENT.to_string(),
+            supported_versions: ALL.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     /// Decodes a VERSION reply. Plugins older than 0.3.0 print only `{"cniVersion":"0.2.0"}`,
     /// which means they speak 0.1.0 and 0.2.0 (as libcni interprets it).
     pub fn decode(bytes: &[u8]) -> Result<VersionInfo, Error> {
-        let v: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| Error::Decoding(format!("decoding version info: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::Decoding(format!("decoding version info: {e}")))?;
         let cni_version = v.get("cniVersion").and_then(|v| v.as_str()).unwrap_or("").to_string();
         match v.get("supportedVersions") {
             Some(list) => {
@@ -117,9 +120,10 @@ impl VersionInfo {
                     .map_err(|e| Error::Decoding(format!("decoding version info: {e}")))?;
                 Ok(VersionInfo { cni_version, supported_versions })
             }
-            None if cni_version.is_empty() || cni_version == "0.1.0" || cni_version == "0.2.0" => {
-                Ok(VersionInfo { cni_version: "0.2.0".into(), supported_versions: vec!["0.1.0".into(), "0.2.0".into()] })
-            }
+            None if cni_version.is_empty() || cni_version == "0.1.0" || cni_version == "0.2.0" => Ok(VersionInfo {
+                cni_version: "0.2.0".into(),
+                supported_versions: vec!["0.1.0".into(), "0.2.0".into()],
+            }),
             None => Err(Error::Decoding(format!("version info from a {cni_version} plugin lacks supportedVersions"))),
         }
     }

@@ -47,7 +47,11 @@ pub fn project_root() -> PathBuf {
 /// The binaries of the root package (what ships to nodes), from `cargo metadata`.
 pub fn node_binaries() -> anyhow::Result<Vec<String>> {
     let meta = cargo_metadata::MetadataCommand::new().current_dir(project_root()).no_deps().exec()?;
-    let pkg = meta.packages.iter().find(|p| p.name.as_str() == "multus").ok_or_else(|| anyhow::anyhow!("no multus package"))?;
+    let pkg = meta
+        .packages
+        .iter()
+        .find(|p| p.name.as_str() == "multus")
+        .ok_or_else(|| anyhow::anyhow!("no multus package"))?;
     let mut bins: Vec<String> =
         pkg.targets.iter().filter(|t| t.kind.iter().any(|k| k.to_string() == "bin")).map(|t| t.name.clone()).collect();
     bins.sort();

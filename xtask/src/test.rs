@@ -32,13 +32,20 @@ fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()
         })?;
     }
     if !args.no_lint {
-        phases.run("cargo fmt --check", || cmd!(sh, "cargo fmt --all -- --check").run().context("formatting differs"))?;
+        phases
+            .run("cargo fmt --check", || cmd!(sh, "cargo fmt --all -- --check").run().context("formatting differs"))?;
         phases.run("cargo clippy", || {
-            cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run().context("clippy found problems")
+            cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings")
+                .run()
+                .context("clippy found problems")
         })?;
     }
     let filter: Vec<String> = args.filter.iter().cloned().collect();
-    phases.run("build tests", || cmd!(sh, "cargo test --workspace --locked --no-run").run().context("test build failed"))?;
-    phases.run("cargo test", || cmd!(sh, "cargo test --workspace --locked -- {filter...}").run().context("tests failed"))?;
+    phases.run("build tests", || {
+        cmd!(sh, "cargo test --workspace --locked --no-run").run().context("test build failed")
+    })?;
+    phases.run("cargo test", || {
+        cmd!(sh, "cargo test --workspace --locked -- {filter...}").run().context("tests failed")
+    })?;
     Ok(())
 }
