@@ -1,1 +1,160 @@
-fn main() {}
+//! CNI core benchmarks (`cargo xtask bench`). Each benchmark measures its baseline in the same
+//! run, interleaved with the measured side, and prints medians and their ratio. Nothing asserts
+//! on time.
+//!
+//! `conflist_add_del`: bridge → tuning → portmap (CNI 1.0.0) ADD then DEL through
+//! `CniConfig::{add,del}_network_list`, against invoking the same three plugins by hand with
+//! the same stdin a runtime would build (prevResult, runtimeConfig), in the same namespaces.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use multus::cni::{CniConfig, NetworkConfigList, RawExec, RuntimeConf};
+use serde_json::{Value, json};
+use support::{CNI_BIN, Node};
+
+const WARMUP: usize = 2;
+const ROUNDS: usize = 31;
+
+fn chain(node: &Node) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "bench", "plugins": [
+        {"type": "bridge", "bridge": "bbr0", "isGateway": true, "ipMasq": false,
+         "ipam": {"type": "host-local", "dataDir": node.path("ipam"), "ranges": [[{"subnet": "10.93.0.0/24"}]]}},
+        {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.arp_filter": "1"}},
+        {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+    ]})
+}
+
+fn port_mappings() -> Value {
+    json!([{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}])
+}
+
+/// The baseline: exactly what a shell runtime does, with no library in between.
+fn by_hand(node: &Node, bin_dir: &str, doc: &Value, container: &str) {
+    let plugins = doc["plugins"].as_array().unwrap();
+    let invoke = |cmd: &str, plugin: &Value, prev: Option<&Value>| -> Vec<u8> {
+        let mut conf = plugin.clone();
+        conf["name"] = doc["name"].clone();
+        conf["cniVersion"] = doc["cniVersion"].clone();
+        if let Some(p) = prev {
+            conf["prevResult"] = p.clone();
+        }
+        if plugin["capabilities"]["portMappings"] == true {
+            conf["runtimeConfig"] = json!({"portMappings": port_mappings()});
+        }
+        let mut child = Command::new(format!("{bin_dir}/{}", plugin["type"].as_str().unwrap()))
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", container)
+            .env("CNI_NETNS", node.pod.path())
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", bin_dir)
+            .env("CNI_ARGS", "")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&serde_json::to_vec(&conf).unwrap()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{cmd} {}: {}", plugin["type"], String::from_utf8_lossy(&out.stdout));
+        out.stdout
+    };
+    let mut prev: Option<Value> = None;
+    for p in plugins {
+        prev = Some(serde_json::from_slice(&invoke("ADD", p, prev.as_ref())).unwrap());
+    }
+    for p in plugins.iter().rev() {
+        invoke("DEL", p, prev.as_ref());
+    }
+}
+
+fn through_library(cni: &CniConfig<RawExec>, list: &NetworkConfigList, rt: &RuntimeConf) {
+    cni.add_network_list(list, rt).unwrap();
+    cni.del_network_list(list, rt).unwrap();
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn conflist_add_del() {
+    let node = Node::new();
+    let doc = chain(&node);
+    paired("conflist_add_del (bridge+tuning+portmap, CNI 1.0.0)", &node, CNI_BIN, &doc, 1.05);
+}
+
+/// Three plugins that return at once: what is left is the runtime's own cost per chain.
+fn noop_chain_add_del() {
+    let node = Node::new();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_passthru")).parent().unwrap().display().to_string();
+    let doc = json!({"cniVersion": "1.0.0", "name": "noop", "plugins": [
+        {"type": "passthru"}, {"type": "passthru"}, {"type": "passthru", "capabilities": {"portMappings": true}}]});
+    paired("noop_chain_add_del (3x passthru, CNI 1.0.0)", &node, &bin, &doc, f64::NAN);
+}
+
+fn paired(title: &str, node: &Node, bin_dir: &str, doc: &Value, goal: f64) {
+    let list = NetworkConfigList::from_value(doc.clone()).unwrap();
+    let cni = CniConfig::new(vec![bin_dir.into()], node.path("cache"), RawExec::default());
+    let mut rt =
+        RuntimeConf { container_id: "lib".into(), netns: node.pod.path(), ifname: "eth0".into(), ..Default::default() };
+    rt.capability_args.insert("portMappings".into(), port_mappings());
+
+    let (mut lib, mut hand) = (Vec::new(), Vec::new());
+    node.node.enter(|| {
+        for i in 0..WARMUP + ROUNDS {
+            // Alternate which side goes first so drift hits both equally.
+            let run_lib = || {
+                let t = Instant::now();
+                through_library(&cni, &list, &rt);
+                t.elapsed()
+            };
+            let run_hand = || {
+                let t = Instant::now();
+                by_hand(node, bin_dir, doc, "hand");
+                t.elapsed()
+            };
+            let (l, h) = if i % 2 == 0 {
+                let l = run_lib();
+                (l, run_hand())
+            } else {
+                let h = run_hand();
+                (run_lib(), h)
+            };
+            if i >= WARMUP {
+                lib.push(l);
+                hand.push(h);
+            }
+        }
+    });
+    // Each round pairs one library run with one by-hand run; the median of the pair ratios
+    // cancels slow drift of the machine, the quartiles show the noise.
+    let mut ratios: Vec<f64> = lib.iter().zip(&hand).map(|(l, h)| l.as_secs_f64() / h.as_secs_f64()).collect();
+    ratios.sort_by(f64::total_cmp);
+    let q = |f: f64| ratios[((ratios.len() - 1) as f64 * f).round() as usize];
+    let (l, h) = (median(&mut lib), median(&mut hand));
+    println!("bench {title}, {ROUNDS} paired rounds:");
+    println!("  by hand (baseline)      {:>8.2} ms median", h.as_secs_f64() * 1e3);
+    println!("  multus::cni library     {:>8.2} ms median", l.as_secs_f64() * 1e3);
+    let goal = if goal.is_nan() { String::new() } else { format!("; goal < {goal}") };
+    println!(
+        "  ratio library/by-hand   {:>8.3}   median of pair ratios (quartiles {:.3}..{:.3}{goal})",
+        q(0.5),
+        q(0.25),
+        q(0.75)
+    );
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let benches: [(&str, fn()); 2] =
+        [("conflist_add_del", conflist_add_del), ("noop_chain_add_del", noop_chain_add_del)];
+    for (name, f) in benches {
+        if filter.as_deref().is_none_or(|flt| name.contains(flt)) {
+            f();
+        }
+    }
+}

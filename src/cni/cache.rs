@@ -64,9 +64,20 @@ pub enum Cached {
     /// No file: nothing was cached (a plain state, not an error).
     Missing,
     /// A `cniCacheV1` document.
-    V1(CachedInfo),
+    V1(Box<CachedInfo>),
     /// A pre-cniCacheV1 file holding only the raw result.
     Legacy(Value),
+}
+
+impl Cached {
+    /// The cached result object, if any.
+    pub fn into_result(self) -> Option<Value> {
+        match self {
+            Cached::Missing => None,
+            Cached::V1(info) => info.result,
+            Cached::Legacy(v) => Some(v),
+        }
+    }
 }
 
 /// Where the cache for one attachment lives.
@@ -83,7 +94,7 @@ pub fn read(file: &Path) -> Result<Cached, Error> {
     };
     if let Ok(info) = serde_json::from_slice::<CachedInfo>(&bytes) {
         if info.kind == KIND_V1 {
-            return Ok(Cached::V1(info));
+            return Ok(Cached::V1(Box::new(info)));
         }
     }
     match serde_json::from_slice::<Value>(&bytes) {
@@ -94,7 +105,9 @@ pub fn read(file: &Path) -> Result<Cached, Error> {
 
 /// Writes `info` atomically to `file` (dir 0700, file 0600), encoded as Go's `json.Marshal` would.
 pub fn write(file: &Path, info: &CachedInfo) -> Result<(), Error> {
-    write_atomic(file, &encode(info)?, 0o600, 0o700)
+    // No fsync: like libcni. After a power loss the namespaces are gone too, and a cache lost
+    // with them reads as missing or corrupt, which DEL handles (it proceeds without prevResult).
+    write_atomic(file, &encode(info)?, 0o600, 0o700, Durability::Rename)
 }
 
 /// The document as Go libcni writes it: struct field order, sorted map keys (see [`new_info`])
@@ -145,15 +158,31 @@ pub fn attachments(cache_dir: &Path, container_id: Option<&str>) -> Result<Vec<C
     for p in names {
         if let Ok(Cached::V1(info)) = read(&p) {
             if container_id.is_none_or(|c| c == info.container_id) {
-                out.push(info);
+                out.push(*info);
             }
         }
     }
     Ok(out)
 }
 
+/// How hard [`write_atomic`] works to survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Temp file + rename: readers see the old or the new content, never a partial one.
+    Rename,
+    /// Also fsync the file before the rename and the directory after: the new content survives a
+    /// power loss (for config files that a node must find intact after a reboot).
+    Sync,
+}
+
 /// Writes a file by temp + rename in its own directory, so readers see the old or the new content.
-pub fn write_atomic(file: &Path, bytes: &[u8], file_mode: u32, dir_mode: u32) -> Result<(), Error> {
+pub fn write_atomic(
+    file: &Path,
+    bytes: &[u8],
+    file_mode: u32,
+    dir_mode: u32,
+    durability: Durability,
+) -> Result<(), Error> {
     let dir = file.parent().unwrap_or(Path::new("."));
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -165,8 +194,14 @@ pub fn write_atomic(file: &Path, bytes: &[u8], file_mode: u32, dir_mode: u32) ->
     let result = (|| {
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(file_mode).open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, file)
+        if durability == Durability::Sync {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, file)?;
+        if durability == Durability::Sync {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

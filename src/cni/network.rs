@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::cache::{self, Cached, CachedInfo};
+use super::cache;
 use super::config::{NetworkConfigList, PluginConfig, valid_name};
 use super::error::{CniError, Error, code};
 use super::exec::Exec;
@@ -204,13 +204,8 @@ impl<E: Exec> CniConfig<E> {
 
     /// The cached result converted to `version`; `Ok(None)` when nothing is cached.
     fn cached_result(&self, network: &str, version: &str, rt: &RuntimeConf) -> Result<Option<CniResult>, Error> {
-        let raw = match cache::read(&self.cache_file(network, rt))? {
-            Cached::Missing => return Ok(None),
-            Cached::V1(info) => match info.result {
-                Some(r) => r,
-                None => return Ok(None),
-            },
-            Cached::Legacy(v) => v,
+        let Some(raw) = cache::read(&self.cache_file(network, rt))?.into_result() else {
+            return Ok(None);
         };
         let parsed = CniResult::from_value(raw, "")?;
         // Plugins get prevResult in the config's version.
@@ -395,13 +390,7 @@ impl<E: Exec> CniConfig<E> {
 
     /// The cached result of an attachment in its own version (for callers that need it raw).
     pub fn get_cached_result(&self, network: &str, rt: &RuntimeConf) -> Result<Option<CniResult>, Error> {
-        match cache::read(&self.cache_file(network, rt))? {
-            Cached::Missing => Ok(None),
-            Cached::V1(CachedInfo { result: None, .. }) => Ok(None),
-            Cached::V1(CachedInfo { result: Some(r), .. }) | Cached::Legacy(r) => {
-                Ok(Some(CniResult::from_value(r, "")?))
-            }
-        }
+        cache::read(&self.cache_file(network, rt))?.into_result().map(|r| CniResult::from_value(r, "")).transpose()
     }
 }
 
