@@ -179,7 +179,7 @@ pub fn plugin_error(status: &str, stdout: &[u8], stderr: &[u8]) -> CniError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
     fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
         let p = dir.join(name);
@@ -229,6 +229,22 @@ mod tests {
         let p = script(d.path(), "ignorer", "echo '{}'");
         let big = vec![b' '; 1 << 20];
         assert_eq!(RawExec::default().exec_plugin(&p, &big, &[]).unwrap(), b"{}\n");
+    }
+
+    #[test]
+    fn retries_while_the_binary_is_being_written() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("busy");
+        // Held open for writing, the file cannot be executed (ETXTBSY) until the writer closes it.
+        let mut w = std::fs::OpenOptions::new().write(true).create(true).mode(0o755).open(&p).unwrap();
+        w.write_all(b"#!/bin/sh\necho done\n").unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(w);
+        });
+        let out = RawExec::default().exec_plugin(&p, b"", &[]).unwrap();
+        closer.join().unwrap();
+        assert_eq!(out, b"done\n");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use multus::cni::cache;
@@ -52,6 +53,9 @@ fn bridge_single_config(version: &str) {
     assert_eq!(node.node.addrs("tbr0"), vec!["10.99.0.1/24"]);
     assert_eq!(node.ipam_ips("tnet"), vec!["10.99.0.2"]);
     let cache_file = cache::path(&node.path("cache"), "tnet", "c1", "eth0");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cache_file), 0o600, "cache file mode");
+    assert_eq!(mode(cache_file.parent().unwrap()), 0o700, "cache dir mode");
     let cached: Value = serde_json::from_slice(&std::fs::read(&cache_file).unwrap()).unwrap();
     assert_eq!(cached["kind"], "cniCacheV1");
     assert_eq!(cached["result"]["cniVersion"], version);
