@@ -3,4 +3,5 @@
 //! `cni` is the CNI runtime and plugin core (libcni parity); the binaries in `src/bin/` are thin
 //! mains over it. See ARCHITECTURE.md for the module map and the data flow of an ADD.
 
+pub mod build_info;
 pub mod cni;

@@ -32,6 +32,5 @@ impl Plugin for Passthru {
 }
 
 fn main() {
-    let about = format!("passthru CNI plugin {}", env!("CARGO_PKG_VERSION"));
-    skel::plugin_main(&Passthru, &about, version::ALL)
+    skel::plugin_main(&Passthru, "passthru", version::ALL)
 }

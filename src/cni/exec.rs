@@ -236,7 +236,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("busy");
         // Held open for writing, the file cannot be executed (ETXTBSY) until the writer closes it.
-        let mut w = std::fs::OpenOptions::new().write(true).create(true).mode(0o755).open(&p).unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o755).open(&p).unwrap();
         w.write_all(b"#!/bin/sh\necho done\n").unwrap();
         let closer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));

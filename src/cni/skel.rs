@@ -197,11 +197,18 @@ fn print(stdout: &mut dyn Write, v: &Value) -> Result<(), CniError> {
 }
 
 /// The process-level entry point: real env, stdin and stdout; exits with the code.
-pub fn plugin_main(plugin: &dyn Plugin, about: &str, supported: &[&str]) -> ! {
+/// `-v`/`--version` on the command line prints the build's version line instead.
+pub fn plugin_main(plugin: &dyn Plugin, bin: &str, supported: &[&str]) -> ! {
+    let argv: Vec<String> = std::env::args().collect();
+    if crate::build_info::wants_version(&argv) {
+        println!("{}", crate::build_info::version_line(bin));
+        std::process::exit(0);
+    }
+    let about = format!("CNI {bin} plugin {}", crate::build_info::VERSION);
     let mut stdin = Vec::new();
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut stdin);
     let getenv = |k: &str| std::env::var(k).ok();
-    let code = run(plugin, about, supported, &getenv, &stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
+    let code = run(plugin, &about, supported, &getenv, &stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
     let _ = std::io::stdout().flush();
     std::process::exit(code)
 }

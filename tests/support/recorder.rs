@@ -88,5 +88,5 @@ impl Plugin for Recorder {
 }
 
 fn main() {
-    skel::plugin_main(&Recorder, "cni-recorder test plugin", version::ALL)
+    skel::plugin_main(&Recorder, "cni-recorder", version::ALL)
 }

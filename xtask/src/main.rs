@@ -1,9 +1,14 @@
 //! `cargo xtask`: the project's automation. One clap command per subcommand module; every command
 //! runs from the workspace root through one `xshell::Shell` and ends with a short summary.
 
+mod auditable;
 mod bench;
+mod build;
+mod elf;
 mod release;
+mod targets;
 mod test;
+mod toolchain;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +29,13 @@ enum Cmd {
     Test(test::Args),
     /// Run the benchmarks and print ratios against baselines measured in the same run.
     Bench(bench::Args),
+    /// Cross-compile every node binary for the targets in cross/targets.toml, verified.
+    Build(build::Args),
+    /// Print the targets of cross/targets.toml (`--json` for the CI matrix).
+    Targets {
+        #[arg(long)]
+        json: bool,
+    },
     /// The release pipeline (build → image → scan → sign → publish → verify).
     Release(release::Args),
 }
@@ -35,6 +47,18 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Test(a) => test::run(&sh, a),
         Cmd::Bench(a) => bench::run(&sh, a),
+        Cmd::Build(a) => build::run(&sh, a).map(|_| ()),
+        Cmd::Targets { json } => {
+            let all = targets::load(&project_root())?;
+            if json {
+                println!("{}", serde_json::to_string(&all)?);
+            } else {
+                for t in all {
+                    println!("{:<8} {:<32} {}", t.arch, t.triple, t.platform);
+                }
+            }
+            Ok(())
+        }
         Cmd::Release(a) => release::run(&sh, a),
     }
 }

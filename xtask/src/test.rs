@@ -25,10 +25,32 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     result
 }
 
+/// Tools from crates.io the tests use as independent judges, installed under target/tools.
+const TOOLS: &[(&str, &str)] = &[("rust-audit-info", "0.5.4")];
+
+fn install_tools(sh: &Shell) -> anyhow::Result<()> {
+    for (name, version) in TOOLS {
+        if sh.path_exists(format!("target/tools/bin/{name}")) {
+            continue;
+        }
+        cmd!(sh, "cargo install --locked --quiet --root target/tools {name} --version {version}")
+            .run()
+            .with_context(|| format!("installing {name} {version}"))?;
+    }
+    Ok(())
+}
+
 fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()> {
     if !args.no_install {
         phases.run("install test dependencies", || {
-            cmd!(sh, "bash scripts/install-test-deps.sh").run().context("scripts/install-test-deps.sh failed")
+            cmd!(sh, "bash scripts/install-test-deps.sh").run().context("scripts/install-test-deps.sh failed")?;
+            install_tools(sh)
+        })?;
+        phases.run("install cross toolchains", || {
+            let sysroot = crate::toolchain::debian_sysroot(&crate::project_root());
+            cmd!(sh, "bash scripts/install-cross-toolchains.sh {sysroot}")
+                .run()
+                .context("scripts/install-cross-toolchains.sh failed")
         })?;
     }
     if !args.no_lint {

@@ -1,0 +1,259 @@
+//! ELF inspection for the build's verification: class, byte order, machine, static linking, and
+//! reading a named section (the embedded dependency list). Plain functions over bytes.
+
+use anyhow::{Context, bail};
+
+use crate::targets::{Endian, Target};
+
+const PT_INTERP: u32 = 3;
+const PT_DYNAMIC: u32 = 2;
+const DT_NEEDED: u64 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElfInfo {
+    pub class: u8,
+    pub endian: Endian,
+    pub machine: u16,
+    /// Has a PT_INTERP: needs a dynamic loader on the node.
+    pub interp: bool,
+    /// Names shared libraries (DT_NEEDED).
+    pub needs_libs: bool,
+}
+
+/// Human names for the machines we might meet.
+pub fn machine_name(m: u16) -> &'static str {
+    match m {
+        3 => "i386",
+        21 => "ppc64 (ppc64le)",
+        22 => "s390 (s390x)",
+        40 => "arm",
+        62 => "x86-64 (amd64)",
+        183 => "aarch64 (arm64)",
+        243 => "riscv",
+        _ => "unknown",
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    big: bool,
+}
+
+impl Reader<'_> {
+    fn bytes<const N: usize>(&self, at: usize) -> anyhow::Result<[u8; N]> {
+        let s = self.b.get(at..at + N).with_context(|| format!("truncated ELF at offset {at}"))?;
+        Ok(s.try_into().expect("length checked"))
+    }
+    fn u16(&self, at: usize) -> anyhow::Result<u16> {
+        let a = self.bytes::<2>(at)?;
+        Ok(if self.big { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) })
+    }
+    fn u32(&self, at: usize) -> anyhow::Result<u32> {
+        let a = self.bytes::<4>(at)?;
+        Ok(if self.big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
+    }
+    fn u64(&self, at: usize) -> anyhow::Result<u64> {
+        let a = self.bytes::<8>(at)?;
+        Ok(if self.big { u64::from_be_bytes(a) } else { u64::from_le_bytes(a) })
+    }
+    /// A native-width word (32- or 64-bit ELF).
+    fn word(&self, at: usize, is64: bool) -> anyhow::Result<u64> {
+        if is64 { self.u64(at) } else { self.u32(at).map(u64::from) }
+    }
+}
+
+fn reader(b: &[u8]) -> anyhow::Result<(Reader<'_>, bool)> {
+    if b.len() < 52 || &b[..4] != b"\x7fELF" {
+        bail!("not an ELF file");
+    }
+    let is64 = match b[4] {
+        1 => false,
+        2 => true,
+        c => bail!("unknown ELF class {c}"),
+    };
+    let big = match b[5] {
+        1 => false,
+        2 => true,
+        d => bail!("unknown ELF data encoding {d}"),
+    };
+    Ok((Reader { b, big }, is64))
+}
+
+pub fn parse(b: &[u8]) -> anyhow::Result<ElfInfo> {
+    let (r, is64) = reader(b)?;
+    let machine = r.u16(18)?;
+    let (phoff, phentsize, phnum) = if is64 {
+        (r.u64(32)? as usize, r.u16(54)? as usize, r.u16(56)? as usize)
+    } else {
+        (r.u32(28)? as usize, r.u16(42)? as usize, r.u16(44)? as usize)
+    };
+    let (mut interp, mut needs_libs) = (false, false);
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        let p_type = r.u32(ph)?;
+        if p_type == PT_INTERP {
+            interp = true;
+        }
+        if p_type == PT_DYNAMIC {
+            let (off, size) =
+                if is64 { (r.u64(ph + 8)?, r.u64(ph + 32)?) } else { (r.u32(ph + 4)? as u64, r.u32(ph + 16)? as u64) };
+            let ent = if is64 { 16 } else { 8 };
+            for j in 0..(size / ent) {
+                let at = (off + j * ent) as usize;
+                let tag = r.word(at, is64)?;
+                if tag == 0 {
+                    break;
+                }
+                if tag == DT_NEEDED {
+                    needs_libs = true;
+                }
+            }
+        }
+    }
+    Ok(ElfInfo {
+        class: if is64 { 64 } else { 32 },
+        endian: if r.big { Endian::Big } else { Endian::Little },
+        machine,
+        interp,
+        needs_libs,
+    })
+}
+
+/// Checks a built file against its target; the error names the file and both architectures.
+pub fn verify(path: &str, bytes: &[u8], t: &Target) -> anyhow::Result<()> {
+    let info = parse(bytes).with_context(|| format!("{path}: cannot read as ELF"))?;
+    if info.machine != t.elf_machine {
+        bail!(
+            "{path}: built for {} (ELF machine {}), but target {} ({}) needs {} (ELF machine {})",
+            machine_name(info.machine),
+            info.machine,
+            t.arch,
+            t.platform,
+            machine_name(t.elf_machine),
+            t.elf_machine
+        );
+    }
+    if info.class != t.elf_class || info.endian != t.elf_endian {
+        bail!(
+            "{path}: ELF is {}-bit {:?}-endian, but target {} ({}) needs {}-bit {:?}-endian",
+            info.class,
+            info.endian,
+            t.arch,
+            t.platform,
+            t.elf_class,
+            t.elf_endian
+        );
+    }
+    if info.interp || info.needs_libs {
+        bail!("{path}: dynamically linked (interpreter or shared libraries), but node binaries must be static");
+    }
+    Ok(())
+}
+
+/// The contents of the section called `name`, if present.
+pub fn section<'a>(b: &'a [u8], name: &str) -> anyhow::Result<Option<&'a [u8]>> {
+    let (r, is64) = reader(b)?;
+    let (shoff, shentsize, shnum, shstrndx) = if is64 {
+        (r.u64(40)? as usize, r.u16(58)? as usize, r.u16(60)? as usize, r.u16(62)? as usize)
+    } else {
+        (r.u32(32)? as usize, r.u16(46)? as usize, r.u16(48)? as usize, r.u16(50)? as usize)
+    };
+    let sh = |i: usize| -> anyhow::Result<(u32, usize, usize)> {
+        let at = shoff + i * shentsize;
+        let name = r.u32(at)?;
+        let (off, size) = if is64 {
+            (r.u64(at + 24)? as usize, r.u64(at + 32)? as usize)
+        } else {
+            (r.u32(at + 16)? as usize, r.u32(at + 20)? as usize)
+        };
+        Ok((name, off, size))
+    };
+    if shnum == 0 {
+        return Ok(None);
+    }
+    let (_, str_off, str_size) = sh(shstrndx)?;
+    let strtab = b.get(str_off..str_off + str_size).context("section name table out of bounds")?;
+    for i in 0..shnum {
+        let (n, off, size) = sh(i)?;
+        let rest = strtab.get(n as usize..).context("section name out of bounds")?;
+        let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+        if &rest[..end] == name.as_bytes() {
+            return Ok(Some(b.get(off..off + size).context("section out of bounds")?));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A tiny 64-bit ELF header with one program header (no real code): enough to exercise the
+    /// checks for each architecture without a cross toolchain.
+    pub fn fixture(machine: u16, big: bool, interp: bool) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = if big { 2 } else { 1 };
+        b[6] = 1;
+        let put16 = |b: &mut Vec<u8>, at: usize, v: u16| {
+            b[at..at + 2].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
+        };
+        let put32 = |b: &mut Vec<u8>, at: usize, v: u32| {
+            b[at..at + 4].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
+        };
+        let put64 = |b: &mut Vec<u8>, at: usize, v: u64| {
+            b[at..at + 8].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
+        };
+        put16(&mut b, 16, 2); // ET_EXEC
+        put16(&mut b, 18, machine);
+        put64(&mut b, 32, 64); // e_phoff
+        put16(&mut b, 54, 56); // e_phentsize
+        put16(&mut b, 56, 1); // e_phnum
+        put32(&mut b, 64, if interp { PT_INTERP } else { 1 });
+        b
+    }
+
+    fn targets() -> Vec<Target> {
+        crate::targets::load(&crate::project_root()).unwrap()
+    }
+
+    #[test]
+    fn each_target_accepts_its_own_header() {
+        for t in targets() {
+            let f = fixture(t.elf_machine, t.elf_endian == Endian::Big, false);
+            verify("f", &f, &t).unwrap_or_else(|e| panic!("{}: {e}", t.arch));
+        }
+    }
+
+    #[test]
+    fn a_wrong_machine_names_the_file_and_both_architectures() {
+        let all = targets();
+        let arm = all.iter().find(|t| t.arch == "arm64").unwrap();
+        let e = verify("artifacts/linux-arm64/passthru", &fixture(62, false, false), arm).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "artifacts/linux-arm64/passthru: built for x86-64 (amd64) (ELF machine 62), but target arm64 (linux/arm64) needs aarch64 (arm64) (ELF machine 183)"
+        );
+    }
+
+    #[test]
+    fn wrong_byte_order_and_dynamic_linking_are_refused() {
+        let all = targets();
+        let s390 = all.iter().find(|t| t.arch == "s390x").unwrap();
+        assert!(verify("f", &fixture(22, false, false), s390).unwrap_err().to_string().contains("Little-endian"));
+        let amd = &all[0];
+        assert!(verify("f", &fixture(62, false, true), amd).unwrap_err().to_string().contains("dynamically linked"));
+        assert!(parse(b"#!/bin/sh\n").is_err());
+        assert!(parse(&fixture(62, false, false)[..40]).is_err());
+    }
+
+    #[test]
+    fn reads_sections_of_the_running_binary() {
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(section(&me, ".text").unwrap().is_some_and(|s| !s.is_empty()));
+        assert!(section(&me, ".dep-v0-nope").unwrap().is_none());
+        let info = parse(&me).unwrap();
+        assert_eq!((info.class, info.machine), (64, 62));
+    }
+}
