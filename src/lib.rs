@@ -5,3 +5,5 @@
 
 pub mod build_info;
 pub mod cni;
+pub mod multus;
+pub mod netns;

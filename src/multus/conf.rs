@@ -1,0 +1,228 @@
+//! The multus plugin config read from stdin (upstream `types.NetConf`): every key, upstream's
+//! defaults, and validation with errors that name the key. Pure: bytes in, struct out.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use crate::cni::error::Error;
+
+pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
+pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
+pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
+
+/// The runtime capabilities multus passes on (upstream drops every other key of `runtimeConfig`).
+pub const RUNTIME_CONFIG_KEYS: &[&str] =
+    &["portMappings", "bandwidth", "ips", "mac", "infinibandGUID", "deviceID", "CNIDeviceInfoFile"];
+
+/// Log rotation (upstream's lumberjack options).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogOptions {
+    pub max_age_days: u64,
+    pub max_size_mb: u64,
+    pub max_backups: usize,
+    pub compress: bool,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions { max_age_days: 5, max_size_mb: 100, max_backups: 5, compress: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetConf {
+    pub cni_version: String,
+    pub name: String,
+    pub conf_dir: PathBuf,
+    pub cni_dir: PathBuf,
+    pub bin_dir: PathBuf,
+    /// Inline delegate configs; the first is the master.
+    pub delegates: Vec<Value>,
+    pub cluster_network: String,
+    pub default_networks: Vec<String>,
+    pub kubeconfig: String,
+    pub log_file: String,
+    pub log_level: String,
+    pub log_to_stderr: bool,
+    pub log_options: LogOptions,
+    /// The runtime's `runtimeConfig`, reduced to [`RUNTIME_CONFIG_KEYS`].
+    pub runtime_config: Map<String, Value>,
+    pub readiness_indicator_file: String,
+    pub namespace_isolation: bool,
+    pub global_namespaces: Vec<String>,
+    pub system_namespaces: Vec<String>,
+    pub multus_namespace: String,
+    pub retry_delete_on_error: bool,
+    pub auxiliary_cni_chain_name: String,
+    /// The whole document, for keys this struct does not model.
+    pub raw: Map<String, Value>,
+}
+
+fn bad(key: &str, want: &str) -> Error {
+    Error::Decoding(format!("failed to load netconf: {key:?} must be {want}"))
+}
+
+fn string(raw: &Map<String, Value>, key: &str, default: &str) -> Result<String, Error> {
+    match raw.get(key) {
+        None | Some(Value::Null) => Ok(default.to_string()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(bad(key, "a string")),
+    }
+}
+
+fn boolean(raw: &Map<String, Value>, key: &str, default: bool) -> Result<bool, Error> {
+    match raw.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(key, "a boolean")),
+    }
+}
+
+fn strings(raw: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, Error> {
+    match raw.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad(key, "a list of strings")))
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(_) => Err(bad(key, "a list of strings")),
+    }
+}
+
+fn number(v: &Map<String, Value>, key: &str, default: u64) -> Result<u64, Error> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(n) => n.as_u64().ok_or_else(|| bad(&format!("logOptions.{key}"), "a non-negative integer")),
+    }
+}
+
+impl NetConf {
+    pub fn parse(bytes: &[u8]) -> Result<NetConf, Error> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::Decoding(format!("failed to load netconf: {e}")))?;
+        let Value::Object(raw) = value else {
+            return Err(Error::Decoding("failed to load netconf: not a JSON object".into()));
+        };
+        let delegates = match raw.get("delegates") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(a)) => {
+                for (i, d) in a.iter().enumerate() {
+                    if !d.is_object() {
+                        return Err(bad(&format!("delegates[{i}]"), "a JSON object"));
+                    }
+                }
+                a.clone()
+            }
+            Some(_) => return Err(bad("delegates", "a list of configs")),
+        };
+        let log_options = match raw.get("logOptions") {
+            None | Some(Value::Null) => LogOptions::default(),
+            Some(Value::Object(o)) => {
+                let d = LogOptions::default();
+                LogOptions {
+                    max_age_days: number(o, "maxAge", d.max_age_days)?,
+                    max_size_mb: number(o, "maxSize", d.max_size_mb)?,
+                    max_backups: number(o, "maxBackups", d.max_backups as u64)? as usize,
+                    compress: boolean(o, "compress", d.compress)?,
+                }
+            }
+            Some(_) => return Err(bad("logOptions", "an object")),
+        };
+        let runtime_config = match raw.get("runtimeConfig") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(o)) => o
+                .iter()
+                .filter(|(k, _)| RUNTIME_CONFIG_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            Some(_) => return Err(bad("runtimeConfig", "an object")),
+        };
+        // globalNamespaces is a comma-separated string upstream; an empty one means ["default"].
+        let global = string(&raw, "globalNamespaces", "")?;
+        let global_namespaces: Vec<String> =
+            global.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        let conf = NetConf {
+            cni_version: string(&raw, "cniVersion", "")?,
+            name: string(&raw, "name", "")?,
+            conf_dir: PathBuf::from(string(&raw, "confDir", DEFAULT_CONF_DIR)?),
+            cni_dir: PathBuf::from(string(&raw, "cniDir", DEFAULT_CNI_DIR)?),
+            bin_dir: PathBuf::from(string(&raw, "binDir", DEFAULT_BIN_DIR)?),
+            delegates,
+            cluster_network: string(&raw, "clusterNetwork", "")?,
+            default_networks: strings(&raw, "defaultNetworks")?.unwrap_or_default(),
+            kubeconfig: string(&raw, "kubeconfig", "")?,
+            log_file: string(&raw, "logFile", "")?,
+            log_level: string(&raw, "logLevel", "")?,
+            log_to_stderr: boolean(&raw, "logToStderr", true)?,
+            log_options,
+            runtime_config,
+            readiness_indicator_file: string(&raw, "readinessindicatorfile", "")?,
+            namespace_isolation: boolean(&raw, "namespaceIsolation", false)?,
+            global_namespaces: if global_namespaces.is_empty() { vec!["default".into()] } else { global_namespaces },
+            system_namespaces: strings(&raw, "systemNamespaces")?.unwrap_or_else(|| vec!["kube-system".into()]),
+            multus_namespace: string(&raw, "multusNamespace", "kube-system")?,
+            retry_delete_on_error: boolean(&raw, "retryDeleteOnError", false)?,
+            auxiliary_cni_chain_name: string(&raw, "auxiliaryCNIChainName", "")?,
+            raw,
+        };
+        if conf.delegates.is_empty() && conf.cluster_network.is_empty() {
+            return Err(Error::InvalidConfig(
+                "failed to load netconf: at least one delegate or a clusterNetwork must be specified".into(),
+            ));
+        }
+        Ok(conf)
+    }
+
+    /// The search path for delegates: `binDir` first, then the runtime's CNI_PATH.
+    pub fn plugin_path(&self, cni_path: &str) -> Vec<PathBuf> {
+        let mut v = vec![self.bin_dir.clone()];
+        v.extend(cni_path.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).filter(|p| p != &self.bin_dir));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_upstreams() {
+        let c = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus","clusterNetwork":"/x/10-a.conflist"}"#).unwrap();
+        assert_eq!(c.conf_dir, PathBuf::from("/etc/cni/multus/net.d"));
+        assert_eq!(c.cni_dir, PathBuf::from("/var/lib/cni/multus"));
+        assert_eq!(c.bin_dir, PathBuf::from("/opt/cni/bin"));
+        assert_eq!(c.global_namespaces, vec!["default"]);
+        assert_eq!(c.system_namespaces, vec!["kube-system"]);
+        assert_eq!(c.multus_namespace, "kube-system");
+        assert!(c.log_to_stderr && !c.namespace_isolation && !c.retry_delete_on_error);
+        assert_eq!(c.log_options, LogOptions::default());
+    }
+
+    #[test]
+    fn values_and_validation() {
+        let c = NetConf::parse(
+            br#"{"cniVersion":"0.3.1","name":"m","type":"multus","delegates":[{"type":"bridge"}],
+            "globalNamespaces":" a, b ,","systemNamespaces":["sys"],"logOptions":{"maxSize":1,"compress":false},
+            "runtimeConfig":{"portMappings":[{"hostPort":1}],"somethingElse":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.global_namespaces, vec!["a", "b"]);
+        assert_eq!(c.system_namespaces, vec!["sys"]);
+        assert_eq!(c.log_options, LogOptions { max_size_mb: 1, compress: false, ..LogOptions::default() });
+        assert_eq!(c.runtime_config.keys().collect::<Vec<_>>(), ["portMappings"]);
+        assert_eq!(
+            c.plugin_path("/usr/lib/cni:/opt/cni/bin"),
+            vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
+        );
+
+        let e = NetConf::parse(br#"{"cniVersion":"1.0.0","type":"multus"}"#).unwrap_err();
+        assert_eq!(e.code(), 7);
+        assert!(e.to_string().contains("at least one delegate"), "{e}");
+        let e = NetConf::parse(br#"{"type":"multus","delegates":{"type":"bridge"}}"#).unwrap_err();
+        assert_eq!((e.code(), e.to_string().contains("\"delegates\"")), (6, true));
+        assert!(NetConf::parse(br#"{"clusterNetwork":7}"#).unwrap_err().to_string().contains("clusterNetwork"));
+        assert_eq!(NetConf::parse(b"{").unwrap_err().code(), 6);
+    }
+}

@@ -1,0 +1,210 @@
+//! multus's log: `RFC3339 [level] message` lines to stderr and/or `logFile`, with upstream's levels
+//! (panic < error < verbose < debug; default panic, i.e. quiet) and lumberjack-style rotation
+//! (`maxSize` MB, `maxBackups`, `maxAge` days, `compress`). Never writes to stdout: stdout carries
+//! only the CNI result.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::conf::{LogOptions, NetConf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Panic,
+    Error,
+    Verbose,
+    Debug,
+}
+
+impl Level {
+    pub fn parse(s: &str) -> Level {
+        match s.to_ascii_lowercase().as_str() {
+            "debug" => Level::Debug,
+            "verbose" => Level::Verbose,
+            "error" => Level::Error,
+            _ => Level::Panic,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Level::Panic => "panic",
+            Level::Error => "error",
+            Level::Verbose => "verbose",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+struct Logger {
+    level: Level,
+    to_stderr: bool,
+    file: Option<(PathBuf, LogOptions)>,
+    lock: Mutex<()>,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Configures the log from the multus config; the first call wins.
+pub fn init(conf: &NetConf) {
+    let file = (!conf.log_file.is_empty()).then(|| (PathBuf::from(&conf.log_file), conf.log_options.clone()));
+    let _ = LOGGER.set(Logger {
+        level: Level::parse(&conf.log_level),
+        to_stderr: conf.log_to_stderr,
+        file,
+        lock: Mutex::new(()),
+    });
+}
+
+/// Before `init` (e.g. the config did not parse), errors still reach stderr.
+fn logger() -> &'static Logger {
+    LOGGER.get_or_init(|| Logger { level: Level::Error, to_stderr: true, file: None, lock: Mutex::new(()) })
+}
+
+pub fn log(level: Level, msg: &str) {
+    let l = logger();
+    if level > l.level {
+        return;
+    }
+    let line = format!("{} [{}] {}\n", rfc3339(SystemTime::now()), level.name(), msg);
+    let _guard = l.lock.lock();
+    if l.to_stderr {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+    if let Some((path, opts)) = &l.file {
+        let _ = write_rotating(path, opts, line.as_bytes());
+    }
+}
+
+pub fn error(msg: &str) {
+    log(Level::Error, msg)
+}
+
+pub fn verbose(msg: &str) {
+    log(Level::Verbose, msg)
+}
+
+pub fn debug(msg: &str) {
+    log(Level::Debug, msg)
+}
+
+/// Seconds since the epoch as `2006-01-02T15:04:05Z` (UTC).
+pub fn rfc3339(t: SystemTime) -> String {
+    let (date, secs) = civil(t);
+    format!("{date}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// (`YYYY-MM-DD`, seconds into the day) in UTC.
+fn civil(t: SystemTime) -> (String, u64) {
+    let s = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let days = (s / 86400) as i64;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (format!("{y:04}-{m:02}-{d:02}"), s % 86400)
+}
+
+fn write_rotating(path: &Path, opts: &LogOptions, line: &[u8]) -> std::io::Result<()> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if opts.max_size_mb > 0 && size > 0 && size + line.len() as u64 > opts.max_size_mb * 1024 * 1024 {
+        rotate(path, opts)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    f.write_all(line)
+}
+
+/// Moves the log aside as `<stem>-<time>.<ext>` (gzipped when asked) and prunes old backups.
+fn rotate(path: &Path, opts: &LogOptions) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("multus");
+    let ext = path.extension().and_then(|s| s.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
+    let now = SystemTime::now();
+    let (date, secs) = civil(now);
+    let millis = now.duration_since(UNIX_EPOCH).unwrap_or_default().subsec_millis();
+    let stamp = format!("{date}T{:02}-{:02}-{:02}.{millis:03}", secs / 3600, secs / 60 % 60, secs % 60);
+    let backup = dir.join(format!("{stem}-{stamp}{ext}"));
+    std::fs::rename(path, &backup)?;
+    if opts.compress {
+        let data = std::fs::read(&backup)?;
+        let gz = dir.join(format!("{stem}-{stamp}{ext}.gz"));
+        let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz)?, flate2::Compression::default());
+        enc.write_all(&data)?;
+        enc.finish()?;
+        std::fs::remove_file(&backup)?;
+    }
+    let prefix = format!("{stem}-");
+    let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            n.starts_with(&prefix) && (n.ends_with(&ext) || n.ends_with(&format!("{ext}.gz"))) && p != path
+        })
+        .collect();
+    backups.sort();
+    let max_age = Duration::from_secs(opts.max_age_days * 86400);
+    let too_old = |p: &Path| {
+        opts.max_age_days > 0
+            && std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| now.duration_since(m).unwrap_or_default() > max_age)
+    };
+    let excess = if opts.max_backups > 0 { backups.len().saturating_sub(opts.max_backups) } else { 0 };
+    for (i, p) in backups.iter().enumerate() {
+        if i < excess || too_old(p) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    /// Expected values checked with GNU `date -u -d @SECONDS`.
+    fn timestamps() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_796_000_000)), "2026-11-30T00:53:20Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn levels() {
+        assert_eq!(Level::parse("DEBUG"), Level::Debug);
+        assert_eq!(Level::parse(""), Level::Panic);
+        assert!(Level::Error < Level::Verbose);
+    }
+
+    #[test]
+    fn rotates_compresses_and_prunes() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("multus.log");
+        let opts = LogOptions { max_size_mb: 1, max_backups: 2, max_age_days: 0, compress: true };
+        let line = vec![b'x'; 400 * 1024];
+        for _ in 0..12 {
+            write_rotating(&path, &opts, &line).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut names: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names.iter().filter(|n| n.ends_with(".log.gz")).count() == 2, "{names:?}");
+        assert!(std::fs::metadata(&path).unwrap().len() <= 1024 * 1024);
+    }
+}

@@ -1,0 +1,13 @@
+//! The multus meta-plugin's semantics, independent of how it is invoked (thin binary or daemon):
+//! its config (`conf`), delegates and their requests (`delegate`), where delegates come from
+//! (`resolve`, through the `kube::Cluster` seam), the scratch cache (`scratch`), default-route
+//! handling (`gateway`), the operations with rollback (`ops`) and the log (`logging`).
+
+pub mod conf;
+pub mod delegate;
+pub mod gateway;
+pub mod kube;
+pub mod logging;
+pub mod ops;
+pub mod resolve;
+pub mod scratch;

@@ -1,0 +1,352 @@
+//! ADD, DEL, CHECK, GC and STATUS of the multus meta-plugin: resolve the delegates, save the
+//! scratch cache, run each delegate through the CNI core, roll back on failure, fix up default
+//! routes, and answer in the multus config's version.
+//!
+//! The walk of an ADD: [`add`] → `resolve::delegates` → `gateway::plan` → `scratch::save` → per
+//! delegate: free-ifname check (`netns`) → `CniConfig::add_network[_list]` → `gateway::apply` →
+//! the master's result converted to the config's `cniVersion`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::conf::NetConf;
+use super::delegate::{Delegate, DelegateConfig};
+use super::kube::{Cluster, K8sArgs, PodLookup};
+use super::{gateway, logging, resolve, scratch};
+use crate::cni::cache::{self, Cached};
+use crate::cni::network::{GcAttachment, validate_interface_name};
+use crate::cni::result::{Cidr, CniResult, Interface, IpConfig};
+use crate::cni::{CniConfig, Error, Exec, NetworkConfigList, RuntimeConf};
+use crate::netns;
+
+/// What the runtime handed us (CNI_* variables).
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    pub args: Vec<(String, String)>,
+    pub path: String,
+}
+
+/// How long ADD, GC and STATUS wait for the readiness indicator file (upstream: 45 s, 1 s polls).
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(45);
+
+fn wait_ready(file: &str, timeout: Duration) -> Result<(), Error> {
+    if file.is_empty() {
+        return Ok(());
+    }
+    let start = Instant::now();
+    while !Path::new(file).exists() {
+        if start.elapsed() >= timeout {
+            return Err(Error::Cni(crate::cni::CniError::new(
+                crate::cni::error::code::TRY_AGAIN_LATER,
+                format!(
+                    "have you checked that your default network is ready? still waiting for readinessindicatorfile @ {file}"
+                ),
+                format!("waited {}s", timeout.as_secs()),
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100).min(timeout));
+    }
+    Ok(())
+}
+
+/// The result for a pod that vanished during ADD (the 4.2.1 fix, in the *requested* version):
+/// one interface (CNI_IFNAME in CNI_NETNS) and 0.0.0.0/0.
+pub fn empty_result(version: &str, inv: &Invocation) -> Result<Value, Error> {
+    let r = CniResult {
+        cni_version: version.into(),
+        interfaces: vec![Interface { name: inv.ifname.clone(), sandbox: inv.netns.clone(), ..Default::default() }],
+        ips: vec![IpConfig {
+            interface: None,
+            address: Cidr { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), prefix: 0 },
+            gateway: Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        }],
+        ..Default::default()
+    };
+    r.to_value(version)
+}
+
+/// The runtime the delegates run in: binDir first in the path, results cached under cniDir.
+pub fn runtime<E: Exec>(conf: &NetConf, inv: &Invocation, exec: E) -> CniConfig<E> {
+    CniConfig::new(conf.plugin_path(&inv.path), &conf.cni_dir, exec)
+}
+
+fn runtime_conf(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) -> RuntimeConf {
+    RuntimeConf {
+        container_id: inv.container_id.clone(),
+        netns: inv.netns.clone(),
+        ifname: ifname.into(),
+        args: d.cni_args(&inv.args),
+        capability_args: d.capability_args(&conf.runtime_config),
+        cache_dir: None,
+    }
+}
+
+fn delegate_add<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &RuntimeConf) -> Result<CniResult, Error> {
+    match d.effective_config() {
+        DelegateConfig::Single(p) => cni.add_network(&p, rt),
+        DelegateConfig::List(l) => cni.add_network_list(&l, rt),
+    }
+}
+
+fn delegate_del<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &RuntimeConf) -> Result<(), Error> {
+    match d.effective_config() {
+        DelegateConfig::Single(p) => cni.del_network(&p, rt),
+        DelegateConfig::List(l) => cni.del_network_list(&l, rt),
+    }
+}
+
+/// Refuses an interface name that is invalid or already present in the pod.
+fn check_ifname_free(netns_path: &str, ifname: &str) -> Result<(), Error> {
+    validate_interface_name(ifname)?;
+    let name = ifname.to_string();
+    let exists = netns::run_in(netns_path, move || Ok(netns::link_index(&name).is_some()))?;
+    if exists {
+        return Err(Error::InvalidConfig(format!(
+            "interface name {ifname} already exists in the pod network namespace {netns_path}"
+        )));
+    }
+    Ok(())
+}
+
+/// Applies a delegate's default-route request in the pod and in its cached result.
+fn fix_gateway(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) -> Result<(), Error> {
+    for problem in gateway::apply(&inv.netns, ifname, d)? {
+        logging::error(&problem);
+    }
+    let file = cache::path(&conf.cni_dir, d.config.network_name(), &inv.container_id, ifname);
+    if let Cached::V1(mut info) = cache::read(&file)? {
+        if let Some(r) = info.result.as_mut() {
+            gateway::edit_result(r, d);
+            cache::write(&file, &info)?;
+        }
+    }
+    Ok(())
+}
+
+/// ADD: returns the master's result in the multus config's `cniVersion`.
+pub fn add<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exec: E) -> Result<Value, Error> {
+    let k8s = K8sArgs::from_args(&inv.args);
+    wait_ready(&conf.readiness_indicator_file, READINESS_TIMEOUT)?;
+    if cluster.pod(&k8s)? == PodLookup::NotFound {
+        logging::verbose(&format!("pod {} is gone; answering with an empty result", k8s.describe()));
+        return empty_result(&conf.cni_version, inv);
+    }
+    let delegates = resolve::delegates(conf, &k8s, cluster)?;
+    add_delegates(conf, inv, delegates, exec)
+}
+
+/// ADD of already-resolved delegates (master first): plan gateways, save the scratch cache, run.
+pub fn add_delegates<E: Exec>(
+    conf: &NetConf,
+    inv: &Invocation,
+    mut delegates: Vec<Delegate>,
+    exec: E,
+) -> Result<Value, Error> {
+    let k8s = K8sArgs::from_args(&inv.args);
+    gateway::plan(&mut delegates)?;
+    scratch::save(&conf.cni_dir, &inv.container_id, &delegates)
+        .map_err(|e| e.context("failed to save the scratch cache".to_string()))?;
+    let cni = runtime(conf, inv, exec);
+    let mut master_result = None;
+    for (idx, d) in delegates.iter().enumerate() {
+        let ifname = d.ifname(idx, &inv.ifname);
+        let rt = runtime_conf(conf, inv, d, &ifname);
+        let added = check_ifname_free(&inv.netns, &ifname).and_then(|()| delegate_add(&cni, d, &rt));
+        let result = match added {
+            Ok(r) => r,
+            Err(e) => {
+                rollback(conf, inv, &cni, &delegates[..=idx]);
+                return Err(e.context(format!(
+                    "[{}:{}]: error adding container to network {:?}",
+                    k8s.describe(),
+                    d.name,
+                    d.name
+                )));
+            }
+        };
+        logging::verbose(&format!(
+            "added {ifname} {:?} from {}",
+            result.ips.iter().map(|ip| ip.address.to_string()).collect::<Vec<_>>(),
+            d.name
+        ));
+        if gateway::needs_edit(d) && !(result.ips.is_empty() && result.interfaces.is_empty()) {
+            if let Err(e) = fix_gateway(conf, inv, d, &ifname) {
+                rollback(conf, inv, &cni, &delegates[..=idx]);
+                return Err(e.context(format!("default-route handling for {}", d.name)));
+            }
+        }
+        if d.master || master_result.is_none() {
+            master_result.get_or_insert(result);
+        }
+    }
+    let r = master_result.ok_or_else(|| Error::InvalidConfig("no delegates to add".into()))?;
+    r.to_value(&conf.cni_version)
+}
+
+/// Undoes the delegates that were (or may have been) added, last first; errors are logged.
+fn rollback<E: Exec>(conf: &NetConf, inv: &Invocation, cni: &CniConfig<E>, added: &[Delegate]) {
+    for (idx, d) in added.iter().enumerate().rev() {
+        let ifname = d.ifname(idx, &inv.ifname);
+        if let Err(e) = delegate_del(cni, d, &runtime_conf(conf, inv, d, &ifname)) {
+            logging::error(&format!("rollback of {} ({ifname}) failed: {e}", d.name));
+        }
+    }
+}
+
+/// The delegates DEL and CHECK act on: the scratch cache, else rebuilt from configuration.
+fn recorded_delegates(
+    conf: &NetConf,
+    inv: &Invocation,
+    cluster: &dyn Cluster,
+    k8s: &K8sArgs,
+    pod: &PodLookup,
+) -> Option<Vec<Delegate>> {
+    match scratch::load(&conf.cni_dir, &inv.container_id, &conf.cni_version) {
+        scratch::Loaded::Delegates(d) => return Some(d),
+        scratch::Loaded::Missing => logging::error(&format!(
+            "no scratch cache for container {} in {}",
+            inv.container_id,
+            conf.cni_dir.display()
+        )),
+        scratch::Loaded::Corrupt(e) => {
+            logging::error(&format!("unusable scratch cache for container {}: {e}", inv.container_id))
+        }
+    }
+    // Rebuildable when the configuration says it all: the pod still exists, or there is no
+    // Kubernetes at all (static delegates). A vanished pod's annotation networks are unknowable.
+    if matches!(pod, PodLookup::Found(_) | PodLookup::NoClient) {
+        match resolve::delegates(conf, k8s, cluster).and_then(|mut d| gateway::plan(&mut d).map(|()| d)) {
+            Ok(d) => {
+                logging::error("deleting the delegates rebuilt from the configuration");
+                return Some(d);
+            }
+            Err(e) => logging::error(&format!("cannot rebuild the delegates: {e}")),
+        }
+    }
+    None
+}
+
+/// DEL: every delegate in reverse, all attempted, errors joined and returned.
+pub fn del<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exec: E) -> Result<(), Error> {
+    let k8s = K8sArgs::from_args(&inv.args);
+    if let Err(e) = wait_ready(&conf.readiness_indicator_file, Duration::ZERO) {
+        logging::error(&format!("DEL proceeds although: {e}"));
+    }
+    let pod = cluster.pod(&k8s).unwrap_or(PodLookup::NotFound);
+    let Some(delegates) = recorded_delegates(conf, inv, cluster, &k8s, &pod) else {
+        logging::error(&format!("DEL of container {}: nothing known to delete; returning success", inv.container_id));
+        return Ok(());
+    };
+    let cni = runtime(conf, inv, exec);
+    let mut errors = Vec::new();
+    for (idx, d) in delegates.iter().enumerate().rev() {
+        let ifname = d.ifname(idx, &inv.ifname);
+        if let Err(e) = delegate_del(&cni, d, &runtime_conf(conf, inv, d, &ifname)) {
+            errors.push(e.context(format!("error deleting container from network {:?} ({ifname})", d.name)));
+        }
+    }
+    if errors.is_empty() || !conf.retry_delete_on_error {
+        scratch::remove(&conf.cni_dir, &inv.container_id)?;
+    }
+    Error::join(errors)
+}
+
+/// CHECK: every delegate that was added (inline delegates *and* the cluster network). Delegates
+/// older than 0.4.0 cannot be checked and are skipped rather than failing the pod.
+pub fn check<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exec: E) -> Result<(), Error> {
+    let k8s = K8sArgs::from_args(&inv.args);
+    let pod = cluster.pod(&k8s).unwrap_or(PodLookup::NotFound);
+    let delegates = recorded_delegates(conf, inv, cluster, &k8s, &pod)
+        .ok_or_else(|| Error::InvalidConfig(format!("CHECK: no delegates known for container {}", inv.container_id)))?;
+    let cni = runtime(conf, inv, exec);
+    for (idx, d) in delegates.iter().enumerate() {
+        let ifname = d.ifname(idx, &inv.ifname);
+        let cfg = d.effective_config();
+        if !crate::cni::version::Version::parse(cfg.cni_version())?.supports_check() {
+            logging::verbose(&format!("CHECK skips {} (cniVersion {} predates CHECK)", d.name, cfg.cni_version()));
+            continue;
+        }
+        let rt = runtime_conf(conf, inv, d, &ifname);
+        match cfg {
+            DelegateConfig::Single(p) => cni.check_network(&p, &rt),
+            DelegateConfig::List(l) => cni.check_network_list(&l, &rt),
+        }
+        .map_err(|e| e.context(format!("CHECK of network {:?} ({ifname})", d.name)))?;
+    }
+    Ok(())
+}
+
+fn cluster_network_list(conf: &NetConf, cluster: &dyn Cluster) -> Result<Option<NetworkConfigList>, Error> {
+    let k8s = K8sArgs::default();
+    let master = if resolve::uses_cluster_network(conf, cluster) {
+        resolve::network(conf, cluster, &conf.cluster_network)?
+    } else {
+        match resolve::delegates(conf, &k8s, cluster)?.into_iter().next() {
+            Some(d) => d,
+            None => return Ok(None),
+        }
+    };
+    Ok(Some(match master.config {
+        DelegateConfig::List(l) => l,
+        DelegateConfig::Single(p) => NetworkConfigList::from_single(p)?,
+    }))
+}
+
+/// GC of the cluster network. The runtime's `cni.dev/valid-attachments` is honoured (upstream
+/// ignored it); without one, every attachment in multus's result cache counts as valid.
+pub fn gc<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exec: E) -> Result<(), Error> {
+    wait_ready(&conf.readiness_indicator_file, READINESS_TIMEOUT)?;
+    let Some(list) = cluster_network_list(conf, cluster)? else { return Ok(()) };
+    let valid: Vec<GcAttachment> = match conf.raw.get("cni.dev/valid-attachments") {
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| Error::Decoding(format!("invalid cni.dev/valid-attachments: {e}")))?,
+        None => cache::attachments(&conf.cni_dir, None)?
+            .into_iter()
+            .map(|a| GcAttachment { container_id: a.container_id, ifname: a.if_name })
+            .collect(),
+    };
+    runtime(conf, inv, exec).gc_network_list(&list, Some(&valid))
+}
+
+/// STATUS of the cluster network; the first failure keeps its code (50, 51, ...).
+pub fn status<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exec: E) -> Result<(), Error> {
+    wait_ready(&conf.readiness_indicator_file, READINESS_TIMEOUT)?;
+    let Some(list) = cluster_network_list(conf, cluster)? else { return Ok(()) };
+    runtime(conf, inv, exec).status_network_list(&list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_result_in_every_version() {
+        let inv = Invocation { ifname: "eth0".into(), netns: "/var/run/netns/p".into(), ..Default::default() };
+        assert_eq!(
+            empty_result("1.1.0", &inv).unwrap().to_string(),
+            r#"{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/p"}],"ips":[{"address":"0.0.0.0/0","gateway":"0.0.0.0"}],"dns":{}}"#
+        );
+        assert_eq!(
+            empty_result("0.3.1", &inv).unwrap().to_string(),
+            r#"{"cniVersion":"0.3.1","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/p"}],"ips":[{"version":"4","address":"0.0.0.0/0","gateway":"0.0.0.0"}],"dns":{}}"#
+        );
+        assert_eq!(
+            empty_result("0.2.0", &inv).unwrap().to_string(),
+            r#"{"cniVersion":"0.2.0","ip4":{"ip":"0.0.0.0/0","gateway":"0.0.0.0"},"dns":{}}"#
+        );
+    }
+
+    #[test]
+    fn readiness_wait_times_out_with_try_again() {
+        let e = wait_ready("/nonexistent/ready", Duration::from_millis(50)).unwrap_err();
+        assert_eq!(e.code(), 11);
+        assert!(wait_ready("", Duration::ZERO).is_ok());
+        assert!(wait_ready("/", Duration::ZERO).is_ok());
+    }
+}

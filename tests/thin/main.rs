@@ -1,0 +1,11 @@
+//! The thin `multus` plugin end to end: the real binary, invoked the way a runtime invokes it
+//! (CNI_* environment, config on stdin, from inside a fake node namespace), delegating to Debian's
+//! reference plugins in a pod namespace the test creates. Assertions read the namespaces, the
+//! IPAM state and the caches.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod errors;
+mod flows;
+mod routes;
