@@ -5,6 +5,8 @@
 //! `conflist_add_del`: bridge → tuning → portmap (CNI 1.0.0) ADD then DEL through
 //! `CniConfig::{add,del}_network_list`, against invoking the same three plugins by hand with
 //! the same stdin a runtime would build (prevResult, runtimeConfig), in the same namespaces.
+//! `noop_chain_add_del`: the same with three `passthru`s, isolating the library's own cost.
+//! `thin_multus_vs_bridge`: the `multus` binary with one bridge delegate against bare bridge.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -19,6 +21,7 @@ use support::{CNI_BIN, Node};
 
 const WARMUP: usize = 2;
 const ROUNDS: usize = 31;
+const SETTLE: Duration = Duration::from_millis(100);
 
 fn chain(node: &Node) -> Value {
     json!({"cniVersion": "1.0.0", "name": "bench", "plugins": [
@@ -102,17 +105,58 @@ fn paired(title: &str, node: &Node, bin_dir: &str, doc: &Value, goal: f64) {
     let mut rt =
         RuntimeConf { container_id: "lib".into(), netns: node.pod.path(), ifname: "eth0".into(), ..Default::default() };
     rt.capability_args.insert("portMappings".into(), port_mappings());
+    compare(title, node, bin_dir, doc, goal, "multus::cni library", || through_library(&cni, &list, &rt));
+}
 
+/// The thin `multus` binary with one bridge delegate against the bare bridge plugin, both
+/// invoked as a runtime does (ADD then DEL).
+fn thin_multus_vs_bridge() {
+    let node = Node::new();
+    let mut bridge = chain(&node)["plugins"][0].clone();
+    bridge["cniVersion"] = json!("1.0.0");
+    bridge["name"] = json!("bench");
+    let conf = json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+        "cniDir": node.path("multus"), "delegates": [bridge.clone()]});
+    let doc = json!({"cniVersion": "1.0.0", "name": "bench", "plugins": [bridge]});
+    let multus = |cmd: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_multus"))
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", "thin")
+            .env("CNI_NETNS", node.pod.path())
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", CNI_BIN)
+            .env("CNI_ARGS", "IgnoreUnknown=1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "multus {cmd}: {}", String::from_utf8_lossy(&out.stdout));
+    };
+    let title = "thin_multus_vs_bridge (multus + 1 bridge delegate vs bare bridge, CNI 1.0.0)";
+    compare(title, &node, CNI_BIN, &doc, 1.10, "multus binary", || {
+        multus("ADD");
+        multus("DEL");
+    });
+}
+
+/// Paired rounds of `measured` against the same plugins invoked by hand.
+fn compare(title: &str, node: &Node, bin_dir: &str, doc: &Value, goal: f64, label: &str, measured: impl Fn() + Sync) {
     let (mut lib, mut hand) = (Vec::new(), Vec::new());
     node.node.enter(|| {
         for i in 0..WARMUP + ROUNDS {
             // Alternate which side goes first so drift hits both equally.
+            // The kernel finishes a deleted veth's teardown asynchronously (RCU grace periods);
+            // a pause keeps one side's deferred work out of the other side's measurement.
             let run_lib = || {
+                std::thread::sleep(SETTLE);
                 let t = Instant::now();
-                through_library(&cni, &list, &rt);
+                measured();
                 t.elapsed()
             };
             let run_hand = || {
+                std::thread::sleep(SETTLE);
                 let t = Instant::now();
                 by_hand(node, bin_dir, doc, "hand");
                 t.elapsed()
@@ -130,7 +174,7 @@ fn paired(title: &str, node: &Node, bin_dir: &str, doc: &Value, goal: f64) {
             }
         }
     });
-    // Each round pairs one library run with one by-hand run; the median of the pair ratios
+    // Each round pairs one measured run with one by-hand run; the median of the pair ratios
     // cancels slow drift of the machine, the quartiles show the noise.
     let mut ratios: Vec<f64> = lib.iter().zip(&hand).map(|(l, h)| l.as_secs_f64() / h.as_secs_f64()).collect();
     ratios.sort_by(f64::total_cmp);
@@ -138,10 +182,10 @@ fn paired(title: &str, node: &Node, bin_dir: &str, doc: &Value, goal: f64) {
     let (l, h) = (median(&mut lib), median(&mut hand));
     println!("bench {title}, {ROUNDS} paired rounds:");
     println!("  by hand (baseline)      {:>8.2} ms median", h.as_secs_f64() * 1e3);
-    println!("  multus::cni library     {:>8.2} ms median", l.as_secs_f64() * 1e3);
+    println!("  {label:<23} {:>8.2} ms median", l.as_secs_f64() * 1e3);
     let goal = if goal.is_nan() { String::new() } else { format!("; goal < {goal}") };
     println!(
-        "  ratio library/by-hand   {:>8.3}   median of pair ratios (quartiles {:.3}..{:.3}{goal})",
+        "  ratio measured/by-hand  {:>8.3}   median of pair ratios (quartiles {:.3}..{:.3}{goal})",
         q(0.5),
         q(0.25),
         q(0.75)
@@ -150,8 +194,11 @@ fn paired(title: &str, node: &Node, bin_dir: &str, doc: &Value, goal: f64) {
 
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let benches: [(&str, fn()); 2] =
-        [("conflist_add_del", conflist_add_del), ("noop_chain_add_del", noop_chain_add_del)];
+    let benches: [(&str, fn()); 3] = [
+        ("conflist_add_del", conflist_add_del),
+        ("noop_chain_add_del", noop_chain_add_del),
+        ("thin_multus_vs_bridge", thin_multus_vs_bridge),
+    ];
     for (name, f) in benches {
         if filter.as_deref().is_none_or(|flt| name.contains(flt)) {
             f();

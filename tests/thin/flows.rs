@@ -251,3 +251,90 @@ fn gc_and_status_reach_the_cluster_network() {
     assert_eq!(rc, 1);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["code"], 50);
 }
+
+fn recorded(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Fix of upstream #1449: DEL of a conflist cluster network reaches every plugin with its own
+/// keys (Calico's `datastore_type`, `kubernetes.kubeconfig`), and so do plugins from the subdirectory.
+#[test]
+fn del_reaches_conflist_plugins_with_their_specific_keys() {
+    let node = Node::new();
+    let record = node.path("record.jsonl");
+    let dir = node.path("net.d");
+    write(
+        &dir.join("10-calico.conflist"),
+        &json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "plugins": [
+        {"type": "cni-recorder", "recordFile": record, "ip": "10.7.0.5/24", "datastore_type": "kubernetes",
+         "kubernetes": {"kubeconfig": "/etc/cni/net.d/calico-kubeconfig"}}]}),
+    );
+    write(
+        &dir.join("k8s-pod-network/50-extra.conf"),
+        &json!({"type": "cni-recorder", "recordFile": record, "vendor_key": 42}),
+    );
+    let conf = multus_conf(
+        &node,
+        "1.0.0",
+        json!({"clusterNetwork": dir.join("10-calico.conflist"), "binDir": test_plugin_dir()}),
+    );
+    assert_eq!(multus(&node, "ADD", &conf, "calico1", "eth0").0, 0);
+    // The files change after ADD: DEL must still use what ADD used.
+    std::fs::remove_dir_all(dir.join("k8s-pod-network")).unwrap();
+    std::fs::remove_file(&record).unwrap();
+    assert_eq!(multus(&node, "DEL", &conf, "calico1", "eth0").0, 0);
+    let calls = recorded(&record);
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0]["config"]["vendor_key"], 42, "the subdirectory plugin, first in reverse order");
+    assert_eq!(calls[1]["config"]["datastore_type"], "kubernetes");
+    assert_eq!(calls[1]["config"]["kubernetes"]["kubeconfig"], "/etc/cni/net.d/calico-kubeconfig");
+    assert_eq!(calls[1]["config"]["prevResult"]["ips"][0]["address"], "10.7.0.5/24");
+}
+
+/// Without the scratch cache (lost, or unreadable) a node without Kubernetes rebuilds the
+/// delegates from its static configuration, so DEL still frees every IP; it says so in the log.
+#[test]
+fn del_without_a_usable_scratch_cache_still_frees_static_delegates() {
+    let node = Node::new().with_veth_parent();
+    let conf = multus_conf(
+        &node,
+        "1.0.0",
+        json!({"delegates": [bridge(&node, "cbr", "tbr0", "10.99.0.0/24"), macvlan(&node, "mv")]}),
+    );
+    for (container, damage) in [("lost", None), ("corrupt", Some("[{\"Bytes\": 7}"))] {
+        assert_eq!(multus(&node, "ADD", &conf, container, "eth0").0, 0);
+        let scratch = node.path("multus").join(container);
+        match damage {
+            None => std::fs::remove_file(&scratch).unwrap(),
+            Some(text) => std::fs::write(&scratch, text).unwrap(),
+        }
+        assert_eq!(multus(&node, "DEL", &conf, container, "eth0"), (0, String::new()));
+        assert!(node.ipam_ips("cbr").is_empty() && node.ipam_ips("mv").is_empty(), "{container}: IPs leaked");
+        assert_eq!(node.pod.link_names(), vec!["lo"]);
+        assert!(!scratch.exists());
+    }
+    let log = std::fs::read_to_string(node.path("multus.log")).unwrap();
+    assert!(log.contains("[error] no scratch cache for container lost"), "{log}");
+    assert!(log.contains("[error] unusable scratch cache for container corrupt"), "{log}");
+}
+
+#[test]
+fn retry_delete_on_error_keeps_the_scratch_cache_for_the_next_del() {
+    let node = Node::new();
+    let record = node.path("record.jsonl");
+    let failing =
+        json!({"cniVersion": "1.0.0", "name": "flaky", "type": "cni-recorder", "recordFile": record, "fail": "DEL"});
+    for (retry, kept) in [(true, true), (false, false)] {
+        let conf = multus_conf(
+            &node,
+            "1.0.0",
+            json!({"delegates": [failing], "binDir": test_plugin_dir(), "retryDeleteOnError": retry}),
+        );
+        assert_eq!(multus(&node, "ADD", &conf, "flaky", "eth0").0, 0);
+        let (rc, out) = multus(&node, "DEL", &conf, "flaky", "eth0");
+        assert_eq!(rc, 1, "DEL errors reach the runtime");
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["code"], 111);
+        assert_eq!(node.path("multus/flaky").exists(), kept, "retryDeleteOnError={retry}");
+        let _ = std::fs::remove_file(node.path("multus/flaky"));
+    }
+}

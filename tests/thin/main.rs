@@ -8,4 +8,5 @@ mod support;
 
 mod errors;
 mod flows;
+mod podman;
 mod routes;
