@@ -9,6 +9,12 @@ set -euo pipefail
 PKGS=(containernetworking-plugins iptables iproute2 jq curl procps)
 # Go libcni as an independent judge of cache interop (tests/interop/libcni-judge).
 PKGS+=(golang-go golang-github-appc-cni-dev)
+# Image and publish tests (xtask/tests/it/{image,publish}.rs): skopeo and umoci as OCI judges, Debian's
+# docker-registry with htpasswd (apache2-utils) and a self-made CA (openssl), podman+runc to run the
+# images, qemu-user-static + binfmt-support to run the arm64 image through binfmt_misc.
+PKGS+=(skopeo umoci docker-registry apache2-utils openssl podman runc qemu-user-static binfmt-support)
+# The thin plugin's real-runtime test (tests/thin/podman.rs): busybox as the container's rootfs.
+PKGS+=(busybox-static)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -4,6 +4,9 @@
 //! - `cni`: the CNI core benchmarks (`benches/cni.rs`, release profile).
 //! - `build`: cold and warm release build of the node binaries per target, each cold build in a
 //!   fresh directory; ratios against the amd64 cold build of the same run.
+//! - `image`: image assembly from target/release-artifacts (layers, configs, manifests, indexes,
+//!   in memory) in MB/s of layer data, against `tar | gzip -6` of the same files staged in a
+//!   directory, in the same run; and the compressed size of each image per platform.
 
 use std::time::{Duration, Instant};
 
@@ -14,11 +17,11 @@ use crate::build;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Benchmarks to run: cni, build (default: all).
+    /// Benchmarks to run: cni, build, image (default: all).
     names: Vec<String>,
 }
 
-const ALL: &[&str] = &["cni", "build"];
+const ALL: &[&str] = &["cni", "build", "image"];
 
 pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     for n in &args.names {
@@ -33,6 +36,124 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     }
     if wanted("build") {
         build_times(sh)?;
+    }
+    if wanted("image") {
+        image_throughput(sh)?;
+    }
+    Ok(())
+}
+
+/// Repetitions of each side of the image benchmark (the mean is reported).
+const IMAGE_REPS: u32 = 5;
+
+fn image_throughput(sh: &Shell) -> anyhow::Result<()> {
+    use crate::image::{self, spec::Source};
+
+    let root = crate::project_root();
+    let manifest_path = root.join("target/release-artifacts/manifest.json");
+    let manifest = image::read_manifest(&manifest_path)?;
+    let specs = image::select_specs(&root.join("images"), &[])?;
+    let meta = image::Meta {
+        version: manifest.version.clone(),
+        commit: manifest.commit.clone(),
+        source_date_epoch: manifest.source_date_epoch,
+        source: image::workspace_repository(&root)?,
+    };
+    let dir = manifest_path.parent().expect("manifest has a parent").to_path_buf();
+
+    // The baseline's input: the same files at the same paths, one directory per image and platform.
+    let stage = root.join("target/bench-image");
+    let _ = std::fs::remove_dir_all(&stage);
+    let mut staged = Vec::new();
+    for s in &specs {
+        for t in &manifest.targets {
+            let built = t.binaries.iter().map(|b| (b.name.clone(), (b.path.clone(), b.sha256.clone()))).collect();
+            let plan = s.plan(&t.platform, &built)?;
+            let d = stage.join(&s.name).join(t.platform.replace('/', "-"));
+            for l in &plan.layers {
+                for (p, mode) in &l.dirs {
+                    std::fs::create_dir_all(d.join(&p[1..]))?;
+                    std::fs::set_permissions(d.join(&p[1..]), std::os::unix::fs::PermissionsExt::from_mode(*mode))?;
+                }
+                for f in &l.files {
+                    let src = match &f.source {
+                        Source::Binary { path, .. } => dir.join(path),
+                        Source::Repo(p) => root.join(p),
+                    };
+                    let dst = d.join(&f.path[1..]);
+                    std::fs::create_dir_all(dst.parent().expect("absolute path"))?;
+                    std::fs::copy(&src, &dst)?;
+                    std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(f.mode))?;
+                }
+            }
+            staged.push((s.name.clone(), t.platform.clone(), d));
+        }
+    }
+
+    // Ours: everything `cargo xtask image` computes, in memory (reads, tar, gzip, digests, JSON).
+    let mut images = image::assemble(&root, &manifest, &dir, &specs, &meta, true)?; // warm the page cache
+    let start = Instant::now();
+    for _ in 0..IMAGE_REPS {
+        images = image::assemble(&root, &manifest, &dir, &specs, &meta, true)?;
+    }
+    let ours = start.elapsed().as_secs_f64() / f64::from(IMAGE_REPS);
+    let layer_bytes: u64 = images.iter().map(|i| i.tar_bytes()).sum();
+    let all_layers: Vec<&str> =
+        images.iter().flat_map(|i| &i.platforms).flat_map(|p| &p.layers).map(|l| l.diff_id.as_str()).collect();
+    let distinct: std::collections::BTreeSet<&str> = all_layers.iter().copied().collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    // Baseline: GNU tar | gzip -6 of each staged directory, same run.
+    let sde = meta.source_date_epoch.to_string();
+    let mut baseline_sizes = Vec::new();
+    let start = Instant::now();
+    for _ in 0..IMAGE_REPS {
+        baseline_sizes.clear();
+        for (_, _, d) in &staged {
+            let out = cmd!(
+                sh,
+                "bash -c 'tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$1 -C \"$2\" -cf - . | gzip -n -6 | wc -c' _ {sde} {d}"
+            )
+            .read()?;
+            baseline_sizes.push(out.trim().parse::<u64>()?);
+        }
+    }
+    let baseline = start.elapsed().as_secs_f64() / f64::from(IMAGE_REPS);
+    let _ = std::fs::remove_dir_all(&stage);
+
+    let mb = layer_bytes as f64 / 1e6;
+    println!(
+        "bench image ({} images x {} platforms, {:.2} MB of layer data, mean of {IMAGE_REPS}):",
+        specs.len(),
+        manifest.targets.len(),
+        mb
+    );
+    println!(
+        "  ({} layers, {} distinct: each distinct layer is compressed once, on up to {threads} threads; \
+         the baseline compresses every image and platform, one gzip at a time)",
+        all_layers.len(),
+        distinct.len()
+    );
+    println!("  {:<34} {:>9} {:>9} {:>12}", "", "s", "MB/s", "vs baseline");
+    println!("  {:<34} {:>9.3} {:>9.1} {:>12.2}", "cargo xtask image (in memory)", ours, mb / ours, baseline / ours);
+    println!("  {:<34} {:>9.3} {:>9.1} {:>12.2}", "tar | gzip -6 (baseline)", baseline, mb / baseline, 1.0);
+    println!("  compressed size per image and platform (bytes; layers only / with config+manifest):");
+    println!("  {:<8} {:<14} {:>10} {:>10} {:>14}", "image", "platform", "layers", "total", "tar|gzip -6");
+    let mut i = 0;
+    for img in &images {
+        for p in &img.platforms {
+            let layers: u64 = p.layers.iter().map(|l| l.blob.descriptor.size).sum();
+            let total = layers + p.config.descriptor.size + p.manifest.descriptor.size;
+            println!(
+                "  {:<8} {:<14} {:>10} {:>10} {:>14}",
+                img.name,
+                p.platform.slug(),
+                layers,
+                total,
+                baseline_sizes[i]
+            );
+            i += 1;
+        }
     }
     Ok(())
 }

@@ -5,6 +5,9 @@ mod auditable;
 mod bench;
 mod build;
 mod elf;
+mod image;
+mod publish;
+mod registry;
 mod release;
 mod targets;
 mod test;
@@ -36,6 +39,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Assemble the multi-arch OCI images (layout + oci-archive) from the build manifest, verified.
+    Image(image::Args),
+    /// Push the OCI layout to a registry (HOST[:PORT]/REPO) and print digest-pinned references.
+    Publish(publish::Args),
     /// The release pipeline (build → image → scan → sign → publish → verify).
     Release(release::Args),
 }
@@ -59,6 +66,8 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Image(a) => image::run(a).map(|_| ()),
+        Cmd::Publish(a) => publish::run(a),
         Cmd::Release(a) => release::run(&sh, a),
     }
 }

@@ -2,7 +2,8 @@
 //! judged by tools that are not ours: `file` for the ELF type, qemu-user running the binary,
 //! `rust-audit-info` (from the cargo-auditable project) reading the embedded dependency list, and
 //! `cargo metadata` for what that list must contain. Built twice in different directories to
-//! prove the output is byte-identical and free of host paths.
+//! prove the output is byte-identical and free of host paths: the first build is the one the image
+//! tests share (`support::built`, made once per run), the second is cold in a fresh directory.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -64,7 +65,8 @@ fn expected_crates(triple: &str) -> BTreeSet<(String, String)> {
 
 #[test]
 fn cross_build_is_verified_auditable_and_reproducible() {
-    let (first, manifest) = build_into("a");
+    let first = crate::support::built().parent().unwrap().to_path_buf();
+    let manifest = crate::support::build_manifest();
     let commit = sh("git", &["rev-parse", "HEAD"]).trim().to_string();
     assert_eq!(manifest["commit"], commit.as_str());
     assert_eq!(manifest["profile"], "release");

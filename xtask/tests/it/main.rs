@@ -3,6 +3,9 @@
 //! never touched.
 
 mod build;
+mod image;
+mod publish;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,647 @@
+//! `cargo xtask image`: multi-arch OCI images without Docker, from the build manifest and the
+//! descriptions in `images/`. Per image and platform: deterministic layers (`layer`), the config,
+//! the manifest; per image: the index; then one OCI layout (`layout`) with a `ref.name` for every
+//! image and every platform, its `oci-archive`, and a verification of what was written.
+//!
+//! The documents are built by plain functions over data (`config_for`, `manifest_for`,
+//! `index_for`, `layout_for`); reading files and writing the layout happen in `assemble`/`run`.
+
+pub mod layer;
+pub mod layout;
+pub mod oci;
+pub mod spec;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use sha2::Digest as _;
+
+use crate::build;
+use oci::{Blob, Descriptor, ImageConfig, Index, Platform};
+
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Args {
+    /// The build manifest to package (default target/release-artifacts/manifest.json).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Where the layout (DIR/layout) and the oci-archive (DIR/oci-archive.tar) go (default target/oci).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// The image descriptions (default images/).
+    #[arg(long)]
+    pub images_dir: Option<PathBuf>,
+    /// Only this image (repeatable; default every description in the images directory).
+    #[arg(long = "image")]
+    pub images: Vec<String>,
+}
+
+/// Identity shared by every image of one build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub version: String,
+    pub commit: String,
+    pub source_date_epoch: u64,
+    /// `org.opencontainers.image.source` (the workspace's `repository`).
+    pub source: String,
+}
+
+impl Meta {
+    pub fn created(&self) -> String {
+        oci::rfc3339(self.source_date_epoch)
+    }
+}
+
+/// One platform of one image, assembled.
+#[derive(Debug, Clone)]
+pub struct BuiltPlatform {
+    pub platform: Platform,
+    pub ref_name: String,
+    pub layers: Vec<layer::Layer>,
+    pub config: Blob,
+    pub manifest: Blob,
+}
+
+/// One image, assembled: its index and platforms.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub name: String,
+    pub ref_name: String,
+    pub index: Blob,
+    pub platforms: Vec<BuiltPlatform>,
+    /// Optional binaries that the build did not produce (any platform).
+    pub skipped: BTreeSet<String>,
+    pub entrypoint_missing: Option<String>,
+}
+
+impl BuiltImage {
+    /// Uncompressed tar bytes over every layer of every platform.
+    pub fn tar_bytes(&self) -> u64 {
+        self.platforms.iter().flat_map(|p| &p.layers).map(|l| l.tar_size).sum()
+    }
+}
+
+/// What `run` produced.
+#[derive(Debug)]
+pub struct Output {
+    pub layout_dir: PathBuf,
+    pub archive: PathBuf,
+    pub images: Vec<BuiltImage>,
+}
+
+/// `thick-<version>` / `thick-<version>-linux-arm64`, tag-safe (also the registry tags).
+pub fn ref_name(image: &str, version: &str, platform: Option<&Platform>) -> String {
+    match platform {
+        Some(p) => oci::tag_safe(&format!("{image}-{version}-{}", p.slug())),
+        None => oci::tag_safe(&format!("{image}-{version}")),
+    }
+}
+
+/// The OCI annotations of an image's manifests and index.
+pub fn annotations(spec: &spec::ImageSpec, meta: &Meta) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (oci::ANN_CREATED.into(), meta.created()),
+        (oci::ANN_DESCRIPTION.into(), spec.description.clone()),
+        (oci::ANN_LICENSES.into(), spec.licenses.clone()),
+        (oci::ANN_REVISION.into(), meta.commit.clone()),
+        (oci::ANN_SOURCE.into(), meta.source.clone()),
+        (oci::ANN_TITLE.into(), spec.title.clone()),
+        (oci::ANN_VERSION.into(), meta.version.clone()),
+    ])
+}
+
+/// The config of one platform image; `layers` are (history name, diff_id) in order.
+pub fn config_for(spec: &spec::ImageSpec, meta: &Meta, platform: &Platform, layers: &[(&str, &str)]) -> ImageConfig {
+    let created = meta.created();
+    let mut labels = annotations(spec, meta);
+    labels.extend(spec.labels.clone());
+    ImageConfig {
+        created: created.clone(),
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        config: oci::RuntimeConfig {
+            user: spec.user.clone(),
+            env: spec.env.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.cmd.clone(),
+            working_dir: spec.workdir.clone(),
+            labels,
+        },
+        rootfs: oci::RootFs { kind: "layers".into(), diff_ids: layers.iter().map(|(_, d)| d.to_string()).collect() },
+        history: layers
+            .iter()
+            .map(|(name, _)| oci::History {
+                created: created.clone(),
+                created_by: format!("cargo xtask image: {name}"),
+                comment: None,
+            })
+            .collect(),
+    }
+}
+
+pub fn manifest_for(
+    config: &Descriptor,
+    layers: &[Descriptor],
+    annotations: BTreeMap<String, String>,
+) -> oci::Manifest {
+    oci::Manifest {
+        schema_version: 2,
+        media_type: Some(oci::MT_MANIFEST.into()),
+        config: config.clone(),
+        layers: layers.to_vec(),
+        annotations,
+    }
+}
+
+/// An image's index; `manifests` carry their platform.
+pub fn index_for(manifests: &[Descriptor], annotations: BTreeMap<String, String>) -> Index {
+    Index { schema_version: 2, media_type: Some(oci::MT_INDEX.into()), manifests: manifests.to_vec(), annotations }
+}
+
+/// The layout: every blob, and `index.json` naming each image index and each platform manifest.
+pub fn layout_for(images: &[BuiltImage]) -> layout::Layout {
+    let mut blobs = BTreeMap::new();
+    let mut top = Vec::new();
+    for img in images {
+        let mut d = img.index.descriptor.clone();
+        d.annotations.insert(oci::ANN_REF_NAME.into(), img.ref_name.clone());
+        top.push(d);
+        blobs.insert(img.index.descriptor.digest.clone(), img.index.bytes.clone());
+        for p in &img.platforms {
+            let mut d = p.manifest.descriptor.clone();
+            d.platform = Some(p.platform.clone());
+            d.annotations.insert(oci::ANN_REF_NAME.into(), p.ref_name.clone());
+            top.push(d);
+            for b in std::iter::once(&p.manifest).chain([&p.config]).chain(p.layers.iter().map(|l| &l.blob)) {
+                blobs.insert(b.descriptor.digest.clone(), b.bytes.clone());
+            }
+        }
+    }
+    layout::Layout { index: index_for(&top, BTreeMap::new()), blobs }
+}
+
+/// The workspace's `repository` (Cargo.toml), the images' `org.opencontainers.image.source`.
+pub fn workspace_repository(root: &Path) -> anyhow::Result<String> {
+    let path = root.join("Cargo.toml");
+    let v: toml::Value = toml::from_str(&std::fs::read_to_string(&path)?)?;
+    v.get("workspace")
+        .and_then(|w| w.get("package"))
+        .and_then(|p| p.get("repository"))
+        .and_then(|r| r.as_str())
+        .map(String::from)
+        .with_context(|| format!("{}: no workspace.package.repository", path.display()))
+}
+
+pub fn read_manifest(path: &Path) -> anyhow::Result<build::Manifest> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!("reading the build manifest {} (run `cargo xtask build --release` first)", path.display())
+    })?;
+    let m: build::Manifest =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing the build manifest {}", path.display()))?;
+    if m.targets.is_empty() {
+        bail!("the build manifest {} lists no targets", path.display());
+    }
+    Ok(m)
+}
+
+/// A layer's tar before compression, and where its compressed blob will come from.
+struct PendingLayer {
+    name: String,
+    tar_size: u64,
+    diff_id: String,
+    paths: Vec<String>,
+}
+
+/// An image platform whose layers are still to be compressed.
+struct PendingPlatform {
+    platform: Platform,
+    layers: Vec<PendingLayer>,
+}
+
+/// Reads every file the images need and builds layers, configs, manifests and indexes.
+/// Binaries are checked against the sha256 the build manifest recorded for them.
+///
+/// Tars are built first; each distinct tar (by diff_id) is then compressed once, the distinct
+/// ones in parallel on the available cores — the result does not depend on the order.
+pub fn assemble(
+    root: &Path,
+    manifest: &build::Manifest,
+    manifest_dir: &Path,
+    specs: &[spec::ImageSpec],
+    meta: &Meta,
+    quiet: bool,
+) -> anyhow::Result<Vec<BuiltImage>> {
+    let mut cache: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
+    let mut tars: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut pending: Vec<(Vec<PendingPlatform>, BTreeSet<String>, Option<String>)> = Vec::new();
+    for s in specs {
+        let mut platforms = Vec::new();
+        let mut skipped = BTreeSet::new();
+        let mut entrypoint_missing = None;
+        for t in &manifest.targets {
+            let platform = Platform::from_target(&t.platform)?;
+            let built: BTreeMap<String, (String, String)> =
+                t.binaries.iter().map(|b| (b.name.clone(), (b.path.clone(), b.sha256.clone()))).collect();
+            let plan = s.plan(&t.platform, &built)?;
+            skipped.extend(plan.skipped.iter().cloned());
+            entrypoint_missing = entrypoint_missing.or(plan.entrypoint_missing.clone());
+            let mut layers = Vec::new();
+            for pl in &plan.layers {
+                let mut contents = Vec::new();
+                for f in &pl.files {
+                    let path = match &f.source {
+                        spec::Source::Binary { path, .. } => manifest_dir.join(path),
+                        spec::Source::Repo(p) => root.join(p),
+                    };
+                    if !cache.contains_key(&path) {
+                        let bytes = std::fs::read(&path)
+                            .with_context(|| format!("image {}: reading {}", s.name, path.display()))?;
+                        if let spec::Source::Binary { name, sha256, .. } = &f.source {
+                            let actual = format!("{:x}", sha2::Sha256::digest(&bytes));
+                            if &actual != sha256 {
+                                bail!(
+                                    "image {}: {} ({name}, {}) has sha256 {actual}, the build manifest says {sha256}",
+                                    s.name,
+                                    path.display(),
+                                    t.platform
+                                );
+                            }
+                        }
+                        cache.insert(path.clone(), bytes);
+                    }
+                    contents.push((f, path));
+                }
+                let mut entries: Vec<layer::Entry> = pl
+                    .dirs
+                    .iter()
+                    .map(|(p, m)| layer::Entry { path: p.clone(), mode: *m, content: layer::Content::Dir })
+                    .collect();
+                for (f, path) in &contents {
+                    entries.push(layer::Entry {
+                        path: f.path.clone(),
+                        mode: f.mode,
+                        content: layer::Content::File(&cache[path]),
+                    });
+                }
+                let (tar, paths) = layer::tar(&entries, meta.source_date_epoch)
+                    .with_context(|| format!("image {}, layer {:?}, {}", s.name, pl.name, t.platform))?;
+                let diff_id = oci::sha256_digest(&tar);
+                layers.push(PendingLayer {
+                    name: pl.name.clone(),
+                    tar_size: tar.len() as u64,
+                    diff_id: diff_id.clone(),
+                    paths,
+                });
+                tars.entry(diff_id).or_insert(tar);
+            }
+            platforms.push(PendingPlatform { platform, layers });
+        }
+        pending.push((platforms, skipped, entrypoint_missing));
+    }
+
+    let blobs = compress_all(tars)?;
+
+    let mut images = Vec::new();
+    for (s, (platforms, skipped, entrypoint_missing)) in specs.iter().zip(pending) {
+        let mut built = Vec::new();
+        for pp in platforms {
+            let layers: Vec<layer::Layer> = pp
+                .layers
+                .iter()
+                .map(|l| layer::Layer {
+                    blob: blobs[&l.diff_id].clone(),
+                    diff_id: l.diff_id.clone(),
+                    tar_size: l.tar_size,
+                    paths: l.paths.clone(),
+                })
+                .collect();
+            let diff: Vec<(&str, &str)> =
+                pp.layers.iter().zip(&layers).map(|(p, l)| (p.name.as_str(), l.diff_id.as_str())).collect();
+            let config = Blob::json(oci::MT_CONFIG, &config_for(s, meta, &pp.platform, &diff))?;
+            let layer_descs: Vec<Descriptor> = layers.iter().map(|l| l.blob.descriptor.clone()).collect();
+            let manifest_doc = manifest_for(&config.descriptor, &layer_descs, annotations(s, meta));
+            let manifest_blob = Blob::json(oci::MT_MANIFEST, &manifest_doc)?;
+            if !quiet {
+                let tar: u64 = layers.iter().map(|l| l.tar_size).sum();
+                let gz: u64 = layers.iter().map(|l| l.blob.descriptor.size).sum();
+                let entries: usize = layers.iter().map(|l| l.paths.len()).sum();
+                eprintln!(
+                    "  {:<6} {:<14} {} layers, {entries:>2} entries, {:>9} bytes tar, {:>9} bytes gzip  manifest {}",
+                    s.name,
+                    pp.platform.slug(),
+                    layers.len(),
+                    tar,
+                    gz,
+                    short(&manifest_blob.descriptor.digest)
+                );
+            }
+            built.push(BuiltPlatform {
+                ref_name: ref_name(&s.name, &meta.version, Some(&pp.platform)),
+                platform: pp.platform,
+                layers,
+                config,
+                manifest: manifest_blob,
+            });
+        }
+        let children: Vec<Descriptor> = built
+            .iter()
+            .map(|p| {
+                let mut d = p.manifest.descriptor.clone();
+                d.platform = Some(p.platform.clone());
+                d
+            })
+            .collect();
+        let index = Blob::json(oci::MT_INDEX, &index_for(&children, annotations(s, meta)))?;
+        images.push(BuiltImage {
+            name: s.name.clone(),
+            ref_name: ref_name(&s.name, &meta.version, None),
+            index,
+            platforms: built,
+            skipped,
+            entrypoint_missing,
+        });
+    }
+    Ok(images)
+}
+
+/// gzip of each distinct tar (keyed by diff_id), spread over the available cores.
+fn compress_all(tars: BTreeMap<String, Vec<u8>>) -> anyhow::Result<BTreeMap<String, Blob>> {
+    let jobs: Vec<(String, Vec<u8>)> = tars.into_iter().collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<anyhow::Result<Vec<(String, Blob)>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((diff_id, tar)) = jobs.get(i) else { break };
+                        done.push((diff_id.clone(), Blob::new(oci::MT_LAYER_GZIP, layer::gzip(tar)?)));
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("a compression thread panicked")).collect()
+    });
+    let mut out = BTreeMap::new();
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// The descriptions to build: all, or those named (unknown names refused).
+pub fn select_specs(dir: &Path, names: &[String]) -> anyhow::Result<Vec<spec::ImageSpec>> {
+    let all = spec::load_dir(dir)?;
+    for n in names {
+        if !all.iter().any(|s| &s.name == n) {
+            let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+            bail!("unknown --image {n:?}; {} has {known:?}", dir.display());
+        }
+    }
+    Ok(all.into_iter().filter(|s| names.is_empty() || names.contains(&s.name)).collect())
+}
+
+pub fn run(args: Args) -> anyhow::Result<Output> {
+    let root = crate::project_root();
+    let manifest_path = args.manifest.clone().unwrap_or_else(|| root.join("target/release-artifacts/manifest.json"));
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| root.join("target/oci"));
+    let images_dir = args.images_dir.clone().unwrap_or_else(|| root.join("images"));
+    let manifest = read_manifest(&manifest_path)?;
+    let manifest_dir = manifest_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let specs = select_specs(&images_dir, &args.images)?;
+    let meta = Meta {
+        version: manifest.version.clone(),
+        commit: manifest.commit.clone(),
+        source_date_epoch: manifest.source_date_epoch,
+        source: workspace_repository(&root)?,
+    };
+    let plats: Vec<&str> = manifest.targets.iter().map(|t| t.platform.as_str()).collect();
+    eprintln!(
+        "image plan: {} for {} (version {}, created {})",
+        specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+        plats.join(", "),
+        meta.version,
+        meta.created()
+    );
+    let start = Instant::now();
+    eprintln!("==> assemble layers, configs, manifests, indexes");
+    let images = assemble(&root, &manifest, &manifest_dir, &specs, &meta, false)?;
+    let layout = layout_for(&images);
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let layout_dir = out_dir.join("layout");
+    let archive = out_dir.join("oci-archive.tar");
+    eprintln!("==> write {} and {}", layout_dir.display(), archive.display());
+    layout::write(&layout, &layout_dir)?;
+    let archive_size = layout::write_archive(&layout, &archive, meta.source_date_epoch)?;
+    eprintln!("==> verify {}", layout_dir.display());
+    let (back, verified) = layout::read_verified(&layout_dir)?;
+    if back.index != layout.index || back.blobs.len() != layout.blobs.len() {
+        bail!("{}: what was read back differs from what was written", layout_dir.display());
+    }
+    eprintln!(
+        "  ok {} blobs ({} bytes), {} manifests, {} layers: digests, sizes and diff_ids match",
+        verified.blobs, verified.bytes, verified.manifests, verified.layers
+    );
+    for img in &images {
+        for b in &img.skipped {
+            eprintln!("warning: {} image: {b} not built yet, skipped (optional in images/{}.toml)", img.name, img.name);
+        }
+        if let Some(e) = &img.entrypoint_missing {
+            eprintln!(
+                "warning: {} image: its entrypoint {e} is not in this build; the image cannot start as is",
+                img.name
+            );
+        }
+    }
+    print_summary(&images, &layout_dir, &archive, archive_size, start.elapsed().as_secs_f64());
+    Ok(Output { layout_dir, archive, images })
+}
+
+pub fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(7 + 16)]
+}
+
+fn print_summary(images: &[BuiltImage], layout_dir: &Path, archive: &Path, archive_size: u64, secs: f64) {
+    eprintln!("summary: {} ({archive_size} bytes: {}) in {secs:.1}s", layout_dir.display(), archive.display());
+    eprintln!("  {:<44} {:<14} {:>10} {:>10}  digest", "ref name", "platform", "tar", "gzip");
+    for img in images {
+        for p in &img.platforms {
+            let tar: u64 = p.layers.iter().map(|l| l.tar_size).sum();
+            let gz: u64 = p.layers.iter().map(|l| l.blob.descriptor.size).sum();
+            eprintln!(
+                "  {:<44} {:<14} {:>10} {:>10}  {}",
+                p.ref_name,
+                p.platform.slug(),
+                tar,
+                gz,
+                p.manifest.descriptor.digest
+            );
+        }
+        eprintln!("  {:<44} {:<14} {:>10} {:>10}  {}", img.ref_name, "index", "", "", img.index.descriptor.digest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta {
+            version: "0.1.0+gabc".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            source_date_epoch: 1_700_000_000,
+            source: "https://github.com/multus-rs/multus-rs".into(),
+        }
+    }
+
+    fn spec() -> spec::ImageSpec {
+        spec::ImageSpec::parse(
+            r#"
+name = "thick"
+title = "t"
+description = "d"
+licenses = "Apache-2.0"
+entrypoint = ["/bin/d"]
+env = ["PATH=/bin"]
+workdir = "/"
+[labels]
+"x.y" = "z"
+[[layer]]
+name = "binaries"
+[[layer.file]]
+binary = "d"
+path = "/bin/d"
+mode = 0o755
+"#,
+        )
+        .unwrap()
+    }
+
+    const ANN: &str = r#""org.opencontainers.image.created":"2023-11-14T22:13:20Z","org.opencontainers.image.description":"d","org.opencontainers.image.licenses":"Apache-2.0","org.opencontainers.image.revision":"0123456789abcdef0123456789abcdef01234567","org.opencontainers.image.source":"https://github.com/multus-rs/multus-rs","org.opencontainers.image.title":"t","org.opencontainers.image.version":"0.1.0+gabc""#;
+
+    #[test]
+    fn config_document() {
+        let p = Platform { architecture: "arm".into(), os: "linux".into(), variant: Some("v7".into()) };
+        let cfg = config_for(&spec(), &meta(), &p, &[("binaries", "sha256:aa")]);
+        let want = format!(
+            r#"{{"created":"2023-11-14T22:13:20Z","architecture":"arm","os":"linux","variant":"v7","config":{{"Env":["PATH=/bin"],"Entrypoint":["/bin/d"],"WorkingDir":"/","Labels":{{{ANN},"x.y":"z"}}}},"rootfs":{{"type":"layers","diff_ids":["sha256:aa"]}},"history":[{{"created":"2023-11-14T22:13:20Z","created_by":"cargo xtask image: binaries"}}]}}"#
+        );
+        assert_eq!(String::from_utf8(serde_json::to_vec(&cfg).unwrap()).unwrap(), want);
+    }
+
+    #[test]
+    fn manifest_and_index_documents() {
+        let cfg = Blob::new(oci::MT_CONFIG, b"{}".to_vec());
+        let layer = Blob::new(oci::MT_LAYER_GZIP, b"gz".to_vec());
+        let m = Blob::json(
+            oci::MT_MANIFEST,
+            &manifest_for(&cfg.descriptor, std::slice::from_ref(&layer.descriptor), annotations(&spec(), &meta())),
+        )
+        .unwrap();
+        let want = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":2}}],"annotations":{{{ANN}}}}}"#,
+            cfg.descriptor.digest, layer.descriptor.digest
+        );
+        assert_eq!(String::from_utf8(m.bytes.clone()).unwrap(), want);
+        let mut child = m.descriptor.clone();
+        child.platform = Some(Platform::from_target("linux/arm64").unwrap());
+        let idx = Blob::json(oci::MT_INDEX, &index_for(&[child], annotations(&spec(), &meta()))).unwrap();
+        let want = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{},"platform":{{"architecture":"arm64","os":"linux"}}}}],"annotations":{{{ANN}}}}}"#,
+            m.descriptor.digest, m.descriptor.size
+        );
+        assert_eq!(String::from_utf8(idx.bytes).unwrap(), want);
+    }
+
+    #[test]
+    fn ref_names_are_tags() {
+        let p = Platform::from_target("linux/arm64").unwrap();
+        assert_eq!(ref_name("thick", "0.1.0+gabc-dirty", None), "thick-0.1.0_gabc-dirty");
+        assert_eq!(ref_name("thick", "0.1.0", Some(&p)), "thick-0.1.0-linux-arm64");
+    }
+
+    /// Two builds of the same inputs give the same bytes; the layout names images and platforms.
+    #[test]
+    fn assembly_is_deterministic_and_the_layout_verifies() {
+        struct Cleanup(PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let cleanup = Cleanup(std::env::temp_dir().join(format!("xtask-image-unit-{}", std::process::id())));
+        let dir = cleanup.0.clone();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("linux-amd64")).unwrap();
+        std::fs::create_dir_all(dir.join("linux-arm64")).unwrap();
+        let mut targets = vec![];
+        for (slug, plat, content) in [("linux-amd64", "linux/amd64", b"amd"), ("linux-arm64", "linux/arm64", b"arm")] {
+            std::fs::write(dir.join(slug).join("d"), content).unwrap();
+            targets.push(build::TargetArtifacts {
+                arch: slug.into(),
+                platform: plat.into(),
+                triple: String::new(),
+                toolchain: String::new(),
+                binaries: vec![build::Artifact {
+                    name: "d".into(),
+                    path: format!("{slug}/d"),
+                    size: 3,
+                    sha256: format!("{:x}", sha2::Sha256::digest(content)),
+                }],
+            });
+        }
+        let m = build::Manifest {
+            version: "0.1.0+gabc".into(),
+            commit: "c".into(),
+            source_date_epoch: 1_700_000_000,
+            profile: "release".into(),
+            targets,
+        };
+        let a = assemble(&dir, &m, &dir, &[spec()], &meta(), true).unwrap();
+        let b = assemble(&dir, &m, &dir, &[spec()], &meta(), true).unwrap();
+        assert_eq!(a[0].index, b[0].index);
+        let lay = layout_for(&a);
+        let refs: Vec<&str> = lay.index.manifests.iter().map(|d| d.annotations[oci::ANN_REF_NAME].as_str()).collect();
+        assert_eq!(refs, ["thick-0.1.0_gabc", "thick-0.1.0_gabc-linux-amd64", "thick-0.1.0_gabc-linux-arm64"]);
+        layout::write(&lay, &dir.join("layout")).unwrap();
+        let (back, v) = layout::read_verified(&dir.join("layout")).unwrap();
+        assert_eq!(back.index, lay.index);
+        assert_eq!((v.manifests, v.layers, v.blobs), (2, 2, 7));
+
+        // A binary that is not what the build manifest recorded is refused.
+        std::fs::write(dir.join("linux-arm64/d"), b"ARM").unwrap();
+        let err = assemble(&dir, &m, &dir, &[spec()], &meta(), true).unwrap_err().to_string();
+        assert!(err.contains("the build manifest says"), "{err}");
+
+        // A corrupted layer blob is caught by the verification, naming the digest.
+        let l = &a[0].platforms[1].layers[0].blob.descriptor.digest;
+        let path = layout::blob_path(&dir.join("layout"), l).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let err = format!("{:#}", layout::read_verified(&dir.join("layout")).unwrap_err());
+        assert!(err.contains(&format!("blob {l}: content digest")), "{err}");
+
+        // A layer whose diff_id the config misstates is caught too.
+        let mut wrong = a.clone();
+        let p = &mut wrong[0].platforms[0];
+        let mut cfg: ImageConfig = serde_json::from_slice(&p.config.bytes).unwrap();
+        cfg.rootfs.diff_ids[0] = oci::sha256_digest(b"not the layer");
+        p.config = Blob::json(oci::MT_CONFIG, &cfg).unwrap();
+        let md = manifest_for(&p.config.descriptor, &[p.layers[0].blob.descriptor.clone()], BTreeMap::new());
+        p.manifest = Blob::json(oci::MT_MANIFEST, &md).unwrap();
+        let mut child = p.manifest.descriptor.clone();
+        child.platform = Some(p.platform.clone());
+        wrong[0].index = Blob::json(oci::MT_INDEX, &index_for(&[child], BTreeMap::new())).unwrap();
+        wrong[0].platforms.truncate(1);
+        layout::write(&layout_for(&wrong), &dir.join("layout2")).unwrap();
+        let err = format!("{:#}", layout::read_verified(&dir.join("layout2")).unwrap_err());
+        assert!(err.contains("differs from the config's diff_id"), "{err}");
+    }
+}

@@ -1,0 +1,320 @@
+//! The image descriptions in `images/*.toml`: which files go where (by binary name from the build
+//! manifest, or a repository file), in which layers, with which modes, entrypoint, environment,
+//! labels and licenses. This module parses and checks them and decides, per platform, which files
+//! an image gets; it reads no file but the descriptions themselves.
+//!
+//! A file may be marked `optional = true` (a binary that is not built yet): when the build
+//! manifest lacks it the image is assembled without it and the command says so loudly; a missing
+//! file that is not optional is an error naming the image, the binary and the platform.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use super::layer;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Short name: the file stem, the first part of every ref name and tag (`thick-<version>`).
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// SPDX expression for `org.opencontainers.image.licenses`.
+    pub licenses: String,
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Extra config labels (the OCI ones are added by the image step).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(rename = "layer")]
+    pub layers: Vec<LayerSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    /// Shown in the config history (`cargo xtask image: <name>`).
+    pub name: String,
+    #[serde(default, rename = "dir")]
+    pub dirs: Vec<DirSpec>,
+    #[serde(default, rename = "file")]
+    pub files: Vec<FileSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirSpec {
+    pub path: String,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// A node binary by name, taken from the build manifest of each platform.
+    #[serde(default)]
+    pub binary: Option<String>,
+    /// A file of the repository (relative to the workspace root), the same on every platform.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Absolute path in the image.
+    pub path: String,
+    pub mode: u32,
+    /// Tolerate its absence from the build (reported loudly). Only for binaries not built yet.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// Where the bytes of one image file come from, once resolved for a platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Path relative to the build manifest's directory, with the sha256 the manifest records.
+    Binary { name: String, path: String, sha256: String },
+    /// Path relative to the workspace root.
+    Repo(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    pub path: String,
+    pub mode: u32,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedLayer {
+    pub name: String,
+    pub dirs: Vec<(String, u32)>,
+    pub files: Vec<PlannedFile>,
+}
+
+/// An image's content for one platform: its layers (empty ones dropped) and what was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub layers: Vec<PlannedLayer>,
+    /// Optional binaries absent from the build, by name.
+    pub skipped: Vec<String>,
+    /// Set when the entrypoint's file is one of the skipped ones.
+    pub entrypoint_missing: Option<String>,
+}
+
+impl ImageSpec {
+    pub fn parse(text: &str) -> anyhow::Result<ImageSpec> {
+        let spec: ImageSpec = toml::from_str(text)?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let n = &self.name;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            bail!("image name {n:?} must be lower-case letters, digits and '-'");
+        }
+        if self.licenses.trim().is_empty() {
+            bail!("image {n}: licenses must name an SPDX expression");
+        }
+        if self.layers.is_empty() {
+            bail!("image {n}: no [[layer]]");
+        }
+        let mut paths = BTreeSet::new();
+        for l in &self.layers {
+            for d in &l.dirs {
+                layer::components(&d.path).with_context(|| format!("image {n}, layer {}", l.name))?;
+            }
+            for f in &l.files {
+                layer::components(&f.path).with_context(|| format!("image {n}, layer {}", l.name))?;
+                if !paths.insert(f.path.as_str()) {
+                    bail!("image {n}: {} is listed twice", f.path);
+                }
+                match (&f.binary, &f.source) {
+                    (Some(_), None) => {}
+                    (None, Some(s)) => {
+                        if f.optional {
+                            bail!("image {n}: {} comes from the repository ({s}) and cannot be optional", f.path);
+                        }
+                        if Path::new(s).is_absolute() || s.split('/').any(|c| c == "..") {
+                            bail!("image {n}: source {s:?} must be a path inside the repository");
+                        }
+                    }
+                    _ => bail!("image {n}: {} needs exactly one of binary = or source =", f.path),
+                }
+                if f.mode & !0o7777 != 0 {
+                    bail!("image {n}: {} has mode {:o} (permission bits only)", f.path, f.mode);
+                }
+            }
+        }
+        let entry = self.entrypoint.first().with_context(|| format!("image {n}: empty entrypoint"))?;
+        if !paths.contains(entry.as_str()) {
+            bail!("image {n}: entrypoint {entry} is not a file of the image");
+        }
+        Ok(())
+    }
+
+    /// The image's files for one platform, given the binaries the build produced for it
+    /// (name → (path relative to the manifest, sha256)).
+    pub fn plan(&self, platform: &str, built: &BTreeMap<String, (String, String)>) -> anyhow::Result<Plan> {
+        let mut plan = Plan { layers: vec![], skipped: vec![], entrypoint_missing: None };
+        for l in &self.layers {
+            let mut files = Vec::new();
+            for f in &l.files {
+                let source = match (&f.binary, &f.source) {
+                    (Some(b), _) => match built.get(b) {
+                        Some((path, sha256)) => {
+                            Source::Binary { name: b.clone(), path: path.clone(), sha256: sha256.clone() }
+                        }
+                        None if f.optional => {
+                            if !plan.skipped.contains(b) {
+                                plan.skipped.push(b.clone());
+                            }
+                            if self.entrypoint.first() == Some(&f.path) {
+                                plan.entrypoint_missing = Some(f.path.clone());
+                            }
+                            continue;
+                        }
+                        None => bail!(
+                            "image {}: binary {b} (for {}) is not in the build manifest for {platform}; \
+                             build it (cargo xtask build --release) or mark it optional in images/{}.toml",
+                            self.name,
+                            f.path,
+                            self.name
+                        ),
+                    },
+                    (None, Some(s)) => Source::Repo(s.clone()),
+                    (None, None) => unreachable!("checked when parsed"),
+                };
+                files.push(PlannedFile { path: f.path.clone(), mode: f.mode, source });
+            }
+            if !files.is_empty() {
+                let dirs = l.dirs.iter().map(|d| (d.path.clone(), d.mode)).collect();
+                plan.layers.push(PlannedLayer { name: l.name.clone(), dirs, files });
+            }
+        }
+        if plan.layers.is_empty() {
+            bail!("image {}: nothing to put in it for {platform}", self.name);
+        }
+        Ok(plan)
+    }
+}
+
+/// Every `*.toml` of the images directory, sorted by name; each file's stem must be its name.
+pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<ImageSpec>> {
+    let mut specs = Vec::new();
+    let rd = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for e in rd {
+        let path = e?.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let spec = ImageSpec::parse(&text).with_context(|| format!("in {}", path.display()))?;
+        if path.file_stem().and_then(|s| s.to_str()) != Some(spec.name.as_str()) {
+            bail!("{}: name {:?} must equal the file name", path.display(), spec.name);
+        }
+        specs.push(spec);
+    }
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    if specs.is_empty() {
+        bail!("no image descriptions (*.toml) in {}", dir.display());
+    }
+    Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+name = "demo"
+title = "demo"
+description = "a test image"
+licenses = "Apache-2.0"
+entrypoint = ["/daemon"]
+
+[[layer]]
+name = "notice"
+[[layer.file]]
+source = "images/LICENSE"
+path = "/LICENSE"
+mode = 0o644
+
+[[layer]]
+name = "binaries"
+[[layer.dir]]
+path = "/tmp"
+mode = 0o1777
+[[layer.file]]
+binary = "passthru"
+path = "/bin/passthru"
+mode = 0o755
+[[layer.file]]
+binary = "daemon"
+path = "/daemon"
+mode = 0o755
+optional = true
+"#;
+
+    fn built(names: &[&str]) -> BTreeMap<String, (String, String)> {
+        names.iter().map(|n| (n.to_string(), (format!("linux-amd64/{n}"), "00".into()))).collect()
+    }
+
+    #[test]
+    fn the_shipped_descriptions_parse_and_put_passthru_where_upstream_has_it() {
+        let specs = load_dir(&crate::project_root().join("images")).unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["thick", "thin"]);
+        for s in &specs {
+            let plan = s.plan("linux/amd64", &built(&["passthru"])).unwrap();
+            let files: Vec<&PlannedFile> = plan.layers.iter().flat_map(|l| &l.files).collect();
+            assert!(files.iter().any(|f| f.path == "/usr/src/multus-cni/bin/passthru" && f.mode == 0o755), "{s:?}");
+            assert!(files.iter().any(|f| f.path == "/usr/src/multus-cni/LICENSE"));
+        }
+        let thick = &specs[0];
+        assert_eq!(thick.entrypoint, ["/usr/src/multus-cni/bin/multus-daemon"]);
+        assert_eq!(specs[1].entrypoint, ["/thin_entrypoint"]);
+    }
+
+    #[test]
+    fn optional_binaries_are_skipped_and_reported() {
+        let spec = ImageSpec::parse(SPEC).unwrap();
+        let plan = spec.plan("linux/amd64", &built(&["passthru"])).unwrap();
+        assert_eq!(plan.skipped, ["daemon"]);
+        assert_eq!(plan.entrypoint_missing.as_deref(), Some("/daemon"));
+        assert_eq!(plan.layers.len(), 2);
+        assert_eq!(plan.layers[1].files.len(), 1);
+        let full = spec.plan("linux/amd64", &built(&["passthru", "daemon"])).unwrap();
+        assert!(full.skipped.is_empty() && full.entrypoint_missing.is_none());
+        assert_eq!(
+            full.layers[1].files[1].source,
+            Source::Binary { name: "daemon".into(), path: "linux-amd64/daemon".into(), sha256: "00".into() }
+        );
+    }
+
+    #[test]
+    fn a_missing_required_binary_is_an_error_naming_it() {
+        let spec = ImageSpec::parse(SPEC).unwrap();
+        let err = spec.plan("linux/arm64", &built(&["daemon"])).unwrap_err().to_string();
+        assert!(err.contains("image demo: binary passthru") && err.contains("linux/arm64"), "{err}");
+    }
+
+    #[test]
+    fn bad_descriptions_are_refused() {
+        let bad = |from: &str, to: &str| ImageSpec::parse(&SPEC.replacen(from, to, 1)).unwrap_err().to_string();
+        assert!(bad("entrypoint = [\"/daemon\"]", "entrypoint = [\"/nope\"]").contains("not a file of the image"));
+        assert!(bad("source = \"images/LICENSE\"", "source = \"../x\"").contains("inside the repository"));
+        assert!(bad("path = \"/LICENSE\"", "path = \"/bin/passthru\"").contains("listed twice"));
+        assert!(bad("name = \"demo\"", "name = \"Demo\"").contains("lower-case"));
+        assert!(bad("mode = 0o644", "mode = 0o100644").contains("permission bits"));
+        assert!(bad("binary = \"passthru\"", "source = \"a\"\nbinary = \"passthru\"").contains("exactly one"));
+        assert!(bad("licenses", "license").contains("unknown field"));
+    }
+}
