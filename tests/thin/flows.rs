@@ -338,3 +338,81 @@ fn retry_delete_on_error_keeps_the_scratch_cache_for_the_next_del() {
         let _ = std::fs::remove_file(node.path("multus/flaky"));
     }
 }
+
+/// The runtime passes the pod's namespace; `defaultNetworks` are not attached in system namespaces.
+#[test]
+fn default_networks_except_in_system_namespaces_and_check_of_the_cluster_network() {
+    let node = Node::new().with_veth_parent();
+    let dir = node.path("net.d");
+    write(
+        &dir.join("10-main.conflist"),
+        &json!({"cniVersion": "1.0.0", "name": "main", "plugins": [
+        bridge(&node, "main", "tbr0", "10.99.0.0/24"),
+        // A literal name: tuning 1.1.1 substitutes IFNAME on ADD but not on CHECK.
+        {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.arp_filter": "1"}}]}),
+    );
+    write(&dir.join("20-extra.conf"), &macvlan(&node, "extra"));
+    let conf = multus_conf(
+        &node,
+        "1.0.0",
+        json!({"clusterNetwork": dir.join("10-main.conflist"),
+        "defaultNetworks": [dir.join("20-extra.conf")], "systemNamespaces": ["kube-system"]}),
+    );
+    // K8S_POD_NAMESPACE=default (see `multus`): the default network is attached as net1.
+    assert_eq!(multus(&node, "ADD", &conf, "ns1", "eth0").0, 0);
+    assert_eq!(node.pod.link_names(), vec!["lo", "eth0", "net1"]);
+    assert_eq!(multus(&node, "CHECK", &conf, "ns1", "eth0"), (0, String::new()), "CHECK covers the cluster network");
+    node.pod.ip(&["addr", "flush", "dev", "eth0"]);
+    let (rc, out) = multus(&node, "CHECK", &conf, "ns1", "eth0");
+    assert_eq!(rc, 1, "a broken cluster network fails CHECK: {out}");
+    assert_eq!(multus(&node, "DEL", &conf, "ns1", "eth0").0, 0);
+    assert_eq!(node.pod.link_names(), vec!["lo"]);
+
+    let mut sys = conf.clone();
+    sys["systemNamespaces"] = json!(["default"]);
+    assert_eq!(multus(&node, "ADD", &sys, "ns2", "eth0").0, 0);
+    assert_eq!(node.pod.link_names(), vec!["lo", "eth0"], "no defaultNetworks in a system namespace");
+    assert_eq!(multus(&node, "DEL", &sys, "ns2", "eth0").0, 0);
+}
+
+/// ADD waits for the readiness indicator file; DEL does not.
+#[test]
+fn add_waits_for_the_readiness_indicator_and_del_does_not() {
+    let node = Node::new();
+    let ready = node.path("ready/default-network-ready");
+    let conf = multus_conf(
+        &node,
+        "1.0.0",
+        json!({"delegates": [bridge(&node, "cbr", "tbr0", "10.99.0.0/24")],
+        "readinessindicatorfile": ready}),
+    );
+    let maker = {
+        let ready = ready.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            std::fs::create_dir_all(ready.parent().unwrap()).unwrap();
+            std::fs::write(&ready, "").unwrap();
+        })
+    };
+    let start = std::time::Instant::now();
+    let (rc, out) = multus(&node, "ADD", &conf, "ready1", "eth0");
+    maker.join().unwrap();
+    assert_eq!(rc, 0, "{out}");
+    assert!(start.elapsed() >= std::time::Duration::from_millis(1500), "ADD ran before the network was ready");
+    std::fs::remove_file(&ready).unwrap();
+    let start = std::time::Instant::now();
+    assert_eq!(multus(&node, "DEL", &conf, "ready1", "eth0").0, 0);
+    assert!(start.elapsed() < std::time::Duration::from_secs(20), "DEL must not wait for readiness");
+    assert!(node.ipam_ips("cbr").is_empty());
+}
+
+#[test]
+fn version_flag_and_version_command() {
+    let out = Command::new(env!("CARGO_BIN_EXE_multus")).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("multus version "));
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_multus")).env("CNI_COMMAND", "VERSION").stdin(Stdio::null()).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["supportedVersions"], json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
+}
