@@ -118,8 +118,11 @@ fn thin_multus_vs_bridge() {
     let conf = json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
         "cniDir": node.path("multus"), "delegates": [bridge.clone()]});
     let doc = json!({"cniVersion": "1.0.0", "name": "bench", "plugins": [bridge]});
+    // `cargo xtask bench cni` points this at the shipped (static) build.
+    let bin = std::env::var("MULTUS_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_multus").to_string());
+    println!("  (multus binary: {bin})");
     let multus = |cmd: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_multus"))
+        let mut child = Command::new(&bin)
             .env("CNI_COMMAND", cmd)
             .env("CNI_CONTAINERID", "thin")
             .env("CNI_NETNS", node.pod.path())

@@ -273,9 +273,11 @@ optional = true
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["thick", "thin"]);
         for s in &specs {
-            let plan = s.plan("linux/amd64", &built(&["passthru"])).unwrap();
+            let plan = s.plan("linux/amd64", &built(&["passthru", "multus"])).unwrap();
             let files: Vec<&PlannedFile> = plan.layers.iter().flat_map(|l| &l.files).collect();
             assert!(files.iter().any(|f| f.path == "/usr/src/multus-cni/bin/passthru" && f.mode == 0o755), "{s:?}");
+            assert!(files.iter().any(|f| f.path == "/usr/src/multus-cni/bin/multus" && f.mode == 0o755), "{s:?}");
+            assert!(s.plan("linux/amd64", &built(&["passthru"])).is_err(), "multus is required now");
             assert!(files.iter().any(|f| f.path == "/usr/src/multus-cni/LICENSE"));
         }
         let thick = &specs[0];

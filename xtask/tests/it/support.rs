@@ -59,6 +59,8 @@ pub fn built() -> &'static Path {
             "arm64",
             "--bin",
             "passthru",
+            "--bin",
+            "multus",
             "--target-dir",
             t.to_str().unwrap(),
             "--out-dir",
