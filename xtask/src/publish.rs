@@ -211,8 +211,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         counts[BlobOutcome::Present as usize],
     );
     eprintln!(
-        "  {} requests, {} retries, {} upload sessions restarted, {} tokens fetched; every tag read back identical",
-        s.requests, s.retries, s.session_restarts, s.tokens
+        "  {} requests, {} retries, {} chunks resumed, {} upload sessions restarted, {} tokens fetched; every tag read back identical",
+        s.requests, s.retries, s.chunk_resumes, s.session_restarts, s.tokens
     );
     eprintln!("pinned references:");
     for (tag, d) in &plan.tags {

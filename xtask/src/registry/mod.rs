@@ -100,6 +100,8 @@ pub struct Stats {
     pub requests: u32,
     pub retries: u32,
     pub session_restarts: u32,
+    /// Chunks re-sent from the offset the registry reported after a failed PATCH.
+    pub chunk_resumes: u32,
     pub tokens: u32,
     pub bytes_uploaded: u64,
 }
@@ -110,6 +112,13 @@ pub enum BlobOutcome {
     Present,
     Mounted,
     Uploaded,
+}
+
+fn error_text(e: &SessionError) -> String {
+    match e {
+        SessionError::Restart(m) => m.clone(),
+        SessionError::Fatal(e) => format!("{e:#}"),
+    }
 }
 
 /// Why an upload session ended early.
@@ -353,6 +362,21 @@ impl<'t> Client<'t> {
         bail!("blob {digest}: upload failed {} times, last: {last}", self.policy.attempts)
     }
 
+    /// Where an upload session stands (`GET <location>` → 204 with `Range: 0-N`): the next offset
+    /// to send and the session's current location; `None` when the session is gone.
+    fn upload_status(&mut self, loc: &str, digest: &str) -> Option<(usize, String)> {
+        let what = format!("upload status of {digest}");
+        let r = self.send(&what, Req { method: "GET", url: loc.to_string(), headers: vec![], body: &[] }, true).ok()?;
+        if r.status != 204 {
+            return None;
+        }
+        let next = match r.header("Range") {
+            Some(range) => range.rsplit('-').next()?.trim().parse::<usize>().ok()? + 1,
+            None => 0,
+        };
+        Some((next, self.location(&r, &what).ok()?))
+    }
+
     /// Cancels an upload session we will not use (best effort: it expires anyway).
     fn cancel(&mut self, location: &str) {
         let req = Req { method: "DELETE", url: location.to_string(), headers: vec![], body: &[] };
@@ -389,15 +413,41 @@ impl<'t> Client<'t> {
         } else {
             let size = chunk.max(min_chunk);
             let mut start = 0usize;
+            let mut resumes = 0u32;
             while start < bytes.len() {
                 let end = (start + size).min(bytes.len());
                 let what = format!("PATCH {digest} bytes {start}-{}", end - 1);
                 let headers = vec![octet.clone(), ("Content-Range".into(), format!("{start}-{}", end - 1))];
                 let req = Req { method: "PATCH", url: loc.clone(), headers, body: &bytes[start..end] };
-                let r = self.send(&what, req, false).map_err(|e| SessionError::Restart(format!("{e:#}")))?;
-                if r.status != 202 {
-                    return Err(classify(&what, &r));
+                let sent = self.send(&what, req, false);
+                let failure = match &sent {
+                    Err(e) => Some(SessionError::Restart(format!("{e:#}"))),
+                    Ok(r) if r.status != 202 => Some(classify(&what, r)),
+                    Ok(_) => None,
+                };
+                if let Some(err) = failure {
+                    if matches!(err, SessionError::Fatal(_)) || resumes >= self.policy.attempts {
+                        return Err(err);
+                    }
+                    // Ask the registry how far the session got and go on from there; a session it no
+                    // longer knows (or one at an offset it disputes) is restarted by the caller.
+                    resumes += 1;
+                    match self.upload_status(&loc, digest) {
+                        Some((next, new_loc)) if next <= bytes.len() => {
+                            self.stats.chunk_resumes += 1;
+                            eprintln!(
+                                "  resuming the upload of {} at byte {next} ({})",
+                                short(digest),
+                                error_text(&err)
+                            );
+                            start = next;
+                            loc = new_loc;
+                            continue;
+                        }
+                        _ => return Err(err),
+                    }
                 }
+                let r = sent.expect("checked above");
                 self.stats.bytes_uploaded += (end - start) as u64;
                 // The registry says how much it has; anything else than what we sent is a lost session.
                 if let Some(range) = r.header("Range") {

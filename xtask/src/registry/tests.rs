@@ -162,8 +162,9 @@ fn a_lost_session_is_restarted_and_a_blob_that_landed_is_not_sent_again() {
     let sc = Script::new(vec![
         ("HEAD", format!("{B}/blobs/{D}"), r(404, &[])),
         ("POST", format!("{B}/blobs/uploads/"), r(202, &[("Location", "/up/1")])),
-        // The registry forgot the session (restart): start over.
+        // The registry forgot the session: its status is unknown too, so start over.
         ("PATCH", s("http://127.0.0.1:5000/up/1"), r(404, &[])),
+        ("GET", s("http://127.0.0.1:5000/up/1"), r(404, &[])),
         ("HEAD", format!("{B}/blobs/{D}"), r(404, &[])),
         ("POST", format!("{B}/blobs/uploads/"), r(202, &[("Location", "/up/2")])),
         ("PATCH", s("http://127.0.0.1:5000/up/2"), r(202, &[("Location", "/up/3"), ("Range", "0-3")])),
@@ -175,6 +176,30 @@ fn a_lost_session_is_restarted_and_a_blob_that_landed_is_not_sent_again() {
     let mut c = client(&sc);
     assert_eq!(c.push_blob(D, b"abcdef", &[], 4).unwrap(), BlobOutcome::Uploaded);
     assert_eq!(c.stats.session_restarts, 2);
+    sc.done();
+}
+
+#[test]
+fn a_failed_chunk_resumes_at_the_offset_the_registry_reports() {
+    let sc = Script::new(vec![
+        ("HEAD", format!("{B}/blobs/{D}"), r(404, &[])),
+        ("POST", format!("{B}/blobs/uploads/"), r(202, &[("Location", "/up/1")])),
+        ("PATCH", s("http://127.0.0.1:5000/up/1"), r(202, &[("Location", "/up/2"), ("Range", "0-3")])),
+        // The second chunk fails on the way; the session still has the first four bytes.
+        ("PATCH", s("http://127.0.0.1:5000/up/2"), Err(s("connection reset"))),
+        ("GET", s("http://127.0.0.1:5000/up/2"), r(204, &[("Location", "/up/2"), ("Range", "0-3")])),
+        ("PATCH", s("http://127.0.0.1:5000/up/2"), r(202, &[("Location", "/up/3"), ("Range", "0-5")])),
+        (
+            "PUT",
+            format!("http://127.0.0.1:5000/up/3?digest=sha256%3A{}", &D[7..]),
+            r(201, &[("Docker-Content-Digest", D)]),
+        ),
+    ]);
+    let mut c = client(&sc);
+    assert_eq!(c.push_blob(D, b"abcdef", &[], 4).unwrap(), BlobOutcome::Uploaded);
+    assert_eq!((c.stats.chunk_resumes, c.stats.session_restarts), (1, 0));
+    drop(c);
+    assert_eq!(sc.header_of(5, "Content-Range").as_deref(), Some("4-5"), "resumed at byte 4");
     sc.done();
 }
 

@@ -11,29 +11,14 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::Digest;
 
-use crate::{root, sh, xtask};
+use crate::{root, sh};
 
+/// A cold build in a fresh directory (the second build of the reproducibility check).
 fn build_into(tag: &str) -> (std::path::PathBuf, Value) {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("xbuild-{tag}"));
     let _ = std::fs::remove_dir_all(&base);
-    let (t, o) = (base.join("target"), base.join("out"));
-    xtask(&[
-        "build",
-        "--release",
-        "--arch",
-        "amd64",
-        "--arch",
-        "arm64",
-        "--bin",
-        "passthru",
-        "--bin",
-        "multus",
-        "--target-dir",
-        t.to_str().unwrap(),
-        "--out-dir",
-        o.to_str().unwrap(),
-    ]);
-    let manifest: Value = serde_json::from_slice(&std::fs::read(o.join("manifest.json")).unwrap()).unwrap();
+    let out = crate::support::build_into(&base);
+    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     (base, manifest)
 }
 

@@ -43,31 +43,22 @@ impl Drop for Tmp {
     }
 }
 
-/// The release binaries the image tests package, built once per test run (amd64 and arm64,
-/// `passthru` only) into a private directory that is kept as a build cache between runs.
+/// Builds the release binaries the tests use (amd64 and arm64; `passthru` first, then `multus`)
+/// with `base/target` as cargo's directory; returns the output directory `base/out`.
+pub fn build_into(base: &Path) -> PathBuf {
+    let (t, o) = (base.join("target"), base.join("out"));
+    let (t, o) = (t.to_str().unwrap(), o.to_str().unwrap());
+    #[rustfmt::skip]
+    xtask(&["build", "--release", "--arch", "amd64", "--arch", "arm64", "--bin", "passthru", "--bin", "multus",
+        "--target-dir", t, "--out-dir", o]);
+    base.join("out")
+}
+
+/// The release binaries the image tests package, built once per test run into a private
+/// directory that is kept as a build cache between runs.
 pub fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ximage-build");
-        let (t, o) = (base.join("target"), base.join("out"));
-        xtask(&[
-            "build",
-            "--release",
-            "--arch",
-            "amd64",
-            "--arch",
-            "arm64",
-            "--bin",
-            "passthru",
-            "--bin",
-            "multus",
-            "--target-dir",
-            t.to_str().unwrap(),
-            "--out-dir",
-            o.to_str().unwrap(),
-        ]);
-        o
-    })
+    DIR.get_or_init(|| build_into(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("ximage-build")))
 }
 
 /// The build manifest of `built()`.
