@@ -3,6 +3,7 @@
 //! (`resolve`, through the `kube::Cluster` seam), the scratch cache (`scratch`), default-route
 //! handling (`gateway`), the operations with rollback (`ops`) and the log (`logging`).
 
+pub mod annotation;
 pub mod conf;
 pub mod delegate;
 pub mod gateway;
