@@ -12,3 +12,4 @@ pub mod logging;
 pub mod ops;
 pub mod resolve;
 pub mod scratch;
+pub mod status;
