@@ -9,6 +9,7 @@ pub mod delegate;
 pub mod gateway;
 pub mod kube;
 pub mod logging;
+pub mod nad;
 pub mod ops;
 pub mod resolve;
 pub mod scratch;
