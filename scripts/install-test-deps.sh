@@ -16,6 +16,10 @@ PKGS+=(skopeo umoci docker-registry apache2-utils openssl podman runc qemu-user-
 # The thin plugin's real-runtime test (tests/thin/podman.rs): busybox as the container's rootfs.
 PKGS+=(busybox-static)
 
+# The release gate and signing tests (xtask/tests/it/{gate,sign,workflows}.rs): a Python judge on
+# the `cryptography` package, venvs for actionlint and zizmor (from PyPI), curl to tamper with a tag.
+PKGS+=(python3-cryptography python3-venv curl)
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,9 +6,13 @@ mod bench;
 mod build;
 mod elf;
 mod image;
+mod inventory;
 mod publish;
 mod registry;
 mod release;
+mod sbom;
+mod scan;
+mod sign;
 mod targets;
 mod test;
 mod toolchain;
@@ -43,6 +47,14 @@ enum Cmd {
     Image(image::Args),
     /// Push the OCI layout to a registry (HOST[:PORT]/REPO) and print digest-pinned references.
     Publish(publish::Args),
+    /// The release gate: Trivy (when installed) and RustSec over every platform image of the layout.
+    Scan(scan::Args),
+    /// Write a cosign key pair (cosign.key encrypted with COSIGN_PASSWORD, cosign.pub).
+    Keygen(sign::KeygenArgs),
+    /// Sign every index and platform manifest of the layout (cosign format) and attest their SBOMs.
+    Sign(sign::SignArgs),
+    /// Verify the signatures, attestations and digests of oci:DIR[:REF] or HOST[:PORT]/REPO:TAG.
+    Verify(sign::VerifyArgs),
     /// The release pipeline (build → image → scan → sign → publish → verify).
     Release(release::Args),
 }
@@ -68,6 +80,10 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Image(a) => image::run(a).map(|_| ()),
         Cmd::Publish(a) => publish::run(a),
+        Cmd::Scan(a) => scan::run(a).map(|_| ()),
+        Cmd::Keygen(a) => sign::keygen(a),
+        Cmd::Sign(a) => sign::run_sign(a).map(|_| ()),
+        Cmd::Verify(a) => sign::run_verify(a).map(|_| ()),
         Cmd::Release(a) => release::run(&sh, a),
     }
 }
@@ -118,4 +134,26 @@ impl Phases {
         s.push_str(&format!("  {:<28} {:>8.1}s\n", "total", total.as_secs_f64()));
         s
     }
+}
+
+/// Pretty JSON with every object's keys sorted, whatever serde_json's `preserve_order` feature is
+/// (the root package turns it on, so workspace builds unify it into ours): documents built with
+/// `json!` come out the same from `cargo test -p xtask` and `cargo test --workspace`.
+pub fn canonical_json(mut v: serde_json::Value) -> String {
+    v.sort_all_objects();
+    serde_json::to_string_pretty(&v).expect("JSON values serialise") + "\n"
+}
+
+/// Compares a produced document with its golden file in xtask/tests/golden (UPDATE_GOLDEN=1
+/// rewrites the file). Wire formats are compared whole.
+#[cfg(test)]
+pub fn golden(name: &str, actual: &str) {
+    let path = project_root().join("xtask/tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert!(want == actual, "{} differs from what was produced:\n{actual}", path.display());
 }

@@ -115,6 +115,15 @@ fn env_or(arg: &Option<String>, var: &str) -> Option<String> {
     arg.clone().or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
 }
 
+/// Registry credentials from the arguments or MULTUS_REGISTRY_USERNAME/_PASSWORD: both or neither.
+pub fn creds(username: &Option<String>, password: &Option<String>) -> anyhow::Result<Option<Creds>> {
+    Ok(match (env_or(username, "MULTUS_REGISTRY_USERNAME"), env_or(password, "MULTUS_REGISTRY_PASSWORD")) {
+        (Some(username), Some(password)) => Some(Creds { username, password }),
+        (None, None) => None,
+        _ => bail!("give both a user name and a password (--username/--password or MULTUS_REGISTRY_*), or neither"),
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let root = crate::project_root();
     let dir = args.layout.clone().unwrap_or_else(|| root.join("target/oci/layout"));
@@ -122,14 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.insecure && args.ca.is_some() {
         bail!("--insecure (plain HTTP) and --ca (TLS) contradict each other");
     }
-    let creds = match (
-        env_or(&args.username, "MULTUS_REGISTRY_USERNAME"),
-        env_or(&args.password, "MULTUS_REGISTRY_PASSWORD"),
-    ) {
-        (Some(username), Some(password)) => Some(Creds { username, password }),
-        (None, None) => None,
-        _ => bail!("give both a user name and a password (--username/--password or MULTUS_REGISTRY_*), or neither"),
-    };
+    let creds = creds(&args.username, &args.password)?;
     for m in &args.mount_from {
         registry::check_repo(m).with_context(|| format!("--mount-from {m}"))?;
     }

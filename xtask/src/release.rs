@@ -1,38 +1,599 @@
-//! `cargo xtask release`: the release pipeline. So far it runs the verified cross build of every
-//! target and assembles the multi-arch images into a local OCI layout (target/oci); pushing is
-//! `cargo xtask publish`. The scan and sign stages do not exist yet, and it says so instead of
-//! pretending.
+//! `cargo xtask release`: build → image → scan → sign → (publish) → verify, planned first.
+//!
+//! The plan (`plan`, a plain function of the arguments and what is installed) is printed before
+//! anything runs; `--dry-run` prints only the plan, as JSON. With no arguments everything goes
+//! into the local layout (target/oci) signed with a development key under target/dev-keys, and
+//! is verified there. With `--registry` the layout is published after the gate and verified from
+//! the registry; a publishing run refuses to go on unscanned (no Trivy) unless `--allow-unscanned`,
+//! and refuses the development key except for a loopback registry (`--insecure`).
+//!
+//! `--prebuilt DIR` replaces the build by the merge of per-platform builds (the CI matrix's
+//! `cargo xtask build --arch A --out-dir DIR/A`), each binary re-checked against its manifest.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use sha2::Digest as _;
 use xshell::Shell;
 
-use crate::{build, image};
+use crate::{Phases, build, image, publish, scan, sign, targets};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct Args {
-    /// Print the plan only.
+    /// Print the plan as JSON and stop.
     #[arg(long)]
-    dry_run: bool,
+    pub dry_run: bool,
+    /// Publish to HOST[:PORT]/REPO after the gate (credentials from MULTUS_REGISTRY_USERNAME/_PASSWORD).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Plain HTTP to a loopback registry.
+    #[arg(long)]
+    pub insecure: bool,
+    /// CA bundle for the registry's TLS certificate.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Sign with this cosign.key (password from COSIGN_PASSWORD; cosign.pub expected beside it).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Sign keylessly (GitHub Actions OIDC → Fulcio, Rekor).
+    #[arg(long, conflicts_with = "key")]
+    pub keyless: bool,
+    /// The repository signed into the payloads (default: --registry, else ghcr.io/OWNER/NAME).
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// Only these architectures (repeatable; default every target of cross/targets.toml).
+    #[arg(long = "arch")]
+    pub arches: Vec<String>,
+    /// Merge per-platform builds found under DIR (each DIR/*/manifest.json) instead of building.
+    #[arg(long)]
+    pub prebuilt: Option<PathBuf>,
+    /// Publish even though Trivy is not installed (only the RustSec check gates then).
+    #[arg(long)]
+    pub allow_unscanned: bool,
+    /// The RustSec advisory database (default $MULTUS_RUSTSEC_DB or ../shared/data/rustsec-advisory-db).
+    #[arg(long)]
+    pub rustsec_db: Option<PathBuf>,
+    /// The Trivy executable (default `trivy` on PATH).
+    #[arg(long)]
+    pub trivy: Option<PathBuf>,
+    /// Extra arguments for `trivy image` (repeatable).
+    #[arg(long = "trivy-arg", allow_hyphen_values = true)]
+    pub trivy_args: Vec<String>,
+    /// Where release-artifacts/, oci/, scan/ and sbom/ go (default target).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// How signatures will be made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum KeyChoice {
+    Key { path: String },
+    DevelopmentKey { path: String, exists: bool },
+    Keyless { fulcio: String, rekor: String },
+}
+
+/// What the plan is made from.
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    pub version: String,
+    pub commit: String,
+    pub platforms: Vec<String>,
+    pub binaries: Vec<String>,
+    pub images: Vec<String>,
+    pub prebuilt: Option<String>,
+    pub trivy: Option<String>,
+    pub allow_unscanned: bool,
+    pub rustsec_db: String,
+    pub key: KeyChoice,
+    pub identity: String,
+    pub registry: Option<(String, bool)>,
+    /// The output directory (`target`).
+    pub out: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    Build { platforms: Vec<String>, binaries: Vec<String>, out: String },
+    Merge { from: String, platforms: Vec<String>, out: String },
+    Image { images: Vec<String>, layout: String, archive: String },
+    Scan { trivy: String, if_missing: String, rustsec_db: String, policy: String, waivers: String, reports: String },
+    Sign { signer: KeyChoice, identity: String, signs: String, sboms: String },
+    Publish { registry: String, transport: String },
+    Verify { from: String, checks: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub version: String,
+    pub commit: String,
+    pub steps: Vec<Step>,
+}
+
+/// The release plan: a plain function of what it is given.
+pub fn plan(i: &PlanInput) -> Plan {
+    let mut steps = Vec::new();
+    let o = &i.out;
+    match &i.prebuilt {
+        Some(from) => steps.push(Step::Merge {
+            from: from.clone(),
+            platforms: i.platforms.clone(),
+            out: format!("{o}/release-artifacts"),
+        }),
+        None => steps.push(Step::Build {
+            platforms: i.platforms.clone(),
+            binaries: i.binaries.clone(),
+            out: format!("{o}/release-artifacts"),
+        }),
+    }
+    steps.push(Step::Image {
+        images: i.images.clone(),
+        layout: format!("{o}/oci/layout"),
+        archive: format!("{o}/oci/oci-archive.tar"),
+    });
+    let publishing = i.registry.is_some();
+    steps.push(Step::Scan {
+        trivy: i.trivy.clone().unwrap_or_else(|| "not installed".into()),
+        if_missing: match (publishing, i.allow_unscanned) {
+            (false, _) => "report NOT SCANNED and go on (nothing is published)".into(),
+            (true, false) => "fail: a publishing run needs Trivy (--allow-unscanned overrides)".into(),
+            (true, true) => "go on unscanned (--allow-unscanned)".into(),
+        },
+        rustsec_db: i.rustsec_db.clone(),
+        policy: "trivy.yaml".into(),
+        waivers: ".trivyignore.yaml".into(),
+        reports: format!("{o}/scan"),
+    });
+    steps.push(Step::Sign {
+        signer: i.key.clone(),
+        identity: i.identity.clone(),
+        signs: "every image index and platform manifest (sha256-<hex>.sig)".into(),
+        sboms: format!("a CycloneDX SBOM per platform manifest, attested (sha256-<hex>.att), files in {o}/sbom"),
+    });
+    match &i.registry {
+        Some((r, insecure)) => {
+            steps.push(Step::Publish {
+                registry: r.clone(),
+                transport: if *insecure { "http (loopback)".into() } else { "https".into() },
+            });
+            steps.push(Step::Verify {
+                from: r.clone(),
+                checks: "every tag: manifest digests, signatures, SBOM attestations, identity".into(),
+            });
+        }
+        None => steps.push(Step::Verify {
+            from: format!("{o}/oci/layout"),
+            checks: "every image: manifest digests, signatures, SBOM attestations, identity".into(),
+        }),
+    }
+    Plan { version: i.version.clone(), commit: i.commit.clone(), steps }
+}
+
+/// A printable line per step.
+pub fn describe(p: &Plan) -> String {
+    let mut s = format!("release plan: version {} commit {}\n", p.version, &p.commit[..12.min(p.commit.len())]);
+    for (n, st) in p.steps.iter().enumerate() {
+        let line = match st {
+            Step::Build { platforms, binaries, out } => {
+                format!("build    {} for {} -> {out}", binaries.join(", "), platforms.join(", "))
+            }
+            Step::Merge { from, platforms, out } => {
+                format!("merge    the per-platform builds in {from} ({}) -> {out}", platforms.join(", "))
+            }
+            Step::Image { images, layout, archive } => {
+                format!("image    {} -> {layout} + {archive}", images.join(", "))
+            }
+            Step::Scan { trivy, if_missing, rustsec_db, .. } => {
+                format!("scan     Trivy: {trivy} (if missing: {if_missing}); RustSec: {rustsec_db}; policy trivy.yaml")
+            }
+            Step::Sign { signer, identity, .. } => {
+                let with = match signer {
+                    KeyChoice::Key { path } => path.clone(),
+                    KeyChoice::DevelopmentKey { path, exists } => {
+                        format!("the development key {path}{}", if *exists { "" } else { " (generated now)" })
+                    }
+                    KeyChoice::Keyless { fulcio, rekor } => format!("keyless ({fulcio}, {rekor})"),
+                };
+                format!("sign     with {with} as {identity}; SBOM attestations")
+            }
+            Step::Publish { registry, transport } => format!("publish  {registry} over {transport}"),
+            Step::Verify { from, .. } => format!("verify   signatures, attestations and digests from {from}"),
+        };
+        s.push_str(&format!("  {}. {line}\n", n + 1));
+    }
+    s
+}
+
+/// Merges per-platform build manifests (each with its directory) into one, in `order` (the
+/// platforms of cross/targets.toml); paths become relative to the merged manifest's directory.
+pub fn merge_manifests(parts: &[(PathBuf, build::Manifest)], order: &[String]) -> anyhow::Result<build::Manifest> {
+    let (_, first) = parts.first().context("no per-platform build manifests to merge")?;
+    let mut merged = build::Manifest { targets: vec![], ..first.clone() };
+    for (dir, m) in parts {
+        if (&m.version, &m.commit, m.source_date_epoch, &m.profile)
+            != (&first.version, &first.commit, first.source_date_epoch, &first.profile)
+        {
+            bail!(
+                "{}: built from {} {} ({}), the others from {} {} ({})",
+                dir.display(),
+                m.version,
+                m.commit,
+                m.profile,
+                first.version,
+                first.commit,
+                first.profile
+            );
+        }
+        for t in &m.targets {
+            if merged.targets.iter().any(|o| o.platform == t.platform) {
+                bail!("{}: {} is built twice", dir.display(), t.platform);
+            }
+            merged.targets.push(t.clone());
+        }
+    }
+    merged.targets.sort_by_key(|t| order.iter().position(|p| *p == t.platform).unwrap_or(usize::MAX));
+    Ok(merged)
+}
+
+fn merge_prebuilt(out: &Path, from: &Path, order: &[String]) -> anyhow::Result<build::Manifest> {
+    let mut parts = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(from)
+        .with_context(|| format!("reading {}", from.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    if from.join("manifest.json").is_file() {
+        dirs.push(from.to_path_buf());
+    }
+    dirs.sort();
+    for d in dirs {
+        parts.push((d.clone(), image::read_manifest(&d.join("manifest.json"))?));
+    }
+    let merged = merge_manifests(&parts, order)?;
+    for (dir, m) in &parts {
+        for t in &m.targets {
+            std::fs::create_dir_all(out.join(t.platform.replace('/', "-")))?;
+            for b in &t.binaries {
+                let bytes =
+                    std::fs::read(dir.join(&b.path)).with_context(|| format!("{}: {}", dir.display(), b.path))?;
+                let actual = format!("{:x}", sha2::Sha256::digest(&bytes));
+                if actual != b.sha256 {
+                    bail!("{}: {} has sha256 {actual}, its manifest says {}", dir.display(), b.path, b.sha256);
+                }
+                std::fs::write(out.join(&b.path), bytes)?;
+            }
+        }
+    }
+    std::fs::write(out.join("manifest.json"), serde_json::to_vec_pretty(&merged)?)?;
+    Ok(merged)
 }
 
 pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
-    eprintln!("release plan:");
-    eprintln!("  build   every node binary for every target in cross/targets.toml (release, verified)");
-    eprintln!("  image   every image of images/*.toml for every target -> target/oci/layout + oci-archive.tar");
-    eprintln!("  scan    not implemented yet");
-    eprintln!("  sign    not implemented yet");
-    eprintln!("  (push the layout with `cargo xtask publish --registry HOST[:PORT]/REPO`)");
+    let root = crate::project_root();
+    let all = targets::load(&root)?;
+    let chosen = targets::select(&all, &args.arches)?;
+    let stamp = build::stamp(sh)?;
+    let bins = crate::node_binaries()?;
+    let images: Vec<String> = image::select_specs(&root.join("images"), &[])?.into_iter().map(|s| s.name).collect();
+    let publishing = args.registry.is_some();
+    if let Some(r) = &args.registry {
+        crate::registry::Target::parse(r, args.insecure)?;
+    }
+    let identity = match (&args.identity, &args.registry) {
+        (Some(i), _) => i.clone(),
+        (None, Some(r)) => r.clone(),
+        (None, None) => sign::default_identity(&root)?,
+    };
+    let rel =
+        |p: &Path| p.strip_prefix(&root).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string());
+    let trivy = scan::trivy::locate(args.trivy.as_deref())?;
+    let db = args.rustsec_db.clone().unwrap_or_else(scan::default_rustsec_db);
+    let dev = root.join("target/dev-keys/cosign.key");
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| root.join("target"));
+    let key = match (&args.key, args.keyless) {
+        (Some(k), _) => KeyChoice::Key { path: rel(k) },
+        (None, true) => KeyChoice::Keyless { fulcio: sign::keyless::FULCIO.into(), rekor: sign::keyless::REKOR.into() },
+        (None, false) => KeyChoice::DevelopmentKey { path: rel(&dev), exists: dev.exists() },
+    };
+    let p = plan(&PlanInput {
+        version: stamp.version.clone(),
+        commit: stamp.commit.clone(),
+        platforms: chosen.iter().map(|t| t.platform.clone()).collect(),
+        binaries: bins,
+        images,
+        prebuilt: args.prebuilt.as_deref().map(rel),
+        trivy: trivy.as_deref().map(|t| t.display().to_string()),
+        allow_unscanned: args.allow_unscanned,
+        rustsec_db: rel(&db),
+        key: key.clone(),
+        identity: identity.clone(),
+        registry: args.registry.clone().map(|r| (r, args.insecure)),
+        out: rel(&out_dir),
+    });
     if args.dry_run {
+        println!("{}", serde_json::to_string_pretty(&p)?);
         return Ok(());
     }
-    let manifest =
-        build::run(sh, build::Args { arches: vec![], release: true, bins: vec![], target_dir: None, out_dir: None })?;
-    let out = image::run(image::Args::default())?;
-    eprintln!(
-        "release: built {} targets, {} images in {} ({}); no scan or signature yet (not implemented)",
-        manifest.targets.len(),
-        out.images.len(),
-        out.layout_dir.display(),
-        out.archive.display()
-    );
+    eprint!("{}", describe(&p));
+    // Refuse early what would fail late.
+    if publishing && trivy.is_none() && !args.allow_unscanned {
+        bail!(
+            "Trivy is not installed and this run publishes: refusing to publish unscanned images (install Trivy, or --allow-unscanned)"
+        );
+    }
+    if publishing && matches!(key, KeyChoice::DevelopmentKey { .. }) && !args.insecure {
+        bail!(
+            "publishing to {} needs --key or --keyless (the development key is for local and loopback use)",
+            identity
+        );
+    }
+    if !db.join("crates").is_dir() {
+        scan::rustsec::load(&db)?;
+    }
+
+    let mut phases = Phases::default();
+    let result = run_phases(sh, &args, &root, &out_dir, &chosen, &identity, &mut phases);
+    eprint!("{}", phases.summary());
+    let s = result?;
+    eprintln!("release summary:");
+    eprintln!("  version {} commit {}", stamp.version, stamp.commit);
+    eprintln!("  layout  {} ({} images, {} refs; archive {})", rel(&s.layout), s.images, s.refs, rel(&s.archive));
+    eprintln!("  scan    {}", s.scan);
+    eprintln!("  signed  {} manifests and indexes, {} SBOM attestations, as {identity}", s.signed, s.attested);
+    if let Some(r) = &args.registry {
+        eprintln!("  published to {r}");
+    }
+    eprintln!("  verified {} from {}", s.verified.len(), s.verified_from);
+    for (r, d) in &s.verified {
+        eprintln!("    {r} {d}");
+    }
+    eprintln!("  a consumer verifies with:");
+    for line in &s.cosign {
+        eprintln!("    {line}");
+    }
     Ok(())
+}
+
+struct Outcome {
+    layout: PathBuf,
+    archive: PathBuf,
+    images: usize,
+    refs: usize,
+    scan: String,
+    signed: usize,
+    attested: usize,
+    verified: Vec<(String, String)>,
+    verified_from: String,
+    cosign: Vec<String>,
+}
+
+fn run_phases(
+    sh: &Shell,
+    args: &Args,
+    root: &Path,
+    out_dir: &Path,
+    chosen: &[targets::Target],
+    identity: &str,
+    phases: &mut Phases,
+) -> anyhow::Result<Outcome> {
+    match &args.prebuilt {
+        Some(from) => {
+            let order: Vec<String> = chosen.iter().map(|t| t.platform.clone()).collect();
+            phases.run("merge prebuilt", || merge_prebuilt(&out_dir.join("release-artifacts"), from, &order))?;
+        }
+        None => {
+            let b = build::Args {
+                arches: args.arches.clone(),
+                release: true,
+                bins: vec![],
+                target_dir: None,
+                out_dir: Some(out_dir.join("release-artifacts")),
+            };
+            phases.run("build", || build::run(sh, b))?;
+        }
+    }
+    let out = phases.run("image", || {
+        image::run(image::Args {
+            manifest: Some(out_dir.join("release-artifacts/manifest.json")),
+            out_dir: Some(out_dir.join("oci")),
+            ..Default::default()
+        })
+    })?;
+    let gate = phases.run("scan", || {
+        scan::run(scan::Args {
+            layout: Some(out.layout_dir.clone()),
+            rustsec_db: args.rustsec_db.clone(),
+            trivy: args.trivy.clone(),
+            trivy_args: args.trivy_args.clone(),
+            require_trivy: args.registry.is_some() && !args.allow_unscanned,
+            out_dir: Some(out_dir.join("scan")),
+            ..Default::default()
+        })
+    })?;
+    let scan_line = match &gate.trivy {
+        scan::TrivyStatus::Scanned(v) => format!("passed: Trivy {} (DB {}) and RustSec", v.scanner, v.db),
+        scan::TrivyStatus::NotScanned { .. } => {
+            format!(
+                "passed the RustSec check ({} advisories); NOT SCANNED by Trivy (not installed)",
+                gate.rustsec_advisories
+            )
+        }
+    };
+    let (signed, public_pem) = phases.run("sign", || {
+        sign::run_sign(sign::SignArgs {
+            layout: Some(out.layout_dir.clone()),
+            key: args.key.clone(),
+            keyless: args.keyless,
+            identity: Some(identity.to_string()),
+            sbom_dir: Some(out_dir.join("sbom")),
+            ..Default::default()
+        })
+    })?;
+    let pub_path = out_dir.join("oci/cosign.pub");
+    std::fs::write(&pub_path, &public_pem)?;
+    let key_arg = match &args.key {
+        Some(k) if k.with_extension("pub").exists() => k.with_extension("pub"),
+        _ => pub_path.clone(),
+    };
+    let top_refs: Vec<String> = {
+        let (l, _) = crate::image::layout::read_verified(&out.layout_dir)?;
+        l.index
+            .manifests
+            .iter()
+            .filter(|d| d.media_type == crate::image::oci::MT_INDEX)
+            .filter_map(|d| d.annotations.get(crate::image::oci::ANN_REF_NAME).cloned())
+            .collect()
+    };
+    let refs_total = crate::image::layout::read_verified(&out.layout_dir)?.0.index.manifests.len();
+    let mut cosign_lines = Vec::new();
+    let (verified, verified_from) = match &args.registry {
+        Some(r) => {
+            phases.run("publish", || {
+                publish::run(publish::Args {
+                    registry: r.clone(),
+                    layout: Some(out.layout_dir.clone()),
+                    insecure: args.insecure,
+                    ca: args.ca.clone(),
+                    username: None,
+                    password: None,
+                    mount_from: vec![],
+                    chunk_size: 16 << 20,
+                    attempts: 6,
+                    backoff_ms: 500,
+                })
+            })?;
+            let v = phases.run("verify", || {
+                let mut all = Vec::new();
+                for t in &top_refs {
+                    let c = sign::run_verify(sign::VerifyArgs {
+                        reference: format!("{r}:{t}"),
+                        key: pub_path.clone(),
+                        identity: Some(identity.to_string()),
+                        insecure: args.insecure,
+                        ca: args.ca.clone(),
+                        username: None,
+                        password: None,
+                    })?;
+                    all.extend(c.into_iter().map(|c| (format!("{r}:{t}"), c.digest)));
+                }
+                Ok(all)
+            })?;
+            (v, r.clone())
+        }
+        None => {
+            let v = phases.run("verify", || {
+                let c = sign::run_verify(sign::VerifyArgs {
+                    reference: format!("oci:{}", out.layout_dir.display()),
+                    key: pub_path.clone(),
+                    identity: Some(identity.to_string()),
+                    insecure: false,
+                    ca: None,
+                    username: None,
+                    password: None,
+                })?;
+                Ok(c.into_iter().map(|c| (c.reference, c.digest)).collect::<Vec<_>>())
+            })?;
+            (v, out.layout_dir.display().to_string())
+        }
+    };
+    let key_s =
+        key_arg.strip_prefix(root).map(|p| p.display().to_string()).unwrap_or_else(|_| key_arg.display().to_string());
+    let index_digests: Vec<&(String, String)> =
+        signed.signed.iter().filter(|(name, _)| top_refs.contains(name)).collect();
+    for (name, digest) in index_digests {
+        cosign_lines.push(if args.keyless {
+            format!(
+                "cosign verify --certificate-identity {} --certificate-oidc-issuer {} {identity}@{digest}   # {name}",
+                sign::keyless::workflow_identity().unwrap_or_else(|| {
+                    "https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/tags/vX.Y.Z".into()
+                }),
+                sign::keyless::GITHUB_ISSUER
+            )
+        } else {
+            format!("{}   # {name}", sign::cosign_command(&key_s, identity, digest))
+        });
+    }
+    Ok(Outcome {
+        layout: out.layout_dir.clone(),
+        archive: out.archive.clone(),
+        images: out.images.len(),
+        refs: refs_total,
+        scan: scan_line,
+        signed: signed.signed.len(),
+        attested: signed.attested.len(),
+        verified,
+        verified_from,
+        cosign: cosign_lines,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> PlanInput {
+        PlanInput {
+            version: "1.0.0".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into(), "linux/ppc64le".into(), "linux/s390x".into()],
+            binaries: vec!["multus".into(), "passthru".into()],
+            images: vec!["thick".into(), "thin".into()],
+            prebuilt: None,
+            trivy: None,
+            allow_unscanned: false,
+            rustsec_db: "../shared/data/rustsec-advisory-db".into(),
+            key: KeyChoice::DevelopmentKey { path: "target/dev-keys/cosign.key".into(), exists: false },
+            identity: "ghcr.io/multus-rs/multus-rs".into(),
+            registry: None,
+            out: "target".into(),
+        }
+    }
+
+    #[test]
+    fn the_local_plan_is_golden() {
+        let p = plan(&input());
+        crate::golden("release-plan-local.json", &(serde_json::to_string_pretty(&p).unwrap() + "\n"));
+        assert!(describe(&p).contains("5. verify   signatures, attestations and digests from target/oci/layout"));
+    }
+
+    #[test]
+    fn the_ci_plan_is_golden() {
+        let p = plan(&PlanInput {
+            prebuilt: Some("prebuilt".into()),
+            trivy: Some("/usr/local/bin/trivy".into()),
+            key: KeyChoice::Keyless { fulcio: sign::keyless::FULCIO.into(), rekor: sign::keyless::REKOR.into() },
+            registry: Some(("ghcr.io/multus-rs/multus-rs".into(), false)),
+            ..input()
+        });
+        crate::golden("release-plan-ci.json", &(serde_json::to_string_pretty(&p).unwrap() + "\n"));
+    }
+
+    #[test]
+    fn per_platform_manifests_merge_in_table_order_and_must_agree() {
+        let m = |platform: &str, commit: &str| build::Manifest {
+            version: "1.0.0".into(),
+            commit: commit.into(),
+            source_date_epoch: 1,
+            profile: "release".into(),
+            targets: vec![build::TargetArtifacts {
+                arch: platform.rsplit('/').next().unwrap().into(),
+                platform: platform.into(),
+                triple: "t".into(),
+                toolchain: "x".into(),
+                binaries: vec![],
+            }],
+        };
+        let order = input().platforms;
+        let merged =
+            merge_manifests(&[("a".into(), m("linux/s390x", "c")), ("b".into(), m("linux/amd64", "c"))], &order)
+                .unwrap();
+        let got: Vec<&str> = merged.targets.iter().map(|t| t.platform.as_str()).collect();
+        assert_eq!(got, ["linux/amd64", "linux/s390x"]);
+        let e = merge_manifests(&[("a".into(), m("linux/s390x", "c")), ("b".into(), m("linux/amd64", "d"))], &order);
+        assert!(e.unwrap_err().to_string().contains("b: built from"));
+        let e = merge_manifests(&[("a".into(), m("linux/amd64", "c")), ("b".into(), m("linux/amd64", "c"))], &order);
+        assert!(e.unwrap_err().to_string().contains("built twice"));
+    }
 }

@@ -175,6 +175,9 @@ impl Verifier<'_> {
             bail!("manifest {}: schemaVersion/mediaType are not an OCI image manifest's", d.digest);
         }
         self.stats.manifests += 1;
+        if !m.layers.is_empty() && m.layers.iter().all(|l| oci::is_attached_payload(&l.media_type)) {
+            return self.attachment(d, &m);
+        }
         let cfg_bytes = self.blob(&m.config).with_context(|| format!("config of manifest {}", d.digest))?;
         let cfg: ImageConfig = serde_json::from_slice(&cfg_bytes)
             .with_context(|| format!("config {} of {}", m.config.digest, d.digest))?;
@@ -220,6 +223,55 @@ impl Verifier<'_> {
         }
         Ok(())
     }
+}
+
+impl Verifier<'_> {
+    /// A cosign signature or attestation manifest: uncompressed payload layers, whose diff_ids are
+    /// their own digests (the config is the image config cosign writes for them).
+    fn attachment(&mut self, d: &Descriptor, m: &oci::Manifest) -> anyhow::Result<()> {
+        let cfg_bytes = self.blob(&m.config).with_context(|| format!("config of manifest {}", d.digest))?;
+        let cfg: serde_json::Value = serde_json::from_slice(&cfg_bytes)
+            .with_context(|| format!("config {} of {}", m.config.digest, d.digest))?;
+        let diff_ids: Vec<&str> = cfg["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let digests: Vec<&str> = m.layers.iter().map(|l| l.digest.as_str()).collect();
+        if diff_ids != digests {
+            bail!(
+                "manifest {}: the config's diff_ids {diff_ids:?} differ from its payload layers {digests:?}",
+                d.digest
+            );
+        }
+        for l in &m.layers {
+            self.blob(l).with_context(|| format!("payload of manifest {}", d.digest))?;
+            self.stats.layers += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Drops the blobs that `index.json` no longer reaches (after entries were replaced).
+pub fn retain_reachable(layout: &mut Layout) -> anyhow::Result<()> {
+    let mut keep = BTreeSet::new();
+    let mut todo: Vec<Descriptor> = layout.index.manifests.clone();
+    while let Some(d) = todo.pop() {
+        if !keep.insert(d.digest.clone()) {
+            continue;
+        }
+        let bytes = layout.blobs.get(&d.digest).with_context(|| format!("blob {} is not in the layout", d.digest))?;
+        match d.media_type.as_str() {
+            MT_INDEX => todo.extend(serde_json::from_slice::<Index>(bytes)?.manifests),
+            MT_MANIFEST => {
+                let m: oci::Manifest = serde_json::from_slice(bytes)?;
+                keep.insert(m.config.digest.clone());
+                keep.extend(m.layers.iter().map(|l| l.digest.clone()));
+            }
+            _ => {}
+        }
+    }
+    layout.blobs.retain(|k, _| keep.contains(k));
+    Ok(())
 }
 
 /// sha256 of a gzip stream's uncompressed bytes (a layer's diff_id).

@@ -15,6 +15,15 @@ pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MT_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// cosign's signature payload (a SimpleSigning JSON document) and attestation (a DSSE envelope).
+pub const MT_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub const MT_DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+
+/// Layers that are payloads stored as they are (signatures, attestations), not gzip'd tars.
+pub fn is_attached_payload(media_type: &str) -> bool {
+    media_type == MT_SIMPLESIGNING || media_type == MT_DSSE
+}
+
 /// What `GET`/`HEAD` of a manifest must accept (Debian's registry answers 404 without the OCI types).
 pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.oci.image.manifest.v1+json, \

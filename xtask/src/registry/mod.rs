@@ -532,6 +532,28 @@ impl<'t> Client<'t> {
     }
 }
 
+impl Client<'_> {
+    /// GETs a blob (following one redirect to storage, without our credentials) and checks its
+    /// bytes against the digest.
+    pub fn get_blob(&mut self, digest: &str) -> anyhow::Result<Vec<u8>> {
+        let what = format!("GET blob {digest}");
+        let url = self.url(&format!("blobs/{digest}"));
+        let mut r = self.send(&what, Req { method: "GET", url, headers: vec![], body: &[] }, true)?;
+        if matches!(r.status, 301 | 302 | 303 | 307 | 308) {
+            let loc = self.location(&r, &what).map_err(|_| anyhow::anyhow!("{what}: a redirect without a Location"))?;
+            r = self.exchange(&what, Req { method: "GET", url: loc, headers: vec![], body: &[] }, true, false)?;
+        }
+        if r.status != 200 {
+            return Err(Self::status_error(&what, &r));
+        }
+        let actual = crate::image::oci::sha256_digest(&r.body);
+        if actual != digest {
+            bail!("{what}: the registry sent bytes with digest {actual}");
+        }
+        Ok(r.body)
+    }
+}
+
 fn content_length_zero() -> (String, String) {
     ("Content-Length".into(), "0".into())
 }

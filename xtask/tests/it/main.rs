@@ -3,9 +3,12 @@
 //! never touched.
 
 mod build;
+mod gate;
 mod image;
 mod publish;
+mod sign;
 mod support;
+mod workflows;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,380 @@
+//! `cargo xtask scan`: the release gate over exactly the per-platform images of the local OCI
+//! layout (before anything is pushed). Two scanners feed one policy (`policy`):
+//!
+//! - Trivy (`trivy`), run as `trivy image --input LAYOUT:REF` per platform image. It cannot be
+//!   installed on every machine: when it is missing the gate says NOT SCANNED loudly and goes on,
+//!   unless `--require-trivy` (what a publishing release passes) makes that a failure.
+//! - RustSec (`rustsec`), which always runs: every ELF file in every platform image is opened, its
+//!   embedded `.dep-v0` dependency list (`inventory`) matched against the advisory database.
+//!
+//! It writes the raw Trivy reports, `report.json` (every finding and decision), `gate.sarif`
+//! (`sarif`) and `summary.md` (`summary`, also appended to `$GITHUB_STEP_SUMMARY`) to the output
+//! directory, then fails when the verdict does.
+
+pub mod policy;
+pub mod rustsec;
+pub mod sarif;
+pub mod summary;
+pub mod trivy;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::image::{layout, oci};
+use policy::{Decision, Finding, Policy, Verdict};
+
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Args {
+    /// The OCI layout to scan (default target/oci/layout).
+    #[arg(long)]
+    pub layout: Option<PathBuf>,
+    /// Where the reports go (default target/scan).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// The policy (default trivy.yaml).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// The waivers (default .trivyignore.yaml).
+    #[arg(long)]
+    pub waivers: Option<PathBuf>,
+    /// The RustSec advisory database: a checkout of github.com/rustsec/advisory-db
+    /// (default $MULTUS_RUSTSEC_DB, else ../shared/data/rustsec-advisory-db beside the repository).
+    #[arg(long)]
+    pub rustsec_db: Option<PathBuf>,
+    /// The Trivy executable (default `trivy` on PATH).
+    #[arg(long)]
+    pub trivy: Option<PathBuf>,
+    /// Extra arguments for every `trivy image` run (repeatable), e.g. --trivy-arg=--skip-db-update.
+    #[arg(long = "trivy-arg", allow_hyphen_values = true)]
+    pub trivy_args: Vec<String>,
+    /// Fail when Trivy is not installed (publishing runs do this unless --allow-unscanned).
+    #[arg(long)]
+    pub require_trivy: bool,
+    /// The date waivers are checked against, YYYY-MM-DD (default today, UTC).
+    #[arg(long, hide = true)]
+    pub today: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum TrivyStatus {
+    Scanned(trivy::Versions),
+    NotScanned { reason: String },
+}
+
+impl TrivyStatus {
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            TrivyStatus::Scanned(v) => Some(&v.scanner),
+            TrivyStatus::NotScanned { .. } => None,
+        }
+    }
+}
+
+/// One platform image that was scanned.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScannedImage {
+    pub platform: String,
+    pub image: String,
+    pub digest: String,
+    pub binaries: usize,
+    pub with_deps: usize,
+}
+
+/// Everything the reports say.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gate {
+    pub trivy: TrivyStatus,
+    pub rustsec_db: String,
+    pub rustsec_advisories: usize,
+    pub policy_file: String,
+    pub policy: Policy,
+    pub waivers_file: String,
+    pub waivers: usize,
+    pub images: Vec<ScannedImage>,
+    pub verdict: Verdict,
+}
+
+pub fn default_rustsec_db() -> PathBuf {
+    match std::env::var_os("MULTUS_RUSTSEC_DB").filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let root = crate::project_root();
+            root.parent().unwrap_or(&root).join("shared/data/rustsec-advisory-db")
+        }
+    }
+}
+
+/// Today's date in UTC, `YYYY-MM-DD`.
+pub fn today() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    oci::rfc3339(now)[..10].to_string()
+}
+
+/// The per-platform images of a layout: image manifests named in index.json, with their platform
+/// from the descriptor or, when it has none (skopeo's layouts), from the image config.
+/// (platform, architecture, digest, ref name)
+pub fn platform_images(l: &layout::Layout) -> Vec<(String, String, String, String)> {
+    let mut out: Vec<(String, String, String, String)> = Vec::new();
+    for d in &l.index.manifests {
+        let Some(r) = d.annotations.get(oci::ANN_REF_NAME) else { continue };
+        let from_config = || -> Option<oci::Platform> {
+            let m: oci::Manifest = serde_json::from_slice(l.blobs.get(&d.digest)?).ok()?;
+            let c: serde_json::Value = serde_json::from_slice(l.blobs.get(&m.config.digest)?).ok()?;
+            let (os, arch) = (c["os"].as_str()?, c["architecture"].as_str()?);
+            (!os.is_empty()).then(|| oci::Platform {
+                os: os.into(),
+                architecture: arch.into(),
+                variant: c["variant"].as_str().map(String::from),
+            })
+        };
+        let Some(p) = d.platform.clone().or_else(from_config) else { continue };
+        let p = &p;
+        if d.media_type == oci::MT_MANIFEST && !out.iter().any(|o| o.2 == d.digest) {
+            let platform = match &p.variant {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            };
+            out.push((platform, p.architecture.clone(), d.digest.clone(), r.clone()));
+        }
+    }
+    out
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string())
+}
+
+pub fn run(args: Args) -> anyhow::Result<Gate> {
+    let root = crate::project_root();
+    let dir = args.layout.clone().unwrap_or_else(|| root.join("target/oci/layout"));
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| root.join("target/scan"));
+    let policy_path = args.policy.clone().unwrap_or_else(|| root.join("trivy.yaml"));
+    let waivers_path = args.waivers.clone().unwrap_or_else(|| root.join(".trivyignore.yaml"));
+    let db_dir = args.rustsec_db.clone().unwrap_or_else(default_rustsec_db);
+    let today = match &args.today {
+        Some(t) => policy::date_of(t).context("--today")?.to_string(),
+        None => today(),
+    };
+
+    let policy = policy::parse_policy(
+        &std::fs::read_to_string(&policy_path)
+            .with_context(|| format!("reading the policy {}", policy_path.display()))?,
+    )
+    .with_context(|| format!("in {}", policy_path.display()))?;
+    let waivers = match std::fs::read_to_string(&waivers_path) {
+        Ok(t) => policy::parse_waivers(&t).with_context(|| format!("in {}", waivers_path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(e).with_context(|| format!("reading {}", waivers_path.display())),
+    };
+    eprintln!("==> verify {}", dir.display());
+    let (l, _) = layout::read_verified(&dir).context("the layout failed verification; nothing was scanned")?;
+    let targets = platform_images(&l);
+    if targets.is_empty() {
+        bail!("{}: index.json names no per-platform image to scan", dir.display());
+    }
+    std::fs::create_dir_all(out_dir.join("trivy")).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    let db = rustsec::load(&db_dir)?;
+    eprintln!("==> RustSec: {} advisories from {}", db.count, db.source);
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut errors = Vec::new();
+    let mut images = Vec::new();
+    for (platform, arch, digest, image) in &targets {
+        let bins = crate::inventory::binaries(&l, digest).with_context(|| format!("reading {image}"))?;
+        let mut with_deps = 0;
+        for b in &bins {
+            match &b.deps {
+                Some(deps) => {
+                    with_deps += 1;
+                    let os = platform.split('/').next().unwrap_or("linux");
+                    let site = rustsec::Site { platform, os, arch, image, target: &b.path };
+                    findings.extend(rustsec::matches(&db, deps, &site)?);
+                }
+                None => errors.push(format!(
+                    "{image}: /{} is an ELF file without a .dep-v0 dependency list: no scanner can see its crates",
+                    b.path
+                )),
+            }
+        }
+        eprintln!("  {image}: {} binaries, {with_deps} with a dependency list", bins.len());
+        images.push(ScannedImage {
+            platform: platform.clone(),
+            image: image.clone(),
+            digest: digest.clone(),
+            binaries: bins.len(),
+            with_deps,
+        });
+    }
+
+    let trivy_status = match trivy::locate(args.trivy.as_deref())? {
+        None => TrivyStatus::NotScanned { reason: "trivy is not installed (not on PATH; give --trivy PATH)".into() },
+        Some(exe) => {
+            let versions = trivy::versions(&exe)?;
+            eprintln!("==> Trivy {} (DB {}) at {}", versions.scanner, versions.db, exe.display());
+            let layout_s = dir.display().to_string();
+            if layout_s.contains([':', '@']) {
+                bail!("{layout_s}: Trivy cannot take a layout path with ':' or '@' (it splits the reference there)");
+            }
+            let ignorefile = out_dir.join("trivy/no-waivers.yaml");
+            std::fs::write(&ignorefile, "# xtask applies the waivers itself\n")?;
+            for (platform, _, _, image) in &targets {
+                let output = out_dir.join(format!("trivy/{image}.json"));
+                let a = trivy::scan_args(
+                    &policy,
+                    &policy_path,
+                    &format!("{layout_s}:{image}"),
+                    &output,
+                    &ignorefile,
+                    &args.trivy_args,
+                );
+                let report = trivy::scan(&exe, &a, &output).with_context(|| format!("trivy scan of {image}"))?;
+                if let Some(v) =
+                    report.trivy.as_ref().map(|t| &t.version).filter(|v| !v.is_empty() && **v != versions.scanner)
+                {
+                    bail!("{}: the report says Trivy {v}, `trivy version` said {}", output.display(), versions.scanner);
+                }
+                let f = trivy::findings(&report, platform, image)?;
+                eprintln!("  {image}: {} findings, raw report {}", f.len(), output.display());
+                findings.extend(f);
+            }
+            TrivyStatus::Scanned(versions)
+        }
+    };
+    if let TrivyStatus::NotScanned { reason: why } = &trivy_status {
+        eprintln!("!!");
+        eprintln!("!! NOT SCANNED BY TRIVY: {why}.");
+        eprintln!("!! Only the RustSec check of the embedded dependency lists ran.");
+        eprintln!("!!");
+    }
+
+    let verdict = policy::evaluate(&findings, &policy, &waivers, &today, errors);
+    let gate = Gate {
+        trivy: trivy_status,
+        rustsec_db: db.source.clone(),
+        rustsec_advisories: db.count,
+        policy_file: rel(&root, &policy_path),
+        policy,
+        waivers_file: rel(&root, &waivers_path),
+        waivers: waivers.len(),
+        images,
+        verdict,
+    };
+    let md = summary::render(&gate);
+    std::fs::write(out_dir.join("report.json"), crate::canonical_json(serde_json::to_value(&gate)?))?;
+    std::fs::write(out_dir.join("gate.sarif"), sarif::render(&gate))?;
+    std::fs::write(out_dir.join("summary.md"), &md)?;
+    if let Some(p) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&p)?;
+        f.write_all(md.as_bytes())?;
+    }
+    eprint!("{md}");
+    eprintln!("reports: {} (report.json, gate.sarif, summary.md, trivy/)", out_dir.display());
+
+    let v = &gate.verdict;
+    if !v.passed {
+        let failing: Vec<String> = v
+            .findings
+            .iter()
+            .filter(|e| e.decision == Decision::Fail)
+            .map(|e| {
+                format!(
+                    "{} ({} {} in {} on {})",
+                    e.finding.id, e.finding.package, e.finding.installed, e.finding.target, e.finding.platform
+                )
+            })
+            .collect();
+        let mut why = failing.clone();
+        why.extend(v.waiver_errors.iter().cloned());
+        why.extend(v.errors.iter().cloned());
+        if v.enforced {
+            bail!("the release gate failed: {}", why.join("; "));
+        }
+        eprintln!("warning: the gate would fail ({}), but the policy's exit-code is 0", why.join("; "));
+    }
+    if matches!(gate.trivy, TrivyStatus::NotScanned { .. }) && args.require_trivy {
+        bail!(
+            "NOT SCANNED by Trivy, and this run publishes: failing closed (install Trivy, or pass \
+             --allow-unscanned to publish what only the RustSec check has seen)"
+        );
+    }
+    Ok(gate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::policy::{self, Kind, Scanner, Severity, Waiver};
+    use super::*;
+
+    /// A fixed gate with one finding of each decision: the SARIF and Markdown documents are
+    /// compared whole with the golden files (UPDATE_GOLDEN=1 rewrites them).
+    fn gate() -> Gate {
+        let p = policy::parse_policy(include_str!("../../../trivy.yaml")).unwrap();
+        let r = trivy::parse_report(include_bytes!("../../tests/fixtures/trivy/report-arm64.json")).unwrap();
+        let mut f = trivy::findings(&r, "linux/arm64", "thick-1.0.0-linux-arm64").unwrap();
+        let rs = policy::tests::finding(Scanner::Rustsec, "RUSTSEC-2021-0003", Severity::Unknown, Some(">=1.6.1"));
+        f.push(Finding { url: Some("https://rustsec.org/advisories/RUSTSEC-2021-0003.html".into()), ..rs.clone() });
+        f.push(Finding {
+            id: "RUSTSEC-2024-0384".into(),
+            package: "instant".into(),
+            installed: "0.1.13".into(),
+            kind: Kind::Unmaintained,
+            aliases: vec![],
+            title: "`instant` is unmaintained".into(),
+            fixed: None,
+            purl: None,
+            ..rs
+        });
+        let waivers = vec![Waiver {
+            id: "aws-access-key-id".into(),
+            statement: Some("test fixture credentials, not a secret".into()),
+            expired_at: Some("2026-06-30".into()),
+            purls: vec![],
+            paths: vec!["etc/*".into()],
+        }];
+        let verdict = policy::evaluate(&f, &p, &waivers, "2026-01-01", vec![]);
+        Gate {
+            trivy: TrivyStatus::Scanned(trivy::Versions {
+                scanner: "0.62.1".into(),
+                db: "v2 updated 2026-01-01T06:00:00Z".into(),
+            }),
+            rustsec_db: "../shared/data/rustsec-advisory-db (commit bf5c0d245a92671908518d7e765914d437954ed6)".into(),
+            rustsec_advisories: 1205,
+            policy_file: "trivy.yaml".into(),
+            policy: p,
+            waivers_file: ".trivyignore.yaml".into(),
+            waivers: 1,
+            images: vec![ScannedImage {
+                platform: "linux/arm64".into(),
+                image: "thick-1.0.0-linux-arm64".into(),
+                digest: format!("sha256:{}", "ab".repeat(32)),
+                binaries: 3,
+                with_deps: 3,
+            }],
+            verdict,
+        }
+    }
+
+    #[test]
+    fn sarif_and_markdown_are_golden() {
+        let g = gate();
+        assert!(!g.verdict.passed);
+        crate::golden("gate.sarif", &sarif::render(&g));
+        crate::golden("summary.md", &summary::render(&g));
+        let sarif: serde_json::Value = serde_json::from_str(&sarif::render(&g)).unwrap();
+        assert_eq!(
+            sarif["runs"][1]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "Cargo.lock"
+        );
+    }
+
+    #[test]
+    fn not_scanned_is_said_in_the_summary() {
+        let mut g = gate();
+        g.trivy = TrivyStatus::NotScanned { reason: "trivy is not installed".into() };
+        assert!(summary::render(&g).contains("| Trivy | **NOT SCANNED**: trivy is not installed |"));
+    }
+}
