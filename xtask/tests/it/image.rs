@@ -102,7 +102,7 @@ fn the_binary_runs_from_the_image_under_podman_on_amd64_and_arm64() {
     let build = build_manifest();
     let want =
         format!("passthru version {} commit {}", build["version"].as_str().unwrap(), build["commit"].as_str().unwrap());
-    let tmp = Tmp::new("podman");
+    let tmp = Tmp::short("podman");
     // Debian's podman needs runc and lower ulimits on this kind of machine (see test-infra.md §4.1).
     std::fs::write(
         tmp.join("containers.conf"),

@@ -29,6 +29,16 @@ impl Tmp {
         std::fs::create_dir_all(&p).unwrap();
         Tmp(p)
     }
+    /// A directory with a short path directly under /tmp, for tools that limit path lengths
+    /// (podman refuses a runroot longer than 50 characters; the clone's own path can be long).
+    pub fn short(tag: &str) -> Tmp {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let p = PathBuf::from(format!("/tmp/mx-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
     pub fn join(&self, p: &str) -> PathBuf {
         self.0.join(p)
     }
