@@ -1,16 +1,26 @@
 //! `multus`: the thin meta-plugin the container runtime calls. Reads the multus config from
-//! stdin, runs the delegates in-process through the CNI core, prints the master's result.
+//! stdin, talks to the API server when it has a kubeconfig (or in-cluster settings), runs the
+//! delegates in-process through the CNI core, prints the master's result.
 
 use multus::cni::error::Error;
 use multus::cni::skel::{self, CmdArgs, Plugin};
 use multus::cni::{RawExec, version};
 use multus::multus::conf::NetConf;
-use multus::multus::kube::NoCluster;
+use multus::k8s::cluster::ApiCluster;
+use multus::multus::kube::{Cluster, NoCluster};
 use multus::multus::logging;
 use multus::multus::ops::{self, Invocation};
 use serde_json::Value;
 
 struct Multus;
+
+/// The API server when the config has a kubeconfig (or the process has in-cluster settings).
+fn cluster(conf: &NetConf) -> Result<Box<dyn Cluster>, Error> {
+    Ok(match ApiCluster::from_kubeconfig(&conf.kubeconfig)? {
+        Some(c) => Box::new(c),
+        None => Box::new(NoCluster),
+    })
+}
 
 fn prepare(args: &CmdArgs) -> Result<(NetConf, Invocation), Error> {
     let conf = NetConf::parse(&args.stdin)?;
@@ -36,27 +46,27 @@ fn logged<T>(what: &str, r: Result<T, Error>) -> Result<T, Error> {
 impl Plugin for Multus {
     fn add(&self, args: &CmdArgs) -> Result<Value, Error> {
         let (conf, inv) = prepare(args)?;
-        logged("ADD", ops::add(&conf, &inv, &NoCluster, RawExec::default()))
+        logged("ADD", cluster(&conf).and_then(|c| ops::add(&conf, &inv, c.as_ref(), RawExec::default())))
     }
 
     fn del(&self, args: &CmdArgs) -> Result<(), Error> {
         let (conf, inv) = prepare(args)?;
-        logged("DEL", ops::del(&conf, &inv, &NoCluster, RawExec::default()))
+        logged("DEL", cluster(&conf).and_then(|c| ops::del(&conf, &inv, c.as_ref(), RawExec::default())))
     }
 
     fn check(&self, args: &CmdArgs) -> Result<(), Error> {
         let (conf, inv) = prepare(args)?;
-        logged("CHECK", ops::check(&conf, &inv, &NoCluster, RawExec::default()))
+        logged("CHECK", cluster(&conf).and_then(|c| ops::check(&conf, &inv, c.as_ref(), RawExec::default())))
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<(), Error> {
         let (conf, inv) = prepare(args)?;
-        logged("GC", ops::gc(&conf, &inv, &NoCluster, RawExec::default()))
+        logged("GC", cluster(&conf).and_then(|c| ops::gc(&conf, &inv, c.as_ref(), RawExec::default())))
     }
 
     fn status(&self, args: &CmdArgs) -> Result<(), Error> {
         let (conf, inv) = prepare(args)?;
-        logged("STATUS", ops::status(&conf, &inv, &NoCluster, RawExec::default()))
+        logged("STATUS", cluster(&conf).and_then(|c| ops::status(&conf, &inv, c.as_ref(), RawExec::default())))
     }
 }
 

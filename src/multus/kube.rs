@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
+use super::nad::NetworkAttachmentDefinition;
+use super::status::NetworkStatus;
 use crate::cni::error::Error;
 
 /// The pod identity the runtime passes in CNI_ARGS.
@@ -42,6 +42,46 @@ pub struct Pod {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// The annotation a kubelet puts on pods it did not get from the API server (static pods).
+pub const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
+
+impl Pod {
+    /// Static pods (from a manifest file or URL) have a mirror object whose UID differs.
+    pub fn is_static(&self) -> bool {
+        self.annotations.get(CONFIG_SOURCE_ANNOTATION).is_some_and(|s| s != "api")
+    }
+
+    /// Upstream's ADD rule: the pod the API returns must be the sandbox's pod (same UID), unless
+    /// the runtime passed no UID or the pod is static.
+    pub fn check_uid(&self, args: &K8sArgs) -> Result<(), Error> {
+        if args.uid.is_empty() || self.uid == args.uid || self.is_static() {
+            return Ok(());
+        }
+        Err(Error::InvalidConfig(format!(
+            "expected pod UID {:?} but got {:?} from Kube API for pod {}/{}",
+            args.uid, self.uid, self.namespace, self.name
+        )))
+    }
+}
+
+/// Device IDs per resource name, in the order the kubelet allocated them.
+pub type ResourceMap = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum PodLookup {
     /// No Kubernetes client is configured: only static configuration applies.
@@ -51,14 +91,30 @@ pub enum PodLookup {
     Found(Pod),
 }
 
-pub trait Cluster: Sync {
+/// Everything multus asks of Kubernetes. Implementations: [`NoCluster`], the API-server client
+/// (`crate::k8s::cluster::ApiCluster`) and the daemon's informer-backed one.
+pub trait Cluster: Send + Sync {
+    fn has_client(&self) -> bool;
+
+    /// The sandbox's pod, with the implementation's retry policy applied.
     fn pod(&self, args: &K8sArgs) -> Result<PodLookup, Error>;
 
-    /// A network's config document by name in `namespace` (a NetworkAttachmentDefinition);
-    /// `Ok(None)` when there is no client.
-    fn network(&self, namespace: &str, name: &str) -> Result<Option<Value>, Error>;
+    /// A NetworkAttachmentDefinition; `Ok(None)` when it does not exist or there is no client.
+    fn nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, Error>;
 
-    fn has_client(&self) -> bool;
+    /// Writes the `k8s.v1.cni.cncf.io/network-status` annotation. A pod that vanished meanwhile
+    /// is not an error.
+    fn set_network_status(&self, _pod: &Pod, _entries: &[NetworkStatus]) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Records an event on the pod; failures are only logged (events are best effort).
+    fn event(&self, _pod: &Pod, _kind: EventType, _reason: &str, _message: &str) {}
+
+    /// The devices the kubelet allocated to the pod, per resource name.
+    fn resource_map(&self, _pod: &Pod) -> Result<ResourceMap, Error> {
+        Ok(ResourceMap::new())
+    }
 }
 
 /// A node without Kubernetes.
@@ -69,7 +125,7 @@ impl Cluster for NoCluster {
         Ok(PodLookup::NoClient)
     }
 
-    fn network(&self, _: &str, _: &str) -> Result<Option<Value>, Error> {
+    fn nad(&self, _: &str, _: &str) -> Result<Option<NetworkAttachmentDefinition>, Error> {
         Ok(None)
     }
 

@@ -2,9 +2,11 @@
 //! scratch cache, run each delegate through the CNI core, roll back on failure, fix up default
 //! routes, and answer in the multus config's version.
 //!
-//! The walk of an ADD: [`add`] → `resolve::delegates` → `gateway::plan` → `scratch::save` → per
-//! delegate: free-ifname check (`netns`) → `CniConfig::add_network[_list]` → `gateway::apply` →
-//! the master's result converted to the config's `cniVersion`.
+//! The walk of an ADD: [`add`] → `Cluster::pod` (gone → the empty result) → `resolve::delegates`
+//! → `gateway::plan` → `scratch::save` → per delegate: free-ifname check (`netns`) →
+//! `CniConfig::add_network[_list]` → `gateway::apply` → `AddedInterface` event → the
+//! network-status annotation (`status`, through the `Cluster`) → the master's result converted to
+//! the config's `cniVersion`. Any failure after a delegate ran rolls back every delegate.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -14,8 +16,8 @@ use serde_json::Value;
 
 use super::conf::NetConf;
 use super::delegate::{Delegate, DelegateConfig};
-use super::kube::{Cluster, K8sArgs, PodLookup};
-use super::{gateway, logging, resolve, scratch};
+use super::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup};
+use super::{gateway, logging, resolve, scratch, status};
 use crate::cni::cache::{self, Cached};
 use crate::cni::network::{GcAttachment, validate_interface_name};
 use crate::cni::result::{Cidr, CniResult, Interface, IpConfig};
@@ -133,19 +135,35 @@ fn fix_gateway(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) -> 
 pub fn add<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exec: E) -> Result<Value, Error> {
     let k8s = K8sArgs::from_args(&inv.args);
     wait_ready(&conf.readiness_indicator_file, READINESS_TIMEOUT)?;
-    if cluster.pod(&k8s)? == PodLookup::NotFound {
-        logging::verbose(&format!("pod {} is gone; answering with an empty result", k8s.describe()));
-        return empty_result(&conf.cni_version, inv);
-    }
-    let delegates = resolve::delegates(conf, &k8s, cluster)?;
-    add_delegates(conf, inv, delegates, exec)
+    let pod = match cluster.pod(&k8s).map_err(|e| e.context(format!("[{}]: error getting pod", k8s.describe())))? {
+        PodLookup::NotFound => {
+            logging::verbose(&format!("pod {} is gone; answering with an empty result", k8s.describe()));
+            return empty_result(&conf.cni_version, inv);
+        }
+        PodLookup::Found(pod) => {
+            pod.check_uid(&k8s)?;
+            Some(pod)
+        }
+        PodLookup::NoClient => None,
+    };
+    let delegates = resolve::delegates(conf, &k8s, pod.as_ref(), cluster)
+        .map_err(|e| e.context(format!("[{}]: error loading the networks", k8s.describe())))?;
+    add_delegates(conf, inv, delegates, pod.as_ref(), cluster, exec)
 }
 
-/// ADD of already-resolved delegates (master first): plan gateways, save the scratch cache, run.
+/// Go's `%v` of a string slice, as upstream's event messages show IPs: `[a b]`.
+fn go_list(items: &[String]) -> String {
+    format!("[{}]", items.join(" "))
+}
+
+/// ADD of already-resolved delegates (master first): plan gateways, save the scratch cache, run,
+/// report each interface as an event and all of them in the network-status annotation.
 pub fn add_delegates<E: Exec>(
     conf: &NetConf,
     inv: &Invocation,
     mut delegates: Vec<Delegate>,
+    pod: Option<&Pod>,
+    cluster: &dyn Cluster,
     exec: E,
 ) -> Result<Value, Error> {
     let k8s = K8sArgs::from_args(&inv.args);
@@ -154,6 +172,7 @@ pub fn add_delegates<E: Exec>(
         .map_err(|e| e.context("failed to save the scratch cache".to_string()))?;
     let cni = runtime(conf, inv, exec);
     let mut master_result = None;
+    let mut statuses = Vec::new();
     for (idx, d) in delegates.iter().enumerate() {
         let ifname = d.ifname(idx, &inv.ifname);
         let rt = runtime_conf(conf, inv, d, &ifname);
@@ -170,11 +189,15 @@ pub fn add_delegates<E: Exec>(
                 )));
             }
         };
-        logging::verbose(&format!(
-            "added {ifname} {:?} from {}",
-            result.ips.iter().map(|ip| ip.address.to_string()).collect::<Vec<_>>(),
-            d.name
-        ));
+        let ips: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
+        let message = format!("Add {ifname} {} from {}", go_list(&ips), d.name);
+        logging::verbose(&message);
+        if let Some(pod) = pod {
+            if !(result.ips.is_empty() && result.interfaces.is_empty()) {
+                cluster.event(pod, EventType::Normal, "AddedInterface", &message);
+            }
+        }
+        statuses.extend(status::from_result(&result, &d.name, d.master, None));
         if gateway::needs_edit(d) && !(result.ips.is_empty() && result.interfaces.is_empty()) {
             if let Err(e) = fix_gateway(conf, inv, d, &ifname) {
                 rollback(conf, inv, &cni, &delegates[..=idx]);
@@ -183,6 +206,13 @@ pub fn add_delegates<E: Exec>(
         }
         if d.master || master_result.is_none() {
             master_result.get_or_insert(result);
+        }
+    }
+    // Upstream skips this for pods *named* like a system namespace (a bug); we do not.
+    if let Some(pod) = pod.filter(|_| cluster.has_client()) {
+        if let Err(e) = cluster.set_network_status(pod, &statuses) {
+            rollback(conf, inv, &cni, &delegates);
+            return Err(e.context(format!("[{}]: error setting the networks status", k8s.describe())));
         }
     }
     let r = master_result.ok_or_else(|| Error::InvalidConfig("no delegates to add".into()))?;
@@ -221,7 +251,11 @@ fn recorded_delegates(
     // Rebuildable when the configuration says it all: the pod still exists, or there is no
     // Kubernetes at all (static delegates). A vanished pod's annotation networks are unknowable.
     if matches!(pod, PodLookup::Found(_) | PodLookup::NoClient) {
-        match resolve::delegates(conf, k8s, cluster).and_then(|mut d| gateway::plan(&mut d).map(|()| d)) {
+        let pod = match pod {
+            PodLookup::Found(p) => Some(p),
+            _ => None,
+        };
+        match resolve::delegates(conf, k8s, pod, cluster).and_then(|mut d| gateway::plan(&mut d).map(|()| d)) {
             Ok(d) => {
                 logging::error("deleting the delegates rebuilt from the configuration");
                 return Some(d);
@@ -232,13 +266,29 @@ fn recorded_delegates(
     None
 }
 
+/// The pod as DEL and CHECK see it: lookup errors and a UID mismatch (a new pod with the same
+/// name) mean "not known", as upstream.
+fn teardown_pod(cluster: &dyn Cluster, k8s: &K8sArgs) -> PodLookup {
+    match cluster.pod(k8s) {
+        Ok(PodLookup::Found(p)) if p.check_uid(k8s).is_err() => {
+            logging::verbose(&format!("pod {} was replaced by a pod with UID {}", k8s.describe(), p.uid));
+            PodLookup::NotFound
+        }
+        Ok(found) => found,
+        Err(e) => {
+            logging::error(&format!("pod {} unknown during teardown: {e}", k8s.describe()));
+            PodLookup::NotFound
+        }
+    }
+}
+
 /// DEL: every delegate in reverse, all attempted, errors joined and returned.
 pub fn del<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exec: E) -> Result<(), Error> {
     let k8s = K8sArgs::from_args(&inv.args);
     if let Err(e) = wait_ready(&conf.readiness_indicator_file, Duration::ZERO) {
         logging::error(&format!("DEL proceeds although: {e}"));
     }
-    let pod = cluster.pod(&k8s).unwrap_or(PodLookup::NotFound);
+    let pod = teardown_pod(cluster, &k8s);
     let Some(delegates) = recorded_delegates(conf, inv, cluster, &k8s, &pod) else {
         logging::error(&format!("DEL of container {}: nothing known to delete; returning success", inv.container_id));
         return Ok(());
@@ -261,7 +311,7 @@ pub fn del<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exe
 /// older than 0.4.0 cannot be checked and are skipped rather than failing the pod.
 pub fn check<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exec: E) -> Result<(), Error> {
     let k8s = K8sArgs::from_args(&inv.args);
-    let pod = cluster.pod(&k8s).unwrap_or(PodLookup::NotFound);
+    let pod = teardown_pod(cluster, &k8s);
     let delegates = recorded_delegates(conf, inv, cluster, &k8s, &pod)
         .ok_or_else(|| Error::InvalidConfig(format!("CHECK: no delegates known for container {}", inv.container_id)))?;
     let cni = runtime(conf, inv, exec);
@@ -287,7 +337,7 @@ fn cluster_network_list(conf: &NetConf, cluster: &dyn Cluster) -> Result<Option<
     let master = if resolve::uses_cluster_network(conf, cluster) {
         resolve::network(conf, cluster, &conf.cluster_network)?
     } else {
-        match resolve::delegates(conf, &k8s, cluster)?.into_iter().next() {
+        match resolve::delegates(conf, &k8s, None, cluster)?.into_iter().next() {
             Some(d) => d,
             None => return Ok(None),
         }

@@ -1,6 +1,8 @@
 //! Which delegates a pod gets: the `delegates` key, or `clusterNetwork` + `defaultNetworks`
-//! (a network name, a directory or a file path), and the auxiliary chain. Reads config files and
-//! asks the [`Cluster`] seam; runs nothing.
+//! (a network name, a directory or a file path); then the pod's annotations
+//! (`v1.multus-cni.io/default-network` replaces the master, `k8s.v1.cni.cncf.io/networks` appends
+//! NetworkAttachmentDefinitions, with device IDs for NADs that name a device-plugin resource);
+//! then the auxiliary chain. Reads config files and asks the [`Cluster`] seam; runs nothing.
 //!
 //! Extension over upstream: without a Kubernetes client upstream ignores `clusterNetwork`; when
 //! there are no inline `delegates` we use it anyway (as a path, or a conf `name` in `confDir`), so
@@ -10,9 +12,11 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use super::annotation::{self, NetworkSelection};
 use super::conf::NetConf;
 use super::delegate::{Delegate, DelegateConfig};
-use super::kube::{Cluster, K8sArgs};
+use super::kube::{Cluster, EventType, K8sArgs, Pod, ResourceMap};
+use super::nad;
 use crate::cni::config::{conf_files, subdirectory_plugins, valid_name};
 use crate::cni::error::Error;
 use crate::cni::{NetworkConfigList, PluginConfig};
@@ -45,8 +49,10 @@ pub fn network(conf: &NetConf, cluster: &dyn Cluster, reference: &str) -> Result
         } else {
             DelegateConfig::Single(PluginConfig::from_file(path)?)
         }
-    } else if let Some(doc) = cluster.network(&conf.multus_namespace, reference)? {
-        DelegateConfig::from_value(doc, &conf.cni_version)?
+    } else if let Some(nad) = cluster.nad(&conf.multus_namespace, reference)? {
+        let mut d = Delegate::new(nad.delegate_config(&conf.conf_dir, &conf.cni_version)?);
+        d.name = format!("{}/{}", conf.multus_namespace, reference);
+        return Ok(d);
     } else {
         let mut found = None;
         for file in conf_files(&conf.conf_dir, &["conf", "json", "conflist"])? {
@@ -107,8 +113,96 @@ fn validate_auxiliary_chain(conf: &NetConf) -> Result<(), Error> {
     Ok(())
 }
 
-/// The delegates of a pod, master first.
-pub fn delegates(conf: &NetConf, k8s: &K8sArgs, cluster: &dyn Cluster) -> Result<Vec<Delegate>, Error> {
+/// The pod annotation that replaces the cluster network for one pod.
+pub const DEFAULT_NETWORK_ANNOTATION: &str = "v1.multus-cni.io/default-network";
+/// The pod annotation that selects additional networks.
+pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
+
+/// Hands out the pod's devices: the kubelet is asked once per ADD, and successive delegates with
+/// the same resource name get successive device IDs.
+struct Devices<'a> {
+    cluster: &'a dyn Cluster,
+    pod: &'a Pod,
+    map: Option<ResourceMap>,
+    used: std::collections::BTreeMap<String, usize>,
+}
+
+impl Devices<'_> {
+    fn next(&mut self, resource: &str) -> Result<Option<String>, Error> {
+        if self.map.is_none() {
+            self.map = Some(self.cluster.resource_map(self.pod)?);
+        }
+        let ids = self.map.as_ref().and_then(|m| m.get(resource));
+        let n = self.used.entry(resource.to_string()).or_insert(0);
+        let id = ids.and_then(|ids| ids.get(*n)).cloned();
+        *n += 1;
+        Ok(id)
+    }
+}
+
+/// The delegate for one selected NetworkAttachmentDefinition (upstream `getKubernetesDelegate`).
+fn nad_delegate(
+    conf: &NetConf,
+    pod: &Pod,
+    cluster: &dyn Cluster,
+    devices: &mut Devices,
+    sel: &NetworkSelection,
+) -> Result<Delegate, Error> {
+    let Some(nad) = cluster.nad(&sel.namespace, &sel.name)? else {
+        let msg = format!(
+            "cannot find a network-attachment-definition ({}) in namespace ({}): network-attachment-definitions.k8s.cni.cncf.io {:?} not found",
+            sel.name, sel.namespace, sel.name
+        );
+        cluster.event(pod, EventType::Warning, "NoNetworkFound", &msg);
+        return Err(Error::InvalidConfig(msg));
+    };
+    let mut d = Delegate::new(nad.delegate_config(&conf.conf_dir, &conf.cni_version)?);
+    d.name = format!("{}/{}", sel.namespace, sel.name);
+    d.requests = sel.requests.clone();
+    if let Some(resource) = nad.resource_name() {
+        d.requests.resource_name = Some(resource.to_string());
+        match devices.next(resource)? {
+            Some(id) => d.requests.device_id = Some(id),
+            None => super::logging::verbose(&format!("no device of resource {resource} allocated to pod for {}", d.name)),
+        }
+    }
+    Ok(d)
+}
+
+/// Applies the pod's annotations to the delegate list (upstream `TryLoadPodDelegates`).
+fn pod_delegates(conf: &NetConf, pod: &Pod, cluster: &dyn Cluster, out: &mut Vec<Delegate>) -> Result<(), Error> {
+    let mut devices = Devices { cluster, pod, map: None, used: Default::default() };
+    if let Some(value) = pod.annotations.get(DEFAULT_NETWORK_ANNOTATION).filter(|v| !v.trim().is_empty()) {
+        let sels = annotation::parse_networks(value, &conf.multus_namespace)
+            .map_err(|e| e.context(format!("invalid {DEFAULT_NETWORK_ANNOTATION} annotation")))?;
+        let [sel] = sels.as_slice() else {
+            return Err(Error::InvalidConfig(format!(
+                "{DEFAULT_NETWORK_ANNOTATION} annotation must name exactly one network, not {value:?}"
+            )));
+        };
+        let mut master = nad_delegate(conf, pod, cluster, &mut devices, sel)?;
+        master.master = true;
+        match out.first_mut() {
+            Some(first) => *first = master,
+            None => out.push(master),
+        }
+    }
+    if let Some(value) = pod.annotations.get(NETWORKS_ANNOTATION) {
+        for sel in annotation::parse_networks(value, &pod.namespace)? {
+            nad::check_isolation(conf, &pod.namespace, &sel.namespace)?;
+            out.push(nad_delegate(conf, pod, cluster, &mut devices, &sel)?);
+        }
+    }
+    Ok(())
+}
+
+/// The delegates of a pod, master first. `pod` is the pod object when Kubernetes knows it.
+pub fn delegates(
+    conf: &NetConf,
+    k8s: &K8sArgs,
+    pod: Option<&Pod>,
+    cluster: &dyn Cluster,
+) -> Result<Vec<Delegate>, Error> {
     validate_auxiliary_chain(conf)?;
     let mut out = Vec::new();
     if uses_cluster_network(conf, cluster) {
@@ -132,6 +226,9 @@ pub fn delegates(conf: &NetConf, k8s: &K8sArgs, cluster: &dyn Cluster) -> Result
             d.master = i == 0;
             out.push(d);
         }
+    }
+    if let Some(pod) = pod {
+        pod_delegates(conf, pod, cluster, &mut out)?;
     }
     if let Some(aux) = auxiliary_chain(conf)? {
         out.push(aux);

@@ -195,6 +195,34 @@ impl Node {
     }
 }
 
+/// Runs a CNI plugin binary as a runtime would: inside the node namespace, CNI_* in the
+/// environment (CNI_NETNS = the pod namespace, CNI_PATH = the reference plugins), the config on
+/// stdin. Returns the exit code and stdout; stderr is echoed for the test log.
+pub fn invoke(node: &Node, bin: &str, cmd: &str, conf: &Value, container: &str, ifname: &str, cni_args: &str) -> (i32, String) {
+    node.node.enter(|| {
+        let mut child = Command::new(bin)
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", container)
+            .env("CNI_NETNS", node.pod.path())
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_PATH", CNI_BIN)
+            .env("CNI_ARGS", cni_args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {bin}: {e}"));
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.is_empty() {
+            eprintln!("{bin} {cmd} stderr: {stderr}");
+        }
+        (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
+    })
+}
+
 /// The directory holding test-only plugins (cargo builds examples next to the test binaries).
 pub fn test_plugin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

@@ -5,32 +5,12 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{CNI_BIN, Node, test_plugin_dir};
+use crate::support::{Node, invoke, test_plugin_dir};
 
 /// Runs the multus binary as a runtime would, inside the node namespace.
 pub fn multus(node: &Node, cmd: &str, conf: &Value, container: &str, ifname: &str) -> (i32, String) {
-    node.node.enter(|| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_multus"))
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", container)
-            .env("CNI_NETNS", node.pod.path())
-            .env("CNI_IFNAME", ifname)
-            .env("CNI_PATH", CNI_BIN)
-            .env("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={container}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !stderr.is_empty() {
-            eprintln!("multus {cmd} stderr: {stderr}");
-        }
-        (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
-    })
+    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={container}");
+    invoke(node, env!("CARGO_BIN_EXE_multus"), cmd, conf, container, ifname, &args)
 }
 
 /// binDir for delegates: our own binaries (passthru) and the test plugins.

@@ -70,5 +70,5 @@ fn podman_gets_eth0_and_net1_and_rm_cleans_everything() {
     );
     assert_eq!(std::fs::read_dir(multus_dir.join("results")).unwrap().count(), 0, "libcni cache left");
     let log = std::fs::read_to_string(node.path("multus.log")).unwrap();
-    assert!(log.contains("added net1"), "{log}");
+    assert!(log.contains("Add net1 [10.98.0.10/24] from pmv"), "{log}");
 }

@@ -8,7 +8,8 @@ use multus::cni::RawExec;
 use multus::cni::error::Error;
 use multus::multus::conf::NetConf;
 use multus::multus::delegate::{Delegate, DelegateConfig};
-use multus::multus::kube::{Cluster, K8sArgs, PodLookup};
+use multus::multus::kube::{Cluster, K8sArgs, NoCluster, PodLookup};
+use multus::multus::nad::NetworkAttachmentDefinition;
 use multus::multus::ops::{self, Invocation};
 
 use crate::flows::{bridge, macvlan, multus_conf};
@@ -48,13 +49,13 @@ fn default_route_moves_to_the_requested_network() {
             .unwrap();
     let inv = inv(&node, "gw1");
     let before = delegates(&node, None);
-    node.node.enter(|| ops::add_delegates(&conf, &inv, before, RawExec::default())).unwrap();
+    node.node.enter(|| ops::add_delegates(&conf, &inv, before, None, &NoCluster, RawExec::default())).unwrap();
     assert!(node.pod.routes().contains(&"default via 10.99.0.1 dev eth0".to_string()));
     node.node.enter(|| ops::del(&conf, &inv, &multus::multus::kube::NoCluster, RawExec::default())).unwrap();
 
     let inv = crate::routes::inv(&node, "gw2");
     node.node
-        .enter(|| ops::add_delegates(&conf, &inv, delegates(&node, Some(vec!["10.98.0.1"])), RawExec::default()))
+        .enter(|| ops::add_delegates(&conf, &inv, delegates(&node, Some(vec!["10.98.0.1"])), None, &NoCluster, RawExec::default()))
         .unwrap();
     let routes = node.pod.routes();
     assert!(routes.contains(&"default via 10.98.0.1 dev net1".to_string()), "{routes:?}");
@@ -73,7 +74,7 @@ fn two_default_gateways_of_one_family_are_refused_before_anything_runs() {
             .unwrap();
     let mut ds = delegates(&node, Some(vec!["10.98.0.1"]));
     ds[0].requests.gateway = Some(vec!["10.99.0.1".parse().unwrap()]);
-    let e = node.node.enter(|| ops::add_delegates(&conf, &inv(&node, "ecmp"), ds, RawExec::default())).unwrap_err();
+    let e = node.node.enter(|| ops::add_delegates(&conf, &inv(&node, "ecmp"), ds, None, &NoCluster, RawExec::default())).unwrap_err();
     assert_eq!(e.to_string(), "multus does not support ECMP for default-route");
     assert_eq!(node.pod.link_names(), vec!["lo"]);
     assert!(!node.path("multus/ecmp").exists(), "no scratch cache for a refused ADD");
@@ -85,7 +86,7 @@ impl Cluster for PodGone {
     fn pod(&self, _: &K8sArgs) -> Result<PodLookup, Error> {
         Ok(PodLookup::NotFound)
     }
-    fn network(&self, _: &str, _: &str) -> Result<Option<Value>, Error> {
+    fn nad(&self, _: &str, _: &str) -> Result<Option<NetworkAttachmentDefinition>, Error> {
         Ok(None)
     }
     fn has_client(&self) -> bool {

@@ -1,0 +1,69 @@
+//! Where the API-server client's settings come from, in upstream's order: the multus config's
+//! `kubeconfig` key (a file), else in-cluster settings when `KUBERNETES_SERVICE_HOST` and
+//! `KUBERNETES_SERVICE_PORT` are set, else no client (only static delegates apply).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::cni::error::Error;
+
+/// How long one connection attempt to the API server may take. A refused connection fails at
+/// once; this bounds a black-holed one so the pod lookup's retry budget stays meaningful.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one API request may wait for its answer.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Kubeconfig(PathBuf),
+    InCluster,
+    None,
+}
+
+/// Picks the source from the config's `kubeconfig` value and the environment (pure).
+pub fn source(kubeconfig: &str, env: impl Fn(&str) -> Option<String>) -> Source {
+    if !kubeconfig.is_empty() {
+        return Source::Kubeconfig(PathBuf::from(kubeconfig));
+    }
+    let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
+    if set("KUBERNETES_SERVICE_HOST") && set("KUBERNETES_SERVICE_PORT") { Source::InCluster } else { Source::None }
+}
+
+/// The client settings for `source`; `Ok(None)` for [`Source::None`].
+pub async fn config(source: &Source) -> Result<Option<kube::Config>, Error> {
+    let mut config = match source {
+        Source::None => return Ok(None),
+        Source::Kubeconfig(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| Error::InvalidConfig(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| Error::InvalidConfig(format!("invalid kubeconfig {}: {e}", path.display())))?
+        }
+        Source::InCluster => kube::Config::incluster()
+            .map_err(|e| Error::InvalidConfig(format!("cannot use the in-cluster Kubernetes settings: {e}")))?,
+    };
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(READ_TIMEOUT);
+    Ok(Some(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeconfig_key_wins_then_in_cluster_then_none() {
+        let env = |k: &str| match k {
+            "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_string()),
+            "KUBERNETES_SERVICE_PORT" => Some("443".to_string()),
+            _ => None,
+        };
+        assert_eq!(source("/etc/kc", env), Source::Kubeconfig("/etc/kc".into()));
+        assert_eq!(source("", env), Source::InCluster);
+        assert_eq!(source("", |_| None), Source::None);
+        assert_eq!(source("", |k| (k == "KUBERNETES_SERVICE_HOST").then(|| "h".to_string())), Source::None);
+    }
+}

@@ -1,0 +1,270 @@
+//! [`ApiCluster`]: the [`Cluster`] seam answered by the API server (the thin plugin's way; the
+//! daemon adds informer caches in front of it). Synchronous on the outside — multus's operations
+//! are plain functions — and kube-rs inside, driven by a runtime this type owns or borrows.
+//!
+//! Policies, as upstream's thin plugin: the pod GET is retried every 250 ms for 2.5 s on errors that
+//! may pass (5xx, 429, connection failures); a NotFound is final. The network-status write is a
+//! read-modify-write of `pods/status` retried on 409 Conflict. Events are best effort.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod as KPod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+
+use super::client::{self, Source};
+use crate::cni::error::{CniError, Error, code};
+use crate::multus::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup, ResourceMap};
+use crate::multus::logging;
+use crate::multus::nad::NetworkAttachmentDefinition;
+use crate::multus::status::{self, NetworkStatus};
+
+/// The annotation multus writes on the pod.
+pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
+
+/// How often and how long lookups are retried on errors that may pass.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub interval: Duration,
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { interval: Duration::from_millis(250), budget: Duration::from_millis(2500) }
+    }
+}
+
+/// How many times a conflicting network-status write is retried (client-go's `DefaultRetry`).
+const CONFLICT_RETRIES: usize = 5;
+
+enum Driver {
+    Own(tokio::runtime::Runtime),
+    Borrowed(tokio::runtime::Handle),
+}
+
+impl Driver {
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        match self {
+            Driver::Own(rt) => rt.block_on(f),
+            Driver::Borrowed(h) => h.block_on(f),
+        }
+    }
+}
+
+pub struct ApiCluster {
+    driver: Driver,
+    client: kube::Client,
+    retry: RetryPolicy,
+    /// Who the events say they come from (`source.component`).
+    component: String,
+}
+
+/// The NetworkAttachmentDefinition resource (no Rust type exists in k8s-openapi).
+pub fn nad_resource() -> ApiResource {
+    let gvk = GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition");
+    ApiResource::from_gvk_with_plural(&gvk, "network-attachment-definitions")
+}
+
+/// The CNI error for a failed API call: "try again later" when it may pass, else internal.
+pub fn api_error(what: &str, e: &kube::Error) -> Error {
+    let code = if is_transient(e) { code::TRY_AGAIN_LATER } else { code::INTERNAL };
+    Error::Cni(CniError::new(code, format!("{what}: {e}"), ""))
+}
+
+/// Errors worth retrying: the server is overloaded or unreachable (upstream `isCriticalErr`).
+pub fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(r) => matches!(r.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(r) if r.code == code)
+}
+
+/// Our view of an API pod.
+pub fn pod_from_api(p: &KPod) -> Pod {
+    Pod {
+        namespace: p.metadata.namespace.clone().unwrap_or_default(),
+        name: p.metadata.name.clone().unwrap_or_default(),
+        uid: p.metadata.uid.clone().unwrap_or_default(),
+        annotations: p.metadata.annotations.clone().unwrap_or_default(),
+    }
+}
+
+impl ApiCluster {
+    /// The cluster for a multus config's `kubeconfig` (or in-cluster settings); `None` without one.
+    /// Owns a single-threaded runtime: for synchronous callers such as the thin plugin.
+    pub fn from_kubeconfig(kubeconfig: &str) -> Result<Option<ApiCluster>, Error> {
+        let source = client::source(kubeconfig, |k| std::env::var(k).ok());
+        if source == Source::None {
+            return Ok(None);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the kubernetes client runtime: {e}")))?;
+        let client = rt.block_on(async {
+            let Some(config) = client::config(&source).await? else { return Ok(None) };
+            kube::Client::try_from(config)
+                .map(Some)
+                .map_err(|e| Error::InvalidConfig(format!("cannot create the kubernetes client: {e}")))
+        })?;
+        Ok(client.map(|client| ApiCluster::with(Driver::Own(rt), client)))
+    }
+
+    /// A cluster on an existing client, for callers on blocking threads of a multi-threaded
+    /// runtime (the daemon's request workers).
+    pub fn on_handle(handle: tokio::runtime::Handle, client: kube::Client) -> ApiCluster {
+        ApiCluster::with(Driver::Borrowed(handle), client)
+    }
+
+    fn with(driver: Driver, client: kube::Client) -> ApiCluster {
+        ApiCluster { driver, client, retry: RetryPolicy::default(), component: "multus".into() }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> ApiCluster {
+        self.retry = retry;
+        self
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// Runs `f` until it succeeds, fails for good, or the retry budget is spent.
+    async fn retrying<T, F, Fut>(&self, mut f: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let deadline = Instant::now() + self.retry.budget;
+        loop {
+            match f().await {
+                Err(e) if is_transient(&e) && Instant::now() + self.retry.interval < deadline => {
+                    logging::verbose(&format!("kubernetes API call failed, retrying: {e}"));
+                    tokio::time::sleep(self.retry.interval).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The API pod, or `None` when it does not exist.
+    pub fn api_pod(&self, namespace: &str, name: &str) -> Result<Option<KPod>, Error> {
+        let api: Api<KPod> = Api::namespaced(self.client.clone(), namespace);
+        self.driver
+            .block_on(self.retrying(|| api.get_opt(name)))
+            .map_err(|e| api_error(&format!("cannot get pod {namespace}/{name}"), &e))
+    }
+
+    async fn write_status(&self, pod: &Pod, value: &str) -> Result<(), kube::Error> {
+        let api: Api<KPod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(mut current) = api.get_opt(&pod.name).await? else {
+                logging::verbose(&format!("pod {}/{} is gone; network-status not written", pod.namespace, pod.name));
+                return Ok(());
+            };
+            current.metadata.annotations.get_or_insert_with(Default::default).insert(
+                NETWORK_STATUS_ANNOTATION.to_string(),
+                value.to_string(),
+            );
+            let body = serde_json::to_vec(&current).expect("a pod serializes");
+            match api.replace_status(&pod.name, &PostParams::default(), body).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is_status(&e, 409) && attempt < CONFLICT_RETRIES => {
+                    logging::verbose(&format!("network-status of {}/{}: conflict, retrying", pod.namespace, pod.name));
+                }
+                Err(e) if is_status(&e, 404) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The event upstream's recorder would create (core/v1, source component `multus`).
+pub fn event_object(pod: &Pod, kind: EventType, reason: &str, message: &str, component: &str) -> Event {
+    let now = k8s_openapi::chrono::Utc::now();
+    let nanos = now.timestamp_nanos_opt().unwrap_or_default();
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{:x}", pod.name, nanos)),
+            namespace: Some(pod.namespace.clone()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(pod.name.clone()),
+            namespace: Some(pod.namespace.clone()),
+            uid: (!pod.uid.is_empty()).then(|| pod.uid.clone()),
+            ..Default::default()
+        },
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        type_: Some(kind.as_str().into()),
+        source: Some(EventSource { component: Some(component.into()), host: None }),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        reporting_component: Some(component.into()),
+        ..Default::default()
+    }
+}
+
+impl Cluster for ApiCluster {
+    fn has_client(&self) -> bool {
+        true
+    }
+
+    fn pod(&self, args: &K8sArgs) -> Result<PodLookup, Error> {
+        if args.name.is_empty() || args.namespace.is_empty() {
+            // Not a Kubernetes pod (no K8S_POD_* in CNI_ARGS): nothing to look up.
+            return Ok(PodLookup::NoClient);
+        }
+        Ok(match self.api_pod(&args.namespace, &args.name)? {
+            Some(p) => PodLookup::Found(pod_from_api(&p)),
+            None => PodLookup::NotFound,
+        })
+    }
+
+    fn nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, Error> {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
+        let obj = self
+            .driver
+            .block_on(self.retrying(|| api.get_opt(name)))
+            .map_err(|e| api_error(&format!("cannot get network-attachment-definition {namespace}/{name}"), &e))?;
+        obj.map(|o| {
+            let v = serde_json::to_value(o).expect("an object serializes");
+            serde_json::from_value(v).map_err(|e| {
+                Error::Decoding(format!("network-attachment-definition {namespace}/{name} is malformed: {e}"))
+            })
+        })
+        .transpose()
+    }
+
+    fn set_network_status(&self, pod: &Pod, entries: &[NetworkStatus]) -> Result<(), Error> {
+        let value = status::annotation(entries);
+        self.driver
+            .block_on(self.write_status(pod, &value))
+            .map_err(|e| api_error(&format!("cannot write the network-status of pod {}/{}", pod.namespace, pod.name), &e))
+    }
+
+    fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let ev = event_object(pod, kind, reason, message, &self.component);
+        if let Err(e) = self.driver.block_on(api.create(&PostParams::default(), &ev)) {
+            logging::error(&format!("cannot record event {reason} on pod {}/{}: {e}", pod.namespace, pod.name));
+        }
+    }
+
+    fn resource_map(&self, _pod: &Pod) -> Result<ResourceMap, Error> {
+        Ok(ResourceMap::new())
+    }
+}

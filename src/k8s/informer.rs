@@ -1,0 +1,152 @@
+//! [`InformerCluster`]: the daemon's [`Cluster`], answering pod and NetworkAttachmentDefinition
+//! lookups from watch-fed caches (kube-runtime reflectors: this node's pods, every NAD) and
+//! falling back to a live GET when the cache has not caught up. Writes (network-status, events)
+//! go straight to the API server through [`ApiCluster`]. Upstream's thick daemon keeps informers
+//! too, but GETs each ADD's NADs from the API; ours come from the cache.
+//!
+//! Pod lookup (upstream's informer policy): poll the cache every 50 ms for up to 2.5 s for the
+//! sandbox's pod (a fresh pod may not have reached the watch yet, and a recreated pod's cached
+//! copy may still be the old UID), then ask the API server once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod as KPod;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::cluster::{ApiCluster, nad_resource, pod_from_api};
+use crate::cni::error::Error;
+use crate::multus::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup, ResourceMap};
+use crate::multus::logging;
+use crate::multus::nad::NetworkAttachmentDefinition;
+use crate::multus::status::NetworkStatus;
+
+const POLL: Duration = Duration::from_millis(50);
+const BUDGET: Duration = Duration::from_millis(2500);
+
+pub struct InformerCluster {
+    api: ApiCluster,
+    pods: Store<KPod>,
+    nads: Store<DynamicObject>,
+}
+
+/// Drops what the daemon never reads from cached pods (upstream trims the same fields), so a
+/// node's pods cost little memory.
+fn trim(pod: &mut KPod) {
+    pod.metadata.managed_fields = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+        for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+            c.command = None;
+            c.args = None;
+            c.env = None;
+            c.volume_mounts = None;
+        }
+    }
+    pod.status = None;
+}
+
+impl InformerCluster {
+    /// Starts the watches on `handle` (the pods of `node`; every pod when `node` is empty) and
+    /// waits up to `sync` for their first lists; an unsynced cache only means more live GETs.
+    pub async fn start(handle: tokio::runtime::Handle, client: kube::Client, node: &str, sync: Duration) -> Self {
+        let pod_api: Api<KPod> = Api::all(client.clone());
+        let mut pod_cfg = watcher::Config::default();
+        if !node.is_empty() {
+            pod_cfg = pod_cfg.fields(&format!("spec.nodeName={node}"));
+        }
+        let (pods, pod_writer) = reflector::store();
+        let pod_stream = watcher(pod_api, pod_cfg).default_backoff().modify(trim).reflect(pod_writer).applied_objects();
+        handle.spawn(pod_stream.for_each(|r| async move {
+            if let Err(e) = r {
+                logging::error(&format!("pod watch: {e}"));
+            }
+        }));
+
+        let ar = nad_resource();
+        let nad_api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let nad_writer = reflector::store::Writer::new(ar.clone());
+        let nads = nad_writer.as_reader();
+        let nad_stream =
+            watcher(nad_api, watcher::Config::default()).default_backoff().reflect(nad_writer).applied_objects();
+        handle.spawn(nad_stream.for_each(|r| async move {
+            if let Err(e) = r {
+                logging::error(&format!("network-attachment-definition watch: {e}"));
+            }
+        }));
+
+        let synced = tokio::time::timeout(sync, async {
+            let _ = pods.wait_until_ready().await;
+            let _ = nads.wait_until_ready().await;
+        });
+        if synced.await.is_err() {
+            logging::error(&format!("the caches did not sync within {}s; using live lookups", sync.as_secs()));
+        }
+        InformerCluster { api: ApiCluster::on_handle(handle, client), pods, nads }
+    }
+
+    fn cached_pod(&self, args: &K8sArgs) -> Option<Pod> {
+        let p = self.pods.get(&ObjectRef::new(&args.name).within(&args.namespace))?;
+        let pod = pod_from_api(&p);
+        pod.check_uid(args).is_ok().then_some(pod)
+    }
+
+    pub fn api(&self) -> &ApiCluster {
+        &self.api
+    }
+}
+
+impl Cluster for InformerCluster {
+    fn has_client(&self) -> bool {
+        true
+    }
+
+    fn pod(&self, args: &K8sArgs) -> Result<PodLookup, Error> {
+        if args.name.is_empty() || args.namespace.is_empty() {
+            return Ok(PodLookup::NoClient);
+        }
+        let deadline = Instant::now() + BUDGET;
+        loop {
+            if let Some(pod) = self.cached_pod(args) {
+                return Ok(PodLookup::Found(pod));
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        logging::verbose(&format!("pod {} not in the cache; asking the API server", args.describe()));
+        self.api.pod(args)
+    }
+
+    fn nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, Error> {
+        let key = ObjectRef::new_with(name, nad_resource()).within(namespace);
+        match self.nads.get(&key) {
+            Some(obj) => {
+                let v = serde_json::to_value(obj.as_ref()).expect("an object serializes");
+                serde_json::from_value(v).map(Some).map_err(|e| {
+                    Error::Decoding(format!("network-attachment-definition {namespace}/{name} is malformed: {e}"))
+                })
+            }
+            None => self.api.nad(namespace, name),
+        }
+    }
+
+    fn set_network_status(&self, pod: &Pod, entries: &[NetworkStatus]) -> Result<(), Error> {
+        self.api.set_network_status(pod, entries)
+    }
+
+    fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {
+        self.api.event(pod, kind, reason, message)
+    }
+
+    fn resource_map(&self, pod: &Pod) -> Result<ResourceMap, Error> {
+        self.api.resource_map(pod)
+    }
+}
+
+/// Shared form for request handlers.
+pub type SharedCluster = Arc<dyn Cluster>;
