@@ -31,6 +31,21 @@ pub fn source(kubeconfig: &str, env: impl Fn(&str) -> Option<String>) -> Source 
     if set("KUBERNETES_SERVICE_HOST") && set("KUBERNETES_SERVICE_PORT") { Source::InCluster } else { Source::None }
 }
 
+/// The daemon's source: its config's `kubeconfig` key, else `KUBECONFIG` (as kube-rs and kubectl
+/// do, so the daemon also runs outside a cluster), else in-cluster settings.
+pub fn daemon_source(kubeconfig: &str, env: impl Fn(&str) -> Option<String>) -> Source {
+    let from_env = env("KUBECONFIG").filter(|v| !v.is_empty()).unwrap_or_default();
+    source(if kubeconfig.is_empty() { &from_env } else { kubeconfig }, env)
+}
+
+/// A client for `source` (must run inside a tokio runtime); `Ok(None)` for [`Source::None`].
+pub async fn connect(source: &Source) -> Result<Option<kube::Client>, Error> {
+    let Some(config) = config(source).await? else { return Ok(None) };
+    kube::Client::try_from(config)
+        .map(Some)
+        .map_err(|e| Error::InvalidConfig(format!("cannot create the kubernetes client: {e}")))
+}
+
 /// The client settings for `source`; `Ok(None)` for [`Source::None`].
 pub async fn config(source: &Source) -> Result<Option<kube::Config>, Error> {
     let mut config = match source {
@@ -65,5 +80,8 @@ mod tests {
         assert_eq!(source("", env), Source::InCluster);
         assert_eq!(source("", |_| None), Source::None);
         assert_eq!(source("", |k| (k == "KUBERNETES_SERVICE_HOST").then(|| "h".to_string())), Source::None);
+        let kc_env = |k: &str| (k == "KUBECONFIG").then(|| "/home/k".to_string());
+        assert_eq!(daemon_source("", kc_env), Source::Kubeconfig("/home/k".into()));
+        assert_eq!(daemon_source("/etc/kc", kc_env), Source::Kubeconfig("/etc/kc".into()));
     }
 }

@@ -108,12 +108,7 @@ impl ApiCluster {
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the kubernetes client runtime: {e}")))?;
-        let client = rt.block_on(async {
-            let Some(config) = client::config(&source).await? else { return Ok(None) };
-            kube::Client::try_from(config)
-                .map(Some)
-                .map_err(|e| Error::InvalidConfig(format!("cannot create the kubernetes client: {e}")))
-        })?;
+        let client = rt.block_on(client::connect(&source))?;
         Ok(client.map(|client| ApiCluster::with(Driver::Own(rt), client)))
     }
 
