@@ -451,7 +451,7 @@ mod tests {
     const GOLDEN: &[u8] = include_bytes!("../../tests/fixtures/podresources/list-response.bin");
 
     /// list-response.json as our messages.
-    pub(crate) fn golden_response() -> ListPodResourcesResponse {
+    fn golden_response() -> ListPodResourcesResponse {
         let dev = |r: &str, ids: &[&str], numa: &[i64]| ContainerDevices {
             resource_name: r.into(),
             device_ids: ids.iter().map(|s| s.to_string()).collect(),

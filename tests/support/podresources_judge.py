@@ -9,6 +9,7 @@ Stubs are generated at run time by grpc_tools.protoc from tests/fixtures/podreso
   judge.py STUBS fail SOCKET CODE MESSAGE     serve List failing with that status code name
   judge.py STUBS list SOCKET                  call List, print the answer as JSON (proto field
                                               names) or {"error": CODE, "details": MESSAGE}
+  judge.py STUBS normalize RESPONSE.json      print the answer as `list` would print it
   judge.py STUBS encode RESPONSE.json OUT     write the binary encoding of the answer (golden files)
 
 RESPONSE.json is the proto3 JSON mapping of a ListPodResourcesResponse.
@@ -90,13 +91,22 @@ def main():
         from google.protobuf import json_format
 
         (socket,) = args
-        with grpc.insecure_channel("unix:" + socket) as channel:
+        # grpc-core names a unix channel's :authority after the percent-encoded socket path, which
+        # hyper's HTTP/2 server (our fake kubelet) refuses as a malformed authority; grpc-go, the
+        # kubelet's own client library, sends "localhost", and so do we here.
+        with grpc.insecure_channel("unix:" + socket, options=[("grpc.default_authority", "localhost")]) as channel:
             stub = pb2_grpc.PodResourcesListerStub(channel)
             try:
                 answer = stub.List(pb2.ListPodResourcesRequest(), timeout=10)
             except grpc.RpcError as e:
                 print(json.dumps({"error": e.code().name, "details": e.details()}))
                 return
+        print(json.dumps(json_format.MessageToDict(answer, preserving_proto_field_name=True), sort_keys=True))
+    elif cmd == "normalize":
+        from google.protobuf import json_format
+
+        (response,) = args
+        answer = read_response(pb2, response)
         print(json.dumps(json_format.MessageToDict(answer, preserving_proto_field_name=True), sort_keys=True))
     elif cmd == "encode":
         response, out = args
