@@ -256,6 +256,13 @@ fn judge_our_client_against_a_grpcio_server() {
         let _server = PythonServer::start(&stubs, &socket, &["serve", fixture.to_str().unwrap()]);
         let answer = list_blocking(&socket, podresources::DEFAULT_TIMEOUT).unwrap();
         assert_eq!(answer, golden());
+        // The whole document: what we decoded, encoded again, is what grpcio makes of the JSON.
+        let ours = dir.path().join("ours.bin");
+        std::fs::write(&ours, answer.encode_to_vec()).unwrap();
+        assert_eq!(
+            judge_output(&stubs, &["decode", ours.to_str().unwrap()]),
+            judge_output(&stubs, &["normalize", fixture.to_str().unwrap()])
+        );
         // Spot checks against the JSON document itself, not only the golden bytes.
         let pod = &answer.pod_resources[0];
         assert_eq!((pod.name.as_str(), pod.namespace.as_str()), ("sriov-pod", "default"));
@@ -264,7 +271,15 @@ fn judge_our_client_against_a_grpcio_server() {
         assert_eq!(pod.containers[0].dynamic_resources[0].claim_resources[0].device_name, "vf-3");
         assert_eq!(answer.pod_resources[1].containers[0].dynamic_resources[0].class_name, "gpu.example.com");
         let map = resource_map(&socket, Path::new("/nonexistent"), &sriov_pod()).unwrap();
-        assert_eq!(map.resources["vf-claim"], ids(&["0000:05:00.3"]));
+        assert_eq!(map.source, Source::PodResources);
+        assert_eq!(
+            map.resources,
+            BTreeMap::from([
+                ("intel.com/sriov_netdevice".to_string(), ids(&["0000:03:02.0", "0000:03:02.1", "0000:03:02.5"])),
+                ("nvidia.com/gpu".to_string(), ids(&["GPU-6a1c"])),
+                ("vf-claim".to_string(), ids(&["0000:05:00.3"])),
+            ])
+        );
     }
     {
         let _server = PythonServer::start(&stubs, &socket, &["fail", "UNAVAILABLE", "kubelet is shutting down — né"]);

@@ -10,6 +10,7 @@ Stubs are generated at run time by grpc_tools.protoc from tests/fixtures/podreso
   judge.py STUBS list SOCKET                  call List, print the answer as JSON (proto field
                                               names) or {"error": CODE, "details": MESSAGE}
   judge.py STUBS normalize RESPONSE.json      print the answer as `list` would print it
+  judge.py STUBS decode ANSWER.bin            print a binary answer as `list` would print it
   judge.py STUBS encode RESPONSE.json OUT     write the binary encoding of the answer (golden files)
 
 RESPONSE.json is the proto3 JSON mapping of a ListPodResourcesResponse.
@@ -107,6 +108,14 @@ def main():
 
         (response,) = args
         answer = read_response(pb2, response)
+        print(json.dumps(json_format.MessageToDict(answer, preserving_proto_field_name=True), sort_keys=True))
+    elif cmd == "decode":
+        from google.protobuf import json_format
+
+        (binary,) = args
+        answer = pb2.ListPodResourcesResponse()
+        with open(binary, "rb") as f:
+            answer.ParseFromString(f.read())
         print(json.dumps(json_format.MessageToDict(answer, preserving_proto_field_name=True), sort_keys=True))
     elif cmd == "encode":
         response, out = args
