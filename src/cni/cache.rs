@@ -119,7 +119,7 @@ pub fn encode(info: &CachedInfo) -> Result<Vec<u8>, Error> {
 
 /// Go's encoder escapes these even inside strings; they never appear outside strings in JSON,
 /// so replacing them in the encoded text is exact.
-fn go_html_escape(json: &str) -> String {
+pub(crate) fn go_html_escape(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         match c {

@@ -6,3 +6,4 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod podresources;

@@ -1,10 +1,13 @@
 //! Test support shared by the integration-test binaries: network namespaces the test creates and
 //! always removes (Drop runs on panic too), running code inside one on a dedicated thread, and
-//! reading what is really in a namespace with `ip -j`.
+//! reading what is really in a namespace with `ip -j`; `kubelet` is a fake kubelet PodResources
+//! server.
 //!
 //! These tests need root (they create namespaces); they fail loudly rather than skip without it.
 
 #![allow(dead_code)]
+
+pub mod kubelet;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
