@@ -1,6 +1,6 @@
-//! The device IDs a pod was given, by resource name, and handing them out to the delegates whose
-//! NetworkAttachmentDefinition carries `k8s.v1.cni.cncf.io/resourceName` (Multus 4.2.x
-//! `kubeletclient.GetResourceClient` + `GetPodResourceMap`, and `getKubernetesDelegate`).
+//! The device IDs a pod was given, by resource name (Multus 4.2.x `kubeletclient.GetResourceClient`
+//! + `GetPodResourceMap`). Handing them out to the delegates whose NetworkAttachmentDefinition
+//! carries `k8s.v1.cni.cncf.io/resourceName` is `multus::resolve`'s job.
 //!
 //! Where the map comes from (upstream's rule): if the PodResources socket exists (a plain
 //! `stat`), the kubelet is asked and any failure of that call is the ADD's failure; only when the
@@ -146,58 +146,6 @@ pub fn resource_map(socket: &Path, checkpoint: &Path, pod: &Pod) -> Result<Resou
     DeviceSources::new(socket, checkpoint).resource_map(pod)
 }
 
-/// Hands a resource's device IDs out in order, one per delegate asking for that resource (the
-/// `Index` multus keeps in each resource map entry). When they run out, a delegate gets none and
-/// runs without a device ID, as upstream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceAllocator {
-    map: ResourceMap,
-    next: BTreeMap<String, usize>,
-}
-
-impl DeviceAllocator {
-    pub fn new(map: ResourceMap) -> DeviceAllocator {
-        DeviceAllocator { map, next: BTreeMap::new() }
-    }
-
-    pub fn map(&self) -> &ResourceMap {
-        &self.map
-    }
-
-    /// The next unused device ID of `resource`.
-    pub fn next_device(&mut self, resource: &str) -> Option<String> {
-        let ids = self.map.resources.get(resource)?;
-        let i = self.next.entry(resource.to_string()).or_insert(0);
-        let id = ids.get(*i)?.clone();
-        *i += 1;
-        Some(id)
-    }
-}
-
-/// A pod's devices, asked for only when the first delegate needs one (upstream builds the map
-/// once per ADD, on the first NetworkAttachmentDefinition with a resourceName); a failure to
-/// build it is returned to that delegate, and asked again by the next.
-#[derive(Debug)]
-pub struct PodDevices<'a> {
-    sources: &'a DeviceSources,
-    pod: &'a Pod,
-    allocator: Option<DeviceAllocator>,
-}
-
-impl<'a> PodDevices<'a> {
-    pub fn new(sources: &'a DeviceSources, pod: &'a Pod) -> PodDevices<'a> {
-        PodDevices { sources, pod, allocator: None }
-    }
-
-    /// The next device ID of `resource` for this pod (blocking).
-    pub fn next_device(&mut self, resource: &str) -> Result<Option<String>, Error> {
-        if self.allocator.is_none() {
-            self.allocator = Some(DeviceAllocator::new(self.sources.resource_map(self.pod)?));
-        }
-        Ok(self.allocator.as_mut().and_then(|a| a.next_device(resource)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,40 +185,5 @@ mod tests {
         assert!(from_pod_resources(&answer, "sriov-pod", "kube-system").unwrap().is_empty());
         assert!(from_pod_resources(&answer, "", "default").is_err());
         assert!(from_pod_resources(&answer, "sriov-pod", "").is_err());
-    }
-
-    #[test]
-    fn allocator_hands_out_in_order_then_none() {
-        let map = ResourceMap {
-            source: Source::Checkpoint,
-            resources: BTreeMap::from([("r".to_string(), ids(&["a", "b"])), ("empty".to_string(), vec![])]),
-        };
-        let mut a = DeviceAllocator::new(map);
-        assert_eq!(a.next_device("r").as_deref(), Some("a"));
-        assert_eq!(a.next_device("other"), None);
-        assert_eq!(a.next_device("r").as_deref(), Some("b"));
-        assert_eq!(a.next_device("r"), None);
-        assert_eq!(a.next_device("empty"), None);
-        assert_eq!(a.map().source, Source::Checkpoint);
-    }
-
-    #[test]
-    fn absent_socket_reads_the_checkpoint_lazily() {
-        let dir = tempfile::tempdir().unwrap();
-        let cp = dir.path().join("kubelet_internal_checkpoint");
-        let sources = DeviceSources::new(dir.path().join("kubelet.sock"), &cp);
-        let pod = Pod { name: "p".into(), namespace: "ns".into(), uid: "u1".into(), ..Default::default() };
-        let mut devices = PodDevices::new(&sources, &pod);
-        let e = devices.next_device("r").unwrap_err();
-        assert!(e.to_string().contains(&cp.display().to_string()), "{e}");
-        std::fs::write(
-            &cp,
-            r#"{"Data":{"PodDeviceEntries":[{"PodUID":"u1","ContainerName":"c","ResourceName":"r","DeviceIDs":{"0":["d0","d1"]}}]},"Checksum":1}"#,
-        )
-        .unwrap();
-        assert_eq!(devices.next_device("r").unwrap().as_deref(), Some("d0"));
-        std::fs::remove_file(&cp).unwrap();
-        assert_eq!(devices.next_device("r").unwrap().as_deref(), Some("d1"), "the map is built once");
-        assert_eq!(devices.next_device("r").unwrap(), None);
     }
 }

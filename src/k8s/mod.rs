@@ -1,8 +1,8 @@
 //! Everything that talks to Kubernetes components. The API server: where the client's settings
 //! come from (`client`), the [`Cluster`](crate::multus::kube::Cluster) implementation on top of it
 //! (`cluster`) and the daemon's watch-fed variant (`informer`). The kubelet: its PodResources API and
-//! device-plugin checkpoint (`podresources`, `checkpoint`), the device IDs a pod was given
-//! (`devices`), and the device-info files shared with device plugins and CNI plugins (`devinfo`).
+//! device-plugin checkpoint (`podresources`, `checkpoint`), and the device IDs a pod was given
+//! (`devices`).
 //! The rules (what to look up, what to write) stay in `crate::multus`, which reaches all of this
 //! only through `multus::kube::Cluster`.
 
@@ -10,6 +10,5 @@ pub mod checkpoint;
 pub mod client;
 pub mod cluster;
 pub mod devices;
-pub mod devinfo;
 pub mod informer;
 pub mod podresources;

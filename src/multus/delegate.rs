@@ -158,7 +158,7 @@ impl Delegate {
             _ => self.config.clone(),
         };
         if let Some(id) = &self.requests.device_id {
-            c = c.with_keys(&[("deviceID", Value::String(id.clone())), ("pciBusID", Value::String(id.clone()))]);
+            c = super::devinfo::inject_device_id(&c, id);
         }
         c
     }

@@ -6,6 +6,7 @@
 pub mod annotation;
 pub mod conf;
 pub mod delegate;
+pub mod devinfo;
 pub mod gateway;
 pub mod kube;
 pub mod logging;

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::error::Error;
-use crate::multus::delegate::DelegateConfig;
+use super::delegate::DelegateConfig;
 
 /// Upstream's `baseDevInfoPath`.
 pub const BASE_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo";
