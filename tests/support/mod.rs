@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+pub mod apiserver;
+
 /// Where Debian's containernetworking-plugins installs the reference plugins.
 pub const CNI_BIN: &str = "/usr/lib/cni";
 
