@@ -245,8 +245,16 @@ fn kubectl_annotate_and_patch_write_through_patch() {
     assert_eq!(server.pod("ns", "p").unwrap(), want);
 
     // The status subresource takes the status and ignores the spec; the main resource the reverse.
+    // (Raw HTTP: Debian's kubectl 1.20 has no `patch --subresource`.)
     let status_patch = r#"{"spec":{"nodeName":"elsewhere"},"status":{"phase":"Succeeded"}}"#;
-    kubectl.ok(&["patch", "pod", "-n", "ns", "p", "--subresource=status", "--type=merge", "-p", status_patch]);
+    let (code, _, _) = http_full(
+        &server,
+        "PATCH",
+        "/api/v1/namespaces/ns/pods/p/status",
+        "application/merge-patch+json",
+        status_patch,
+    );
+    assert_eq!(code, 200);
     kubectl.ok(&["patch", "pod", "-n", "ns", "p", "--type=merge", "-p", r#"{"status":{"phase":"Failed"}}"#]);
     want["status"]["phase"] = json!("Succeeded");
     want["metadata"]["resourceVersion"] = json!((rv(&before) + 4).to_string());
