@@ -16,6 +16,10 @@ PKGS+=(skopeo umoci docker-registry apache2-utils openssl podman runc qemu-user-
 # The thin plugin's real-runtime test (tests/thin/podman.rs): busybox as the container's rootfs.
 PKGS+=(busybox-static)
 
+# The fake API server's tests (tests/kube/apiserver.rs) check it with the real kubectl. Any kubectl
+# on PATH will do (e.g. the Google Cloud SDK's); otherwise Debian's kubernetes-client provides one.
+command -v kubectl >/dev/null || PKGS+=(kubernetes-client)
+
 # The release gate and signing tests (xtask/tests/it/{gate,sign,workflows}.rs): a Python judge on
 # the `cryptography` package, venvs for actionlint and zizmor (from PyPI), curl to tamper with a tag.
 PKGS+=(python3-cryptography python3-venv curl)

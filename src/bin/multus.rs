@@ -5,8 +5,8 @@
 use multus::cni::error::Error;
 use multus::cni::skel::{self, CmdArgs, Plugin};
 use multus::cni::{RawExec, version};
-use multus::multus::conf::NetConf;
 use multus::k8s::cluster::ApiCluster;
+use multus::multus::conf::NetConf;
 use multus::multus::kube::{Cluster, NoCluster};
 use multus::multus::logging;
 use multus::multus::ops::{self, Invocation};

@@ -166,10 +166,11 @@ impl ApiCluster {
                 logging::verbose(&format!("pod {}/{} is gone; network-status not written", pod.namespace, pod.name));
                 return Ok(());
             };
-            current.metadata.annotations.get_or_insert_with(Default::default).insert(
-                NETWORK_STATUS_ANNOTATION.to_string(),
-                value.to_string(),
-            );
+            current
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(NETWORK_STATUS_ANNOTATION.to_string(), value.to_string());
             let body = serde_json::to_vec(&current).expect("a pod serializes");
             match api.replace_status(&pod.name, &PostParams::default(), body).await {
                 Ok(_) => return Ok(()),
@@ -246,9 +247,9 @@ impl Cluster for ApiCluster {
 
     fn set_network_status(&self, pod: &Pod, entries: &[NetworkStatus]) -> Result<(), Error> {
         let value = status::annotation(entries);
-        self.driver
-            .block_on(self.write_status(pod, &value))
-            .map_err(|e| api_error(&format!("cannot write the network-status of pod {}/{}", pod.namespace, pod.name), &e))
+        self.driver.block_on(self.write_status(pod, &value)).map_err(|e| {
+            api_error(&format!("cannot write the network-status of pod {}/{}", pod.namespace, pod.name), &e)
+        })
     }
 
     fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {

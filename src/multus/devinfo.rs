@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::delegate::DelegateConfig;
 use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::error::Error;
-use super::delegate::DelegateConfig;
 
 /// Upstream's `baseDevInfoPath`.
 pub const BASE_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo";

@@ -163,7 +163,9 @@ fn nad_delegate(
         d.requests.resource_name = Some(resource.to_string());
         match devices.next(resource)? {
             Some(id) => d.requests.device_id = Some(id),
-            None => super::logging::verbose(&format!("no device of resource {resource} allocated to pod for {}", d.name)),
+            None => {
+                super::logging::verbose(&format!("no device of resource {resource} allocated to pod for {}", d.name))
+            }
         }
     }
     Ok(d)

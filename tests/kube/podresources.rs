@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use multus::k8s::checkpoint;
 use multus::k8s::devices::{DeviceSources, Source, resource_map};
 use multus::k8s::podresources::{
     self, ContainerDevices, ContainerResources, ListError, ListPodResourcesResponse, PodResources, code, list,
     list_blocking,
 };
-use multus::k8s::checkpoint;
 use multus::multus::devinfo;
 use multus::multus::kube::Pod;
 use prost::Message;

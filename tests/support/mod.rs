@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+pub mod apiserver;
+
 /// Where Debian's containernetworking-plugins installs the reference plugins.
 pub const CNI_BIN: &str = "/usr/lib/cni";
 
@@ -201,7 +203,15 @@ impl Node {
 /// Runs a CNI plugin binary as a runtime would: inside the node namespace, CNI_* in the
 /// environment (CNI_NETNS = the pod namespace, CNI_PATH = the reference plugins), the config on
 /// stdin. Returns the exit code and stdout; stderr is echoed for the test log.
-pub fn invoke(node: &Node, bin: &str, cmd: &str, conf: &Value, container: &str, ifname: &str, cni_args: &str) -> (i32, String) {
+pub fn invoke(
+    node: &Node,
+    bin: &str,
+    cmd: &str,
+    conf: &Value,
+    container: &str,
+    ifname: &str,
+    cni_args: &str,
+) -> (i32, String) {
     node.node.enter(|| {
         let mut child = Command::new(bin)
             .env("CNI_COMMAND", cmd)

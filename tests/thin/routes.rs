@@ -55,7 +55,16 @@ fn default_route_moves_to_the_requested_network() {
 
     let inv = crate::routes::inv(&node, "gw2");
     node.node
-        .enter(|| ops::add_delegates(&conf, &inv, delegates(&node, Some(vec!["10.98.0.1"])), None, &NoCluster, RawExec::default()))
+        .enter(|| {
+            ops::add_delegates(
+                &conf,
+                &inv,
+                delegates(&node, Some(vec!["10.98.0.1"])),
+                None,
+                &NoCluster,
+                RawExec::default(),
+            )
+        })
         .unwrap();
     let routes = node.pod.routes();
     assert!(routes.contains(&"default via 10.98.0.1 dev net1".to_string()), "{routes:?}");
@@ -74,7 +83,10 @@ fn two_default_gateways_of_one_family_are_refused_before_anything_runs() {
             .unwrap();
     let mut ds = delegates(&node, Some(vec!["10.98.0.1"]));
     ds[0].requests.gateway = Some(vec!["10.99.0.1".parse().unwrap()]);
-    let e = node.node.enter(|| ops::add_delegates(&conf, &inv(&node, "ecmp"), ds, None, &NoCluster, RawExec::default())).unwrap_err();
+    let e = node
+        .node
+        .enter(|| ops::add_delegates(&conf, &inv(&node, "ecmp"), ds, None, &NoCluster, RawExec::default()))
+        .unwrap_err();
     assert_eq!(e.to_string(), "multus does not support ECMP for default-route");
     assert_eq!(node.pod.link_names(), vec!["lo"]);
     assert!(!node.path("multus/ecmp").exists(), "no scratch cache for a refused ADD");
