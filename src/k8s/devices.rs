@@ -1,5 +1,5 @@
 //! The device IDs a pod was given, by resource name (Multus 4.2.x `kubeletclient.GetResourceClient`
-//! + `GetPodResourceMap`). Handing them out to the delegates whose NetworkAttachmentDefinition
+//! and `GetPodResourceMap`). Handing them out to the delegates whose NetworkAttachmentDefinition
 //! carries `k8s.v1.cni.cncf.io/resourceName` is `multus::resolve`'s job.
 //!
 //! Where the map comes from (upstream's rule): if the PodResources socket exists (a plain
