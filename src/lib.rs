@@ -5,5 +5,6 @@
 
 pub mod build_info;
 pub mod cni;
+pub mod confgen;
 pub mod multus;
 pub mod netns;
