@@ -33,8 +33,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let args = Args::parse_from(&argv);
-    let result = install_signal_handlers()
-        .and_then(|()| Ok(entrypoint::run(&args, &|k| std::env::var(k).ok(), &STOP)?));
+    let result =
+        install_signal_handlers().and_then(|()| Ok(entrypoint::run(&args, &|k| std::env::var(k).ok(), &STOP)?));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

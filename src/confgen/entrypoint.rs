@@ -16,8 +16,8 @@
 //!   Every second it rewrites the kubeconfig when the token or CA changed, re-selects the master
 //!   and regenerates the config when the result differs from what it last wrote (or the file
 //!   is gone). Failures inside the loop are logged and the previous files kept.
-//! * At startup a missing master config is waited for (upstream exited); an unusable one is
-//!   still an error.
+//! * At startup a missing (or still empty) master config is waited for (upstream exited); an
+//!   unusable one is still an error.
 //! * Writing `00-multus.conflist` removes a stale `00-multus.conf` and vice versa (it would
 //!   shadow the new file: runtimes take the first name).
 //! * `multus-bin-file` must exist only when it is copied; the CA file only without
@@ -235,7 +235,9 @@ impl<'a> Auto<'a> {
             Tls::SkipVerify
         } else {
             let ca_file = sa.join(kubeconfig::CA_FILE);
-            Tls::Ca(std::fs::read(&ca_file).map_err(|e| Error::io("failed to read the service account CA", &ca_file, e))?)
+            Tls::Ca(
+                std::fs::read(&ca_file).map_err(|e| Error::io("failed to read the service account CA", &ca_file, e))?,
+            )
         };
         let doc = kubeconfig::render(&self.server, &tls, &token);
         let path = self.args.kubeconfig_path();
@@ -271,6 +273,10 @@ impl<'a> Auto<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(Error::io("failed to read the master CNI config", &master_path, e)),
         };
+        // Caught between its creation and its first write: not a config yet.
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(false);
+        }
         let generated = thin::generate(&self.thin, &primary::parse(&bytes, &master_path)?)?;
         let target = self.args.cni_conf_dir.join(generated.file_name);
         if self.conf.as_ref() != Some(&generated) || !target.exists() {
@@ -385,7 +391,8 @@ mod tests {
 
     #[test]
     fn booleans_parse_like_pflag() {
-        let a = parse(&["--cleanup-config-on-exit", "--multus-log-to-stderr=false", "--namespace-isolation=T"]).unwrap();
+        let a =
+            parse(&["--cleanup-config-on-exit", "--multus-log-to-stderr=false", "--namespace-isolation=T"]).unwrap();
         assert!(a.cleanup_config_on_exit && a.namespace_isolation && !a.multus_log_to_stderr);
         let a = parse(&["--skip-tls-verify=1", "--force-cni-version", "--cni-version", "1.0.0"]).unwrap();
         assert!(a.skip_tls_verify && a.force_cni_version);
@@ -397,11 +404,8 @@ mod tests {
     #[test]
     fn every_upstream_flag_exists_and_hidden_ones_are_hidden() {
         let cmd = Args::command();
-        let visible: Vec<String> = cmd
-            .get_arguments()
-            .filter(|a| !a.is_hide_set())
-            .filter_map(|a| a.get_long().map(str::to_string))
-            .collect();
+        let visible: Vec<String> =
+            cmd.get_arguments().filter(|a| !a.is_hide_set()).filter_map(|a| a.get_long().map(str::to_string)).collect();
         for flag in [
             "cni-bin-dir",
             "cni-conf-dir",

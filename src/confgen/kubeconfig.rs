@@ -121,7 +121,8 @@ mod tests {
 
     #[test]
     fn golden_kubeconfig_with_ca() {
-        let doc = render("https://10.96.0.1:443", &Tls::Ca(b"-----BEGIN CERTIFICATE-----\nMIIB\n".to_vec()), "tok.en-1\n");
+        let doc =
+            render("https://10.96.0.1:443", &Tls::Ca(b"-----BEGIN CERTIFICATE-----\nMIIB\n".to_vec()), "tok.en-1\n");
         assert_eq!(
             doc,
             "# Kubeconfig file for Multus CNI plugin.

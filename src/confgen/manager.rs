@@ -176,7 +176,14 @@ impl Manager {
                 .map_err(|e| e.context("failed to copy the user provided multusConfigFile"))?;
             logging::verbose(&format!("copied {} to {}", src.display(), conf_path.display()));
             status.lock().expect("status lock").writes = 1;
-            return Ok(ManagerHandle { tx, thread: None, fatal: Some(fatal_rx), idle_fatal: Some(fatal_tx), status, conf_path });
+            return Ok(ManagerHandle {
+                tx,
+                thread: None,
+                fatal: Some(fatal_rx),
+                idle_fatal: Some(fatal_tx),
+                status,
+                conf_path,
+            });
         }
 
         validate_auto(&cfg)?;
@@ -229,7 +236,9 @@ fn validate_auto(cfg: &ManagerConfig) -> Result<(), Error> {
         let primary = golang::join(&cfg.autoconfig_dir, &cfg.master_cni);
         let own = golang::join(&cfg.cni_config_dir.to_string_lossy(), thick::CONF_NAME);
         if primary == own {
-            return Err(Error::InvalidConfig(format!("cannot use {primary} as the primary CNI config: it is our own output")));
+            return Err(Error::InvalidConfig(format!(
+                "cannot use {primary} as the primary CNI config: it is our own output"
+            )));
         }
     }
     Ok(())
@@ -318,8 +327,9 @@ enum Exit {
 enum Wake {
     Stop,
     Fatal(Fatal),
-    /// An event for this path (or a timeout: `None`).
+    /// A file-system event for these paths.
     Event(Vec<PathBuf>),
+    /// The timeout passed (or the watcher reported an error).
     Timeout,
 }
 
@@ -386,16 +396,20 @@ impl Worker {
             }
         };
         logging::verbose(&format!("watching the primary CNI config {}", current.path.display()));
+        // The safety-net re-read runs once per poll interval even when unrelated events keep
+        // the wait from timing out.
+        let mut next_resync = Instant::now() + self.cfg.poll_interval;
         loop {
-            match self.wait(self.cfg.poll_interval) {
+            let wake = self.wait(next_resync.saturating_duration_since(Instant::now()));
+            let due = Instant::now() >= next_resync;
+            match wake {
                 Wake::Stop => return Exit::Stopped,
                 Wake::Fatal(f) => return Exit::Fatal(f),
-                Wake::Event(paths) => {
-                    if paths.iter().any(|p| *p == current.path) {
-                        self.reconcile(&mut current);
-                    }
-                }
-                Wake::Timeout => self.reconcile(&mut current),
+                Wake::Event(paths) if !due && !paths.contains(&current.path) => continue,
+                Wake::Event(_) | Wake::Timeout => self.reconcile(&mut current),
+            }
+            if due {
+                next_resync = Instant::now() + self.cfg.poll_interval;
             }
         }
     }
@@ -519,7 +533,8 @@ impl Worker {
 fn removes(ev: &notify::Event, path: &Path) -> bool {
     let away = matches!(
         ev.kind,
-        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::Both | RenameMode::Any))
+        EventKind::Remove(_)
+            | EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::Both | RenameMode::Any))
     );
     away && ev.paths.first().is_some_and(|p| p == path)
 }
@@ -551,7 +566,8 @@ mod tests {
 
     #[test]
     fn daemon_config_defaults_and_keys() {
-        let c = ManagerConfig::from_daemon_config(&json!({"cniVersion": "0.3.1"}).as_object().unwrap().clone()).unwrap();
+        let c =
+            ManagerConfig::from_daemon_config(&json!({"cniVersion": "0.3.1"}).as_object().unwrap().clone()).unwrap();
         assert_eq!(c.cni_config_dir, PathBuf::from("/etc/cni/net.d"));
         assert!(c.is_auto());
         assert_eq!(c.conf_path(), PathBuf::from("/etc/cni/net.d/00-multus.conf"));
@@ -574,13 +590,19 @@ mod tests {
         assert_eq!(c.master_cni, "10-x.conf");
         assert!(c.force_cni_version && c.keep_config_on_exit);
         assert_eq!(c.readiness_indicator_file, Some(PathBuf::from("/run/ready")));
-        assert!(ManagerConfig::from_daemon_config(&json!({"keepConfigOnExit": "yes"}).as_object().unwrap().clone()).is_err());
+        assert!(
+            ManagerConfig::from_daemon_config(&json!({"keepConfigOnExit": "yes"}).as_object().unwrap().clone())
+                .is_err()
+        );
     }
 
     #[test]
     fn auto_mode_needs_a_dir_a_version_and_no_recursion() {
         let mut c = ManagerConfig::from_daemon_config(
-            &json!({"cniVersion": "0.4.0", "multusAutoconfigDir": "/e", "cniConfigDir": "/e/"}).as_object().unwrap().clone(),
+            &json!({"cniVersion": "0.4.0", "multusAutoconfigDir": "/e", "cniConfigDir": "/e/"})
+                .as_object()
+                .unwrap()
+                .clone(),
         )
         .unwrap();
         assert!(validate_auto(&c).is_ok());

@@ -50,11 +50,7 @@ fn ext(name: &str) -> &str {
 
 /// The primary among file names (directories already removed), or `None`.
 pub fn select<'a>(names: impl IntoIterator<Item = &'a str>, rule: Rule) -> Option<String> {
-    names
-        .into_iter()
-        .filter(|n| !rule.skips(n) && matches!(ext(n), ".conf" | ".conflist"))
-        .min()
-        .map(str::to_string)
+    names.into_iter().filter(|n| !rule.skips(n) && matches!(ext(n), ".conf" | ".conflist")).min().map(str::to_string)
 }
 
 /// Lists `dir` and selects the primary's file name.
@@ -110,7 +106,9 @@ fn declared(plugin: &Value) -> Result<Vec<(&str, bool)>, Error> {
         Value::Null => Ok(vec![]),
         Value::Object(o) => o
             .iter()
-            .map(|(k, v)| v.as_bool().map(|b| (k.as_str(), b)).ok_or_else(|| bad(&format!("capability {k:?} must be a boolean"))))
+            .map(|(k, v)| {
+                v.as_bool().map(|b| (k.as_str(), b)).ok_or_else(|| bad(&format!("capability {k:?} must be a boolean")))
+            })
             .collect(),
         _ => Err(bad("\"capabilities\" must be an object")),
     }
@@ -232,7 +230,8 @@ mod tests {
         let list = obj(json!({"plugins":[
             {"type":"a","capabilities":{"portMappings":true,"bandwidth":true}},
             {"type":"b","capabilities":{"bandwidth":false}}],"capabilities":{"ignored":true}}));
-        let want: BTreeMap<String, bool> = [("bandwidth".to_string(), false), ("portMappings".to_string(), true)].into();
+        let want: BTreeMap<String, bool> =
+            [("bandwidth".to_string(), false), ("portMappings".to_string(), true)].into();
         assert_eq!(declared_capabilities(&list).unwrap(), want);
         let empty = obj(json!({"plugins":[],"capabilities":{"ignored":true}}));
         assert!(declared_capabilities(&empty).unwrap().is_empty());

@@ -140,7 +140,11 @@ pub fn generate(conf: &ThickConf, cluster_network: &str, primary: &Map<String, V
     let name = if conf.override_network_name {
         match primary.get("name") {
             Some(Value::String(n)) if !n.is_empty() => n.clone(),
-            _ => return Err(Error::InvalidConfig("cannot override the network name: the primary CNI config has no name".into())),
+            _ => {
+                return Err(Error::InvalidConfig(
+                    "cannot override the network name: the primary CNI config has no name".into(),
+                ));
+            }
         }
     } else {
         DEFAULT_NETWORK_NAME.to_string()
@@ -226,7 +230,9 @@ mod tests {
             "logToStderr": true, "logLevel": "debug", "logFile": "/var/log/multus.log", "cniVersion": "1.0.0",
             "capabilities": {"bandwidth": false, "ips": true}, "binDir": "/opt/cni/bin",
             "multusMasterCNI": "10-a.conf", "forceCNIVersion": true, "cniConfigDir": "/x", "multusConfigFile": "auto"}));
-        let primary = obj(json!({"cniVersion":"1.0.0","name":"prim<&>","type":"bridge","capabilities":{"mac":true,"bandwidth":true}}));
+        let primary = obj(
+            json!({"cniVersion":"1.0.0","name":"prim<&>","type":"bridge","capabilities":{"mac":true,"bandwidth":true}}),
+        );
         assert_eq!(
             generate(&c, "/etc/cni/net.d/10-a.conf", &primary).unwrap(),
             concat!(

@@ -217,7 +217,9 @@ mod tests {
 
     #[test]
     fn golden_every_option_conflist_from_1_0_0() {
-        let master = obj(json!({"cniVersion":"1.1.0","name":"k8s-pod-network","type":"calico","capabilities":{"bandwidth":false,"ips":true}}));
+        let master = obj(
+            json!({"cniVersion":"1.1.0","name":"k8s-pod-network","type":"calico","capabilities":{"bandwidth":false,"ips":true}}),
+        );
         let o = ThinOptions {
             override_network_name: true,
             namespace_isolation: true,
@@ -262,7 +264,12 @@ mod tests {
     fn versions_must_agree_unless_forced() {
         let master = obj(json!({"cniVersion":"0.4.0","name":"n","type":"bridge"}));
         let o = ThinOptions { cni_version: "0.3.1".into(), ..ThinOptions::default() };
-        assert!(generate(&o, &master).unwrap_err().to_string().contains("\"0.3.1\" while master plugin cni version is \"0.4.0\""));
+        assert!(
+            generate(&o, &master)
+                .unwrap_err()
+                .to_string()
+                .contains("\"0.3.1\" while master plugin cni version is \"0.4.0\"")
+        );
         let o = ThinOptions { cni_version: "1.0.0".into(), force_cni_version: true, ..ThinOptions::default() };
         let g = generate(&o, &master).unwrap();
         assert_eq!(g.file_name, "00-multus.conflist");
