@@ -5,6 +5,7 @@
 
 pub mod build_info;
 pub mod cni;
+pub mod confgen;
 pub mod k8s;
 pub mod multus;
 pub mod netns;

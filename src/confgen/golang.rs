@@ -1,0 +1,204 @@
+//! What upstream's Go standard library does to the documents we read and write, where it is
+//! observable: `encoding/json` field matching (case-insensitive, last key wins) and typed
+//! decoding of daemon-config keys, `json.Marshal`'s HTML escaping, and `path/filepath`'s
+//! `Join`/`Clean` (the generated `clusterNetwork` is such a path).
+//!
+//! Pure functions only; nothing here touches the file system.
+
+use serde_json::{Map, Value};
+
+use crate::cni::Error;
+
+/// The value `encoding/json` would decode into the struct field tagged `name`: every key that
+/// equals `name` ignoring ASCII case sets the field, so the last such key in document order wins.
+pub fn field<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    m.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+}
+
+/// Typed reads of a JSON object with Go's decoding rules: absent or `null` leaves the default,
+/// a value of the wrong type is an error naming the key and the document.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    /// What the object is, for error messages ("daemon config").
+    what: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(map: &'a Map<String, Value>, what: &'a str) -> Fields<'a> {
+        Fields { map, what }
+    }
+
+    fn bad(&self, key: &str, want: &str) -> Error {
+        Error::Decoding(format!("{}: {key:?} must be {want}", self.what))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        field(self.map, key).filter(|v| !v.is_null())
+    }
+
+    pub fn string(&self, key: &str) -> Result<Option<String>, Error> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(self.bad(key, "a string")),
+        }
+    }
+
+    pub fn string_or(&self, key: &str, default: &str) -> Result<String, Error> {
+        Ok(self.string(key)?.unwrap_or_else(|| default.to_string()))
+    }
+
+    pub fn boolean(&self, key: &str) -> Result<bool, Error> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(self.bad(key, "a boolean")),
+        }
+    }
+
+    /// A Go `int`: a JSON number without a fraction.
+    pub fn integer(&self, key: &str) -> Result<Option<i64>, Error> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| self.bad(key, "an integer")),
+        }
+    }
+
+    /// A Go `map[string]bool`.
+    pub fn bool_map(&self, key: &str) -> Result<Option<Vec<(String, bool)>>, Error> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Object(o)) => o
+                .iter()
+                .map(|(k, v)| v.as_bool().map(|b| (k.clone(), b)).ok_or_else(|| self.bad(key, "a map of booleans")))
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(self.bad(key, "a map of booleans")),
+        }
+    }
+
+    pub fn object(&self, key: &str) -> Result<Option<&'a Map<String, Value>>, Error> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Object(o)) => Ok(Some(o)),
+            Some(_) => Err(self.bad(key, "an object")),
+        }
+    }
+}
+
+/// `json.Marshal`'s output for a document: compact, with `<`, `>`, `&`, U+2028 and U+2029
+/// escaped as `\u003c`-style sequences. Those characters can only occur inside JSON strings,
+/// so replacing them in the serialized text is exact.
+pub fn marshal(v: &Value) -> String {
+    let s = serde_json::to_string(v).expect("a JSON value serializes");
+    if !s.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `filepath.Clean`: the shortest lexically equivalent path (no `//`, `.`, or resolvable `..`).
+pub fn clean(path: &str) -> String {
+    if path.is_empty() {
+        return ".".into();
+    }
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
+}
+
+/// `filepath.Join(dir, name)`: the elements joined with `/` and cleaned; empty elements are
+/// ignored (so an absolute `name` is appended, not substituted as `Path::join` would do).
+pub fn join(dir: &str, name: &str) -> String {
+    match (dir.is_empty(), name.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => clean(name),
+        (false, true) => clean(dir),
+        (false, false) => clean(&format!("{dir}/{name}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn field_matching_ignores_case_and_the_last_key_wins() {
+        let m: Map<String, Value> =
+            serde_json::from_str(r#"{"readinessIndicatorFile":"/a","other":1,"READINESSINDICATORFILE":"/b"}"#).unwrap();
+        assert_eq!(field(&m, "readinessindicatorfile"), Some(&json!("/b")));
+        assert_eq!(field(&m, "missing"), None);
+    }
+
+    #[test]
+    fn typed_reads_report_the_key_and_treat_null_as_absent() {
+        let m: Map<String, Value> =
+            serde_json::from_str(r#"{"a":null,"b":"x","c":3,"d":1.5,"e":{"p":true,"q":false}}"#).unwrap();
+        let f = Fields::new(&m, "daemon config");
+        assert_eq!(f.string("a").unwrap(), None);
+        assert_eq!(f.string_or("a", "dflt").unwrap(), "dflt");
+        assert_eq!(f.string("b").unwrap().as_deref(), Some("x"));
+        assert_eq!(f.string("c").unwrap_err().to_string(), r#"daemon config: "c" must be a string"#);
+        assert_eq!(f.integer("c").unwrap(), Some(3));
+        assert!(f.integer("d").is_err());
+        assert_eq!(f.bool_map("e").unwrap().unwrap(), vec![("p".to_string(), true), ("q".to_string(), false)]);
+        assert!(f.boolean("b").is_err());
+        assert!(!f.boolean("zz").unwrap());
+    }
+
+    #[test]
+    fn marshal_escapes_html_like_go() {
+        assert_eq!(marshal(&json!({"k":"a<b>&c\u{2028}"})), r#"{"k":"a\u003cb\u003e\u0026c\u2028"}"#);
+        assert_eq!(marshal(&json!({"k":"plain"})), r#"{"k":"plain"}"#);
+    }
+
+    #[test]
+    fn clean_and_join_match_go() {
+        for (input, want) in [
+            ("", "."),
+            ("/", "/"),
+            ("//a//b/", "/a/b"),
+            ("a/./b/../c", "a/c"),
+            ("/../a", "/a"),
+            ("../../a", "../../a"),
+            ("a/..", "."),
+        ] {
+            assert_eq!(clean(input), want, "clean({input:?})");
+        }
+        assert_eq!(join("/host/etc/cni/net.d/", "10-calico.conflist"), "/host/etc/cni/net.d/10-calico.conflist");
+        assert_eq!(join("/etc/cni/net.d", "/abs.conf"), "/etc/cni/net.d/abs.conf");
+        assert_eq!(join("", "x.conf"), "x.conf");
+    }
+}
