@@ -35,6 +35,9 @@ impl Endpoint {
     }
 }
 
+/// The daemon's override of a request's config (`DaemonConfig::override_request_config`).
+pub type OverrideConfig<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, Error> + 'a;
+
 /// A request ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CniRequest {
@@ -87,7 +90,7 @@ pub fn parse_cni_args(s: &str) -> Result<Vec<(String, String)>, Error> {
 pub fn extract(
     endpoint: Endpoint,
     req: &Request,
-    override_config: &dyn Fn(&[u8]) -> Result<Vec<u8>, Error>,
+    override_config: &OverrideConfig<'_>,
     default_cni_path: &str,
 ) -> Result<CniRequest, Error> {
     let mut request = command_args(endpoint, req, override_config)
@@ -112,7 +115,7 @@ pub fn extract(
 fn command_args(
     endpoint: Endpoint,
     req: &Request,
-    override_config: &dyn Fn(&[u8]) -> Result<Vec<u8>, Error>,
+    override_config: &OverrideConfig<'_>,
 ) -> Result<CniRequest, Error> {
     let env = |k: &str| req.env.get(k).map(String::as_str);
     let raw_cmd = env("CNI_COMMAND").ok_or_else(|| Error::InvalidEnv("unexpected or missing CNI_COMMAND".into()))?;

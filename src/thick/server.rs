@@ -59,8 +59,9 @@ impl Server {
     /// Runs one request to the end (blocking: delegates are processes).
     fn process(&self, endpoint: Endpoint, req: &api::Request) -> Result<Option<Vec<u8>>, Error> {
         let override_config = |c: &[u8]| self.config.override_request_config(c);
-        let mut r = request::extract(endpoint, req, &override_config, &self.cni_path)?;
-        request::recover_pod_uid(&mut r, &*self.cluster)?;
+        let r = request::extract(endpoint, req, &override_config, &self.cni_path)
+            .and_then(|mut r| request::recover_pod_uid(&mut r, &*self.cluster).map(|()| r))
+            .inspect_err(|e| logging::error(&format!("{} request refused: {e}", kind(endpoint))))?;
         logging::verbose(&format!("{} starting {} request {}", r.command.as_str(), kind(endpoint), r.describe()));
         let outcome = match endpoint {
             Endpoint::Cni => self.cni(&r),
@@ -132,17 +133,19 @@ impl Server {
     }
 
     async fn handle(self: Arc<Self>, endpoint: Endpoint, http: HttpRequest) -> Response {
+        let refused = |status: StatusCode, e: CniError| {
+            logging::error(&format!("{} request refused: {}", kind(endpoint), e.msg));
+            failure(status, e)
+        };
         let body = match read_body(http, self.config.max_request_bytes).await {
             Ok(b) => b,
-            Err(resp) => return resp,
+            Err((status, e)) => return refused(status, e),
         };
         let req: api::Request = match serde_json::from_slice(&body) {
             Ok(r) => r,
             Err(e) => {
-                return failure(
-                    StatusCode::BAD_REQUEST,
-                    CniError::new(code::DECODING_FAILURE, format!("invalid request: {e}"), ""),
-                );
+                let e = CniError::new(code::DECODING_FAILURE, format!("invalid request: {e}"), "");
+                return refused(StatusCode::BAD_REQUEST, e);
             }
         };
         let version = serde_json::from_slice::<serde_json::Value>(&req.config)
@@ -185,14 +188,12 @@ fn failure(status: StatusCode, e: CniError) -> Response {
         .into_response()
 }
 
-/// The body, or the reply that refuses it: 413 beyond `max` bytes (checked against
-/// Content-Length before reading, and while reading).
-async fn read_body(http: HttpRequest, max: usize) -> Result<Vec<u8>, Response> {
+/// The body, or why it is refused: 413 beyond `max` bytes (checked against Content-Length
+/// before reading, and while reading).
+async fn read_body(http: HttpRequest, max: usize) -> Result<Vec<u8>, (StatusCode, CniError)> {
     let too_large = || {
-        failure(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            CniError::new(code::INTERNAL, format!("request body exceeds the limit of {max} bytes"), ""),
-        )
+        let e = CniError::new(code::INTERNAL, format!("request body exceeds the limit of {max} bytes"), "");
+        (StatusCode::PAYLOAD_TOO_LARGE, e)
     };
     let declared = http.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
@@ -201,7 +202,7 @@ async fn read_body(http: HttpRequest, max: usize) -> Result<Vec<u8>, Response> {
     match Limited::new(http.into_body(), max).collect().await {
         Ok(c) => Ok(c.to_bytes().to_vec()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(failure(
+        Err(e) => Err((
             StatusCode::BAD_REQUEST,
             CniError::new(code::IO_FAILURE, format!("failed to read the request body: {e}"), ""),
         )),
