@@ -112,11 +112,7 @@ pub fn extract(
 }
 
 /// The command, the CNI_* variables and the overridden config (upstream `extractCniData`).
-fn command_args(
-    endpoint: Endpoint,
-    req: &Request,
-    override_config: &OverrideConfig<'_>,
-) -> Result<CniRequest, Error> {
+fn command_args(endpoint: Endpoint, req: &Request, override_config: &OverrideConfig<'_>) -> Result<CniRequest, Error> {
     let env = |k: &str| req.env.get(k).map(String::as_str);
     let raw_cmd = env("CNI_COMMAND").ok_or_else(|| Error::InvalidEnv("unexpected or missing CNI_COMMAND".into()))?;
     let command = Command::parse(raw_cmd)

@@ -106,10 +106,7 @@ impl Daemon {
         let mut child = self.child.take().expect("running");
         // SAFETY: as above, our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().unwrap();
-        // Anything the daemon left behind in its group goes too.
-        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-        status.code().unwrap_or(-1)
+        child.wait().unwrap().code().unwrap_or(-1)
     }
 
     /// Starts the daemon again with the same config (after `kill` or `stop`).
