@@ -1,7 +1,8 @@
 //! multus: a drop-in replacement for Multus CNI.
 //!
-//! `cni` is the CNI runtime and plugin core (libcni parity); the binaries in `src/bin/` are thin
-//! mains over it. See ARCHITECTURE.md for the module map and the data flow of an ADD.
+//! `cni` is the CNI runtime and plugin core (libcni parity), `multus` the meta-plugin's semantics,
+//! `thick` the shim/daemon split over a unix socket; the binaries in `src/bin/` are thin mains over
+//! them. See ARCHITECTURE.md for the module map and the data flow of an ADD.
 
 pub mod build_info;
 pub mod cni;
@@ -9,3 +10,4 @@ pub mod confgen;
 pub mod k8s;
 pub mod multus;
 pub mod netns;
+pub mod thick;

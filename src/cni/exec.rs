@@ -42,6 +42,16 @@ pub fn find_in_path(name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
     Err(Error::PluginNotFound { name: name.to_string(), paths: paths.to_vec() })
 }
 
+impl<T: Exec + ?Sized> Exec for std::sync::Arc<T> {
+    fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
+        (**self).exec_plugin(plugin, stdin, env)
+    }
+
+    fn find_in_path(&self, name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
+        (**self).find_in_path(name, paths)
+    }
+}
+
 /// Runs plugins as child processes, killing any that outlive `timeout`.
 #[derive(Debug, Clone)]
 pub struct RawExec {
@@ -62,14 +72,30 @@ const TEXT_BUSY_WAIT: Duration = Duration::from_secs(1);
 
 impl Exec for RawExec {
     fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
+        self.run(plugin, stdin, env, &|_| {})
+    }
+}
+
+impl RawExec {
+    /// Runs `plugin` like [`Exec::exec_plugin`], letting `prepare` adjust each `Command` before it
+    /// is spawned (e.g. a `pre_exec` hook that chroots the child). Retries on "text file busy",
+    /// bounds the runtime, and turns a failure into the plugin's error object.
+    pub fn run(
+        &self,
+        plugin: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+        prepare: &dyn Fn(&mut Command),
+    ) -> Result<Vec<u8>, Error> {
         let mut attempt = 0;
         let mut child = loop {
-            let spawned = Command::new(plugin)
-                .envs(env.iter().map(|(k, v)| (k, v)))
+            let mut cmd = Command::new(plugin);
+            cmd.envs(env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn();
+                .stderr(Stdio::piped());
+            prepare(&mut cmd);
+            let spawned = cmd.spawn();
             match spawned {
                 Ok(c) => break c,
                 Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_BUSY_RETRIES => {

@@ -99,7 +99,21 @@ fn number(v: &Map<String, Value>, key: &str, default: u64) -> Result<u64, Error>
 }
 
 impl NetConf {
+    /// A multus config to run pods with: [`NetConf::parse_settings`] plus the rule that it names
+    /// at least one delegate or a cluster network.
     pub fn parse(bytes: &[u8]) -> Result<NetConf, Error> {
+        let conf = Self::parse_settings(bytes)?;
+        if conf.delegates.is_empty() && conf.cluster_network.is_empty() {
+            return Err(Error::InvalidConfig(
+                "failed to load netconf: at least one delegate or a clusterNetwork must be specified".into(),
+            ));
+        }
+        Ok(conf)
+    }
+
+    /// Every key with upstream's defaults, without requiring delegates: the settings a single
+    /// delegate runs with (the daemon's `/delegate` API reads them from its own config).
+    pub fn parse_settings(bytes: &[u8]) -> Result<NetConf, Error> {
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| Error::Decoding(format!("failed to load netconf: {e}")))?;
         let Value::Object(raw) = value else {
@@ -143,7 +157,7 @@ impl NetConf {
         let global = string(&raw, "globalNamespaces", "")?;
         let global_namespaces: Vec<String> =
             global.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
-        let conf = NetConf {
+        Ok(NetConf {
             cni_version: string(&raw, "cniVersion", "")?,
             name: string(&raw, "name", "")?,
             conf_dir: PathBuf::from(string(&raw, "confDir", DEFAULT_CONF_DIR)?),
@@ -166,13 +180,7 @@ impl NetConf {
             retry_delete_on_error: boolean(&raw, "retryDeleteOnError", false)?,
             auxiliary_cni_chain_name: string(&raw, "auxiliaryCNIChainName", "")?,
             raw,
-        };
-        if conf.delegates.is_empty() && conf.cluster_network.is_empty() {
-            return Err(Error::InvalidConfig(
-                "failed to load netconf: at least one delegate or a clusterNetwork must be specified".into(),
-            ));
-        }
-        Ok(conf)
+        })
     }
 
     /// The search path for delegates: `binDir` first, then the runtime's CNI_PATH.
@@ -223,6 +231,8 @@ mod tests {
         let e = NetConf::parse(br#"{"type":"multus","delegates":{"type":"bridge"}}"#).unwrap_err();
         assert_eq!((e.code(), e.to_string().contains("\"delegates\"")), (6, true));
         assert!(NetConf::parse(br#"{"clusterNetwork":7}"#).unwrap_err().to_string().contains("clusterNetwork"));
+        let settings = NetConf::parse_settings(br#"{"binDir":"/b","socketDir":"/s"}"#).unwrap();
+        assert_eq!((settings.bin_dir, settings.cni_dir), (PathBuf::from("/b"), PathBuf::from(DEFAULT_CNI_DIR)));
         assert_eq!(NetConf::parse(b"{").unwrap_err().code(), 6);
     }
 }

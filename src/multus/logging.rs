@@ -49,13 +49,14 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 /// Configures the log from the multus config; the first call wins.
 pub fn init(conf: &NetConf) {
-    let file = (!conf.log_file.is_empty()).then(|| (PathBuf::from(&conf.log_file), conf.log_options.clone()));
-    let _ = LOGGER.set(Logger {
-        level: Level::parse(&conf.log_level),
-        to_stderr: conf.log_to_stderr,
-        file,
-        lock: Mutex::new(()),
-    });
+    init_with(&conf.log_file, &conf.log_level, conf.log_to_stderr, &conf.log_options);
+}
+
+/// Configures the log from its settings (the daemon's config, the shim's few keys); the first
+/// call wins. An empty `file` means no log file.
+pub fn init_with(file: &str, level: &str, to_stderr: bool, options: &LogOptions) {
+    let file = (!file.is_empty()).then(|| (PathBuf::from(file), options.clone()));
+    let _ = LOGGER.set(Logger { level: Level::parse(level), to_stderr, file, lock: Mutex::new(()) });
 }
 
 /// Before `init` (e.g. the config did not parse), errors still reach stderr.

@@ -25,7 +25,7 @@ use crate::cni::{CniConfig, Error, Exec, NetworkConfigList, RuntimeConf};
 use crate::netns;
 
 /// What the runtime handed us (CNI_* variables).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Invocation {
     pub container_id: String,
     pub netns: String,
@@ -78,7 +78,7 @@ pub fn runtime<E: Exec>(conf: &NetConf, inv: &Invocation, exec: E) -> CniConfig<
     CniConfig::new(conf.plugin_path(&inv.path), &conf.cni_dir, exec)
 }
 
-fn runtime_conf(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) -> RuntimeConf {
+pub(super) fn runtime_conf(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) -> RuntimeConf {
     RuntimeConf {
         container_id: inv.container_id.clone(),
         netns: inv.netns.clone(),
@@ -89,14 +89,14 @@ fn runtime_conf(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) ->
     }
 }
 
-fn delegate_add<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &RuntimeConf) -> Result<CniResult, Error> {
+pub(super) fn delegate_add<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &RuntimeConf) -> Result<CniResult, Error> {
     match d.effective_config() {
         DelegateConfig::Single(p) => cni.add_network(&p, rt),
         DelegateConfig::List(l) => cni.add_network_list(&l, rt),
     }
 }
 
-fn delegate_del<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &RuntimeConf) -> Result<(), Error> {
+pub(super) fn delegate_del<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &RuntimeConf) -> Result<(), Error> {
     match d.effective_config() {
         DelegateConfig::Single(p) => cni.del_network(&p, rt),
         DelegateConfig::List(l) => cni.del_network_list(&l, rt),
@@ -104,7 +104,7 @@ fn delegate_del<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &RuntimeConf) -> 
 }
 
 /// Refuses an interface name that is invalid or already present in the pod.
-fn check_ifname_free(netns_path: &str, ifname: &str) -> Result<(), Error> {
+pub(super) fn check_ifname_free(netns_path: &str, ifname: &str) -> Result<(), Error> {
     validate_interface_name(ifname)?;
     let name = ifname.to_string();
     let exists = netns::run_in(netns_path, move || Ok(netns::link_index(&name).is_some()))?;

@@ -1,0 +1,251 @@
+//! The daemon around the server (upstream `cmd/multus-daemon`): its command line, the startup
+//! steps (readiness indicator wait, the user-provided config copy, how delegates are run), and
+//! serving the socket (plus metrics) until a shutdown signal, with a self-check once listening.
+//! The binary decides exit codes and where the cluster comes from.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Method;
+
+use super::api::HEALTH_ENDPOINT;
+use super::chroot::ChrootExec;
+use super::client;
+use super::daemon_config::{DEFAULT_PATH, DaemonConfig};
+use super::server::{self, Server};
+use crate::cni::cache::{Durability, write_atomic};
+use crate::cni::error::Error;
+use crate::cni::{Exec, RawExec};
+use crate::multus::logging;
+
+/// How long startup waits for the readiness indicator file, and how often it looks.
+pub const READINESS_WAIT: Duration = Duration::from_secs(45);
+pub const READINESS_POLL: Duration = Duration::from_secs(1);
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cli {
+    Run {
+        config: PathBuf,
+    },
+    /// Print the version and exit 0 (upstream exits 4).
+    Version,
+    Help,
+}
+
+pub const USAGE: &str = "Usage of multus-daemon:\n  -config string\n    \tthe path of the daemon configuration (default \"/etc/cni/net.d/multus.d/daemon-config.json\")\n  -version\n    \tprint the version and exit\n";
+
+/// Go `flag` syntax: `-config PATH`, `-config=PATH`, `-version`, each also with `--`; parsing
+/// stops at the first argument that is not a flag or at `--`.
+pub fn parse_args(args: &[String]) -> Result<Cli, String> {
+    let mut config = PathBuf::from(DEFAULT_PATH);
+    let mut version = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--" || !arg.starts_with('-') || arg == "-" {
+            break;
+        }
+        let flag = arg.strip_prefix("--").unwrap_or(&arg[1..]);
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (flag, None),
+        };
+        match name {
+            "config" => {
+                config = PathBuf::from(match value {
+                    Some(v) => v,
+                    None => it.next().cloned().ok_or("flag needs an argument: -config")?,
+                });
+            }
+            "version" => {
+                version = match value.as_deref() {
+                    None | Some("true") | Some("1") => true,
+                    Some("false") | Some("0") => false,
+                    Some(v) => return Err(format!("invalid boolean value {v:?} for -version")),
+                };
+            }
+            "h" | "help" => return Ok(Cli::Help),
+            other => return Err(format!("flag provided but not defined: -{other}")),
+        }
+    }
+    Ok(if version { Cli::Version } else { Cli::Run { config } })
+}
+
+/// Polls for `file` until it exists or `timeout` passed; true when it exists.
+pub fn wait_for_file(file: &Path, timeout: Duration, interval: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        if file.exists() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(interval.min(timeout.saturating_sub(start.elapsed())).max(Duration::from_millis(1)));
+    }
+}
+
+/// A non-`auto` `multusConfigFile` is copied into `cniConfigDir` under its own name (atomically,
+/// mode 0644). Returns where it went.
+pub fn install_user_config(file: &Path, cni_config_dir: &Path) -> Result<PathBuf, Error> {
+    let name = file
+        .file_name()
+        .ok_or_else(|| Error::InvalidConfig(format!("multusConfigFile {} names no file", file.display())))?;
+    let bytes = std::fs::read(file).map_err(|e| Error::io("failed to read multusConfigFile", file, e))?;
+    let dest = cni_config_dir.join(name);
+    write_atomic(&dest, &bytes, 0o644, 0o755, Durability::Sync)?;
+    Ok(dest)
+}
+
+/// How delegates run: chrooted into `chrootDir`, else as plain child processes.
+pub fn delegate_exec(config: &DaemonConfig) -> Result<Arc<dyn Exec>, Error> {
+    Ok(match &config.chroot_dir {
+        Some(root) => {
+            logging::verbose(&format!("server configured with chroot: {}", root.display()));
+            Arc::new(ChrootExec::new(root)?)
+        }
+        None => Arc::new(RawExec::default()),
+    })
+}
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Listen(Error),
+    #[error("the daemon does not answer on its own socket {}: {source}", socket.display())]
+    SelfCheck { socket: PathBuf, source: client::ClientError },
+    #[error("{0}")]
+    Serve(Error),
+}
+
+/// Recreates the socket directory, listens, checks `/healthz` on its own socket, serves metrics
+/// when configured, and serves until `shutdown`; then finishes the requests in flight and removes
+/// the socket. `ready` is called once the socket answers.
+pub async fn serve(
+    server: Arc<Server>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(&Path),
+) -> Result<(), ServeError> {
+    let dir = server.config.socket_dir.clone();
+    server::prepare_socket_dir(&dir).map_err(ServeError::Listen)?;
+    let (listener, socket) = server::listen(&dir).map_err(ServeError::Listen)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    if let Some(port) = server.config.metrics_port {
+        serve_metrics(&server, port, stopped(stop_rx.clone())).await;
+    }
+    let serving = tokio::spawn(server::serve(listener, socket.clone(), server.clone(), stopped(stop_rx)));
+    let mut check = Err(client::ClientError::Timeout(Duration::ZERO));
+    for _ in 0..50 {
+        check = client::send(&socket, Method::GET, HEALTH_ENDPOINT, Vec::new()).await.and_then(|r| {
+            if r.status == 200 { Ok(()) } else { Err(client::ClientError::Http(format!("status {}", r.status))) }
+        });
+        if check.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Err(source) = check {
+        let _ = stop_tx.send(true);
+        let _ = serving.await;
+        return Err(ServeError::SelfCheck { socket, source });
+    }
+    logging::verbose(&format!("multus-daemon is listening on {}", socket.display()));
+    ready(&socket);
+    shutdown.await;
+    logging::verbose("shutting down: finishing the requests in flight");
+    let _ = stop_tx.send(true);
+    match serving.await {
+        Ok(r) => r.map_err(ServeError::Serve),
+        Err(e) => Err(ServeError::Serve(Error::Internal(format!("the server task failed: {e}")))),
+    }
+}
+
+/// `/metrics` on TCP; a failure to listen is logged and the daemon serves on without metrics.
+async fn serve_metrics(server: &Server, port: u16, stop: impl Future<Output = ()> + Send + 'static) {
+    let addrs: Vec<IpAddr> = match server.config.metrics_bind_address {
+        Some(a) => vec![a],
+        // Upstream's `:<port>`: every address, IPv6 and IPv4 where the kernel allows.
+        None => vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED), IpAddr::from([0, 0, 0, 0])],
+    };
+    let mut last = None;
+    for addr in addrs {
+        match tokio::net::TcpListener::bind(SocketAddr::new(addr, port)).await {
+            Ok(listener) => {
+                let router = server::metrics_router(server.metrics.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+                        logging::error(&format!("metrics listener failed: {e}"));
+                    }
+                });
+                logging::verbose(&format!("metrics on {addr} port {port}"));
+                return;
+            }
+            Err(e) => last = Some(format!("{addr} port {port}: {e}")),
+        }
+    }
+    logging::error(&format!("cannot listen for metrics on {}", last.unwrap_or_default()));
+}
+
+/// Completes on SIGTERM or SIGINT. Must be called inside the runtime.
+pub fn signals() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => logging::verbose("received SIGTERM"),
+            _ = int.recv() => logging::verbose("received SIGINT"),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn command_lines() {
+        let run = |p: &str| Ok(Cli::Run { config: PathBuf::from(p) });
+        assert_eq!(parse_args(&args(&[])), run(DEFAULT_PATH));
+        assert_eq!(parse_args(&args(&["-config", "/a.json"])), run("/a.json"));
+        assert_eq!(parse_args(&args(&["--config=/b.json"])), run("/b.json"));
+        assert_eq!(parse_args(&args(&["--config", "/c.json", "rest", "-version"])), run("/c.json"));
+        assert_eq!(parse_args(&args(&["-version"])), Ok(Cli::Version));
+        assert_eq!(parse_args(&args(&["--version", "-config", "/x"])), Ok(Cli::Version));
+        assert_eq!(parse_args(&args(&["-version=false"])), run(DEFAULT_PATH));
+        assert_eq!(parse_args(&args(&["-h"])), Ok(Cli::Help));
+        assert_eq!(parse_args(&args(&["-config"])), Err("flag needs an argument: -config".into()));
+        assert_eq!(parse_args(&args(&["-cfg", "x"])), Err("flag provided but not defined: -cfg".into()));
+    }
+
+    #[test]
+    fn user_config_is_copied_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src/70-multus.conf");
+        std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+        std::fs::write(&src, "{\"name\":\"m\"}").unwrap();
+        let dest = install_user_config(&src, &d.path().join("net.d")).unwrap();
+        assert_eq!(dest, d.path().join("net.d/70-multus.conf"));
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "{\"name\":\"m\"}");
+        let e = install_user_config(&d.path().join("nope.conf"), d.path()).unwrap_err();
+        assert!(e.to_string().contains("nope.conf"), "{e}");
+    }
+
+    #[test]
+    fn file_wait() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(wait_for_file(d.path(), Duration::ZERO, READINESS_POLL));
+        assert!(!wait_for_file(&d.path().join("never"), Duration::from_millis(30), Duration::from_millis(10)));
+    }
+}

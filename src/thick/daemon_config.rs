@@ -1,0 +1,342 @@
+//! `daemon-config.json`: every key upstream's daemon reads (its `ControllerNetConf` and the
+//! generator's `MultusConf`) with upstream's defaults, the keys this daemon adds, and the
+//! per-request override (every top-level key of the file is copied over each request's config).
+//! Pure: bytes in, struct out; [`DaemonConfig::load`] is the one function that reads the file.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::api::DEFAULT_SOCKET_DIR;
+use crate::cni::error::Error;
+use crate::multus::conf::{LogOptions, NetConf};
+
+pub const DEFAULT_PATH: &str = "/etc/cni/net.d/multus.d/daemon-config.json";
+pub const DEFAULT_CNI_CONFIG_DIR: &str = "/etc/cni/net.d";
+pub const DEFAULT_CERT_DURATION: &str = "10m";
+/// `multusConfigFile` value that makes the daemon generate `00-multus.conf`.
+pub const AUTO: &str = "auto";
+/// Requests processed at once; more wait for a slot (upstream has no bound: #1346, #1416).
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
+/// The largest request body accepted; a multus config with inline delegates is a few KiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// The per-node client certificate (`perNodeCertificate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerNodeCertificate {
+    pub enabled: bool,
+    pub bootstrap_kubeconfig: String,
+    pub cert_dir: String,
+    /// A Go duration (`10m`, `1h30m`); parsed by whoever requests the certificate.
+    pub cert_duration: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// Run delegates chrooted here (`chrootDir`; the deployment uses `/hostroot`).
+    pub chroot_dir: Option<PathBuf>,
+    /// Where `multus.sock` is created (`socketDir`).
+    pub socket_dir: PathBuf,
+    /// Serve `/metrics` on this TCP port (`metricsPort`).
+    pub metrics_port: Option<u16>,
+    /// Ours: the address the metrics listener binds (`metricsBindAddress`); unset means every
+    /// address, as upstream's `:<port>`.
+    pub metrics_bind_address: Option<IpAddr>,
+    pub log_file: String,
+    pub log_level: String,
+    /// The daemon is quiet unless asked (upstream default false, unlike the thin plugin).
+    pub log_to_stderr: bool,
+    pub log_options: LogOptions,
+    pub per_node_certificate: Option<PerNodeCertificate>,
+    /// `cniVersion` of the generated `00-multus.conf`.
+    pub cni_version: String,
+    /// `auto` (generate `00-multus.conf`) or the path of a file to copy into `cniConfigDir`.
+    pub multus_config_file: String,
+    pub cni_config_dir: PathBuf,
+    pub multus_autoconfig_dir: String,
+    pub multus_master_cni: String,
+    pub force_cni_version: bool,
+    pub override_network_name: bool,
+    pub readiness_indicator_file: String,
+    pub capabilities: Map<String, Value>,
+    /// Ours (`maxConcurrentRequests`): requests processed at once; the rest wait.
+    pub max_concurrent_requests: usize,
+    /// Ours (`maxRequestBytes`): larger request bodies are refused with 413.
+    pub max_request_bytes: usize,
+    /// The whole document: the override applied to every request's config.
+    pub raw: Map<String, Value>,
+}
+
+fn bad(key: &str, want: &str) -> Error {
+    Error::Decoding(format!("invalid daemon config: {key:?} must be {want}"))
+}
+
+fn string(raw: &Map<String, Value>, key: &str, default: &str) -> Result<String, Error> {
+    match raw.get(key) {
+        None | Some(Value::Null) => Ok(default.to_string()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(bad(key, "a string")),
+    }
+}
+
+fn boolean(raw: &Map<String, Value>, key: &str, default: bool) -> Result<bool, Error> {
+    match raw.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(key, "a boolean")),
+    }
+}
+
+fn count(raw: &Map<String, Value>, key: &str, default: usize) -> Result<usize, Error> {
+    match raw.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_u64().filter(|n| *n > 0).map(|n| n as usize).ok_or_else(|| bad(key, "a positive integer")),
+    }
+}
+
+impl DaemonConfig {
+    /// Reads and parses the file; every error names it (upstream #1320: invalid JSON went unlogged).
+    pub fn load(path: &Path) -> Result<DaemonConfig, Error> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("failed to read the daemon config", path, e))?;
+        Self::parse(&bytes).map_err(|e| e.context(format!("daemon config {}", path.display())))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<DaemonConfig, Error> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::Decoding(format!("invalid JSON: {e}")))?;
+        let Value::Object(raw) = value else {
+            return Err(Error::Decoding("invalid daemon config: not a JSON object".into()));
+        };
+        // Every request gets these keys; a value every request would refuse is refused now.
+        let shared = NetConf::parse_settings(bytes)?;
+        let metrics_port = match raw.get("metricsPort") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                Some(v.as_u64().and_then(|p| u16::try_from(p).ok()).ok_or_else(|| bad("metricsPort", "a TCP port"))?)
+            }
+        };
+        let metrics_bind_address = match string(&raw, "metricsBindAddress", "")? {
+            a if a.is_empty() => None,
+            a => Some(a.parse().map_err(|_| bad("metricsBindAddress", "an IP address"))?),
+        };
+        let per_node_certificate = match raw.get("perNodeCertificate") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(o)) => Some(PerNodeCertificate {
+                enabled: boolean(o, "enabled", false)?,
+                bootstrap_kubeconfig: string(o, "bootstrapKubeconfig", "")?,
+                cert_dir: string(o, "certDir", "")?,
+                cert_duration: match string(o, "certDuration", "")? {
+                    d if d.is_empty() => DEFAULT_CERT_DURATION.to_string(),
+                    d => d,
+                },
+            }),
+            Some(_) => return Err(bad("perNodeCertificate", "an object")),
+        };
+        let capabilities = match raw.get("capabilities") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(o)) => o.clone(),
+            Some(_) => return Err(bad("capabilities", "an object")),
+        };
+        let chroot_dir = string(&raw, "chrootDir", "")?;
+        let socket_dir = string(&raw, "socketDir", "")?;
+        Ok(DaemonConfig {
+            chroot_dir: (!chroot_dir.is_empty()).then(|| PathBuf::from(chroot_dir)),
+            socket_dir: PathBuf::from(if socket_dir.is_empty() { DEFAULT_SOCKET_DIR.to_string() } else { socket_dir }),
+            metrics_port,
+            metrics_bind_address,
+            log_file: string(&raw, "logFile", "")?,
+            log_level: string(&raw, "logLevel", "")?,
+            log_to_stderr: boolean(&raw, "logToStderr", false)?,
+            log_options: shared.log_options,
+            per_node_certificate,
+            cni_version: string(&raw, "cniVersion", "")?,
+            multus_config_file: match string(&raw, "multusConfigFile", "")? {
+                f if f.is_empty() => AUTO.to_string(),
+                f => f,
+            },
+            cni_config_dir: PathBuf::from(string(&raw, "cniConfigDir", DEFAULT_CNI_CONFIG_DIR)?),
+            multus_autoconfig_dir: string(&raw, "multusAutoconfigDir", "")?,
+            multus_master_cni: string(&raw, "multusMasterCNI", "")?,
+            force_cni_version: boolean(&raw, "forceCNIVersion", false)?,
+            override_network_name: boolean(&raw, "overrideNetworkName", false)?,
+            readiness_indicator_file: string(&raw, "readinessindicatorfile", "")?,
+            capabilities,
+            max_concurrent_requests: count(&raw, "maxConcurrentRequests", DEFAULT_MAX_CONCURRENT_REQUESTS)?,
+            max_request_bytes: count(&raw, "maxRequestBytes", DEFAULT_MAX_REQUEST_BYTES)?,
+            raw,
+        })
+    }
+
+    /// True when the daemon generates `00-multus.conf` itself.
+    pub fn is_auto(&self) -> bool {
+        self.multus_config_file == AUTO
+    }
+
+    /// A request's config with every key of this file copied over it (upstream
+    /// `overrideCNIConfigWithServerConfig`). In `auto` mode the readiness indicator is the
+    /// daemon's own business and is not copied.
+    pub fn override_request_config(&self, config: &[u8]) -> Result<Vec<u8>, Error> {
+        override_config(config, &self.raw, self.is_auto())
+    }
+
+    /// The multus settings a `/delegate` request runs with (upstream: the defaults, then this file).
+    pub fn delegate_settings(&self) -> Result<NetConf, Error> {
+        NetConf::parse_settings(&serde_json::to_vec(&self.raw).expect("a JSON object serializes"))
+    }
+}
+
+/// Copies every key of `overrides` over the JSON object `config`, optionally sparing
+/// `readinessindicatorfile`.
+pub fn override_config(config: &[u8], overrides: &Map<String, Value>, keep_readiness: bool) -> Result<Vec<u8>, Error> {
+    if overrides.is_empty() {
+        return Ok(config.to_vec());
+    }
+    let mut conf: Map<String, Value> =
+        serde_json::from_slice(config).map_err(|e| Error::Decoding(format!("failed to unmarshall CNI config: {e}")))?;
+    for (k, v) in overrides {
+        if keep_readiness && k == "readinessindicatorfile" {
+            continue;
+        }
+        conf.insert(k.clone(), v.clone());
+    }
+    Ok(serde_json::to_vec(&conf).expect("a JSON object serializes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The daemon config of upstream's thick DaemonSet (deployments/multus-daemonset-thick.yml).
+    const DEPLOYMENT: &str = r#"{
+        "chrootDir": "/hostroot",
+        "cniVersion": "0.3.1",
+        "logLevel": "verbose",
+        "logToStderr": true,
+        "cniConfigDir": "/host/etc/cni/net.d",
+        "multusAutoconfigDir": "/host/etc/cni/net.d",
+        "multusConfigFile": "auto",
+        "socketDir": "/host/run/multus/"
+    }"#;
+
+    #[test]
+    fn upstream_deployment_config() {
+        let c = DaemonConfig::parse(DEPLOYMENT.as_bytes()).unwrap();
+        assert_eq!(c.chroot_dir, Some(PathBuf::from("/hostroot")));
+        assert_eq!(c.socket_dir, PathBuf::from("/host/run/multus/"));
+        assert_eq!((c.cni_version.as_str(), c.log_level.as_str(), c.log_to_stderr), ("0.3.1", "verbose", true));
+        assert_eq!(c.cni_config_dir, PathBuf::from("/host/etc/cni/net.d"));
+        assert_eq!(c.multus_autoconfig_dir, "/host/etc/cni/net.d");
+        assert!(c.is_auto());
+        assert_eq!(c.raw.len(), 8);
+    }
+
+    #[test]
+    fn defaults_are_upstreams() {
+        let c = DaemonConfig::parse(b"{}").unwrap();
+        assert_eq!(c.chroot_dir, None);
+        assert_eq!(c.socket_dir, PathBuf::from("/run/multus/"));
+        assert_eq!((c.metrics_port, c.metrics_bind_address), (None, None));
+        assert_eq!((c.log_file.as_str(), c.log_level.as_str(), c.log_to_stderr), ("", "", false));
+        assert_eq!(c.log_options, LogOptions::default());
+        assert_eq!(c.per_node_certificate, None);
+        assert_eq!(c.cni_version, "");
+        assert_eq!(c.multus_config_file, "auto");
+        assert_eq!(c.cni_config_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!((c.multus_autoconfig_dir.as_str(), c.multus_master_cni.as_str()), ("", ""));
+        assert!(!c.force_cni_version && !c.override_network_name);
+        assert_eq!(c.readiness_indicator_file, "");
+        assert!(c.capabilities.is_empty());
+        assert_eq!((c.max_concurrent_requests, c.max_request_bytes), (64, 1 << 20));
+    }
+
+    #[test]
+    fn every_key() {
+        let c = DaemonConfig::parse(
+            json!({"metricsPort": 9091, "metricsBindAddress": "127.0.0.1", "logFile": "/var/log/multus.log",
+                "logOptions": {"maxSize": 7}, "perNodeCertificate": {"enabled": true, "bootstrapKubeconfig": "/b",
+                "certDir": "/c"}, "multusConfigFile": "/tmp/70-multus.conf", "multusMasterCNI": "10-calico.conflist",
+                "forceCNIVersion": true, "overrideNetworkName": true, "readinessindicatorfile": "/r",
+                "capabilities": {"portMappings": true}, "maxConcurrentRequests": 3, "maxRequestBytes": 4096})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_port, Some(9091));
+        assert_eq!(c.metrics_bind_address, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(c.log_file, "/var/log/multus.log");
+        assert_eq!(c.log_options.max_size_mb, 7);
+        assert_eq!(
+            c.per_node_certificate,
+            Some(PerNodeCertificate {
+                enabled: true,
+                bootstrap_kubeconfig: "/b".into(),
+                cert_dir: "/c".into(),
+                cert_duration: "10m".into()
+            })
+        );
+        assert!(!c.is_auto());
+        assert_eq!(c.multus_master_cni, "10-calico.conflist");
+        assert!(c.force_cni_version && c.override_network_name);
+        assert_eq!(c.readiness_indicator_file, "/r");
+        assert_eq!(Value::Object(c.capabilities), json!({"portMappings": true}));
+        assert_eq!((c.max_concurrent_requests, c.max_request_bytes), (3, 4096));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (doc, key) in [
+            (r#"{"metricsPort": 70000}"#, "metricsPort"),
+            (r#"{"metricsBindAddress": "localhost"}"#, "metricsBindAddress"),
+            (r#"{"socketDir": 1}"#, "socketDir"),
+            (r#"{"perNodeCertificate": {"enabled": "yes"}}"#, "enabled"),
+            (r#"{"maxConcurrentRequests": 0}"#, "maxConcurrentRequests"),
+            (r#"{"delegates": "x"}"#, "delegates"),
+        ] {
+            let e = DaemonConfig::parse(doc.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains(key), "{doc}: {e}");
+        }
+    }
+
+    #[test]
+    fn invalid_json_names_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("daemon-config.json");
+        std::fs::write(&path, "{\"cniVersion\": \"0.3.1\",}").unwrap();
+        let e = DaemonConfig::load(&path).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with(&format!("daemon config {}: invalid JSON", path.display())), "{msg}");
+        assert!(msg.contains("line 1"), "{msg}");
+        let e = DaemonConfig::load(&d.path().join("missing.json")).unwrap_err();
+        assert!(e.to_string().contains("missing.json"), "{e}");
+    }
+
+    #[test]
+    fn request_override() {
+        let request = br#"{"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus-shim","logLevel":"error","readinessindicatorfile":"/shim"}"#;
+        let mut c = DaemonConfig::parse(
+            br#"{"logLevel":"debug","readinessindicatorfile":"/daemon","clusterNetwork":"/x.conflist","socketDir":"/s"}"#,
+        )
+        .unwrap();
+        let got: Value = serde_json::from_slice(&c.override_request_config(request).unwrap()).unwrap();
+        assert_eq!(
+            got,
+            json!({"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus-shim","logLevel":"debug",
+                "readinessindicatorfile":"/shim","clusterNetwork":"/x.conflist","socketDir":"/s"}),
+            "auto mode keeps the request's readiness indicator"
+        );
+        c.multus_config_file = "/etc/multus.conf".into();
+        let got: Value = serde_json::from_slice(&c.override_request_config(request).unwrap()).unwrap();
+        assert_eq!(got["readinessindicatorfile"], "/daemon");
+        let e = c.override_request_config(b"[1]").unwrap_err();
+        assert_eq!((e.code(), e.to_string().starts_with("failed to unmarshall CNI config")), (6, true));
+        assert_eq!(override_config(b"not json", &Map::new(), true).unwrap(), b"not json", "nothing to override");
+    }
+
+    #[test]
+    fn delegate_settings_come_from_the_file() {
+        let c = DaemonConfig::parse(br#"{"binDir":"/b","cniDir":"/c"}"#).unwrap();
+        let s = c.delegate_settings().unwrap();
+        assert_eq!((s.bin_dir, s.cni_dir), (PathBuf::from("/b"), PathBuf::from("/c")));
+    }
+}

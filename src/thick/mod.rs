@@ -1,0 +1,18 @@
+//! Thick mode: `multus-shim`, the CNI plugin the runtime calls, forwards each operation over a
+//! unix socket to `multus-daemon`, which runs the multus core (`crate::multus`) for it.
+//!
+//! `api` is the wire contract (shared by both sides), `client` the socket's client side;
+//! `shim` is the plugin. On the daemon side, `daemon_config` is daemon-config.json and its
+//! per-request override, `request` turns a request into a CNI invocation, `server` is the HTTP
+//! API (with `metrics`), `chroot` runs delegates in the host's root, and `daemon` is startup,
+//! serving and shutdown.
+
+pub mod api;
+pub mod chroot;
+pub mod client;
+pub mod daemon;
+pub mod daemon_config;
+pub mod metrics;
+pub mod request;
+pub mod server;
+pub mod shim;

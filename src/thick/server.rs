@@ -1,0 +1,308 @@
+//! The daemon's HTTP API on its unix socket (upstream `pkg/server/server.go`), with axum:
+//! `POST /cni` (a runtime's operation through the shim), `POST /delegate` (one delegate for
+//! hot-plug clients), `GET|POST /healthz`; 404 for other paths, 405 for other methods. The
+//! Prometheus endpoint is a separate TCP listener ([`metrics_router`]).
+//!
+//! Each operation runs on the blocking pool (`spawn_blocking`): the multus core is synchronous.
+//! At most `maxConcurrentRequests` run at once, the rest wait; bodies above `maxRequestBytes`
+//! are refused with 413. Answers: 200 with `{"Result": <1.1.0 result>}` for ADD, 200 with an
+//! empty body otherwise, and 400 with a CNI error object (`application/json`) on failure, so the
+//! error's code reaches the shim (upstream 4.2.1 sent text; 4.2.4 started sending the object).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+
+use super::api::{self, CNI_ENDPOINT, DELEGATE_ENDPOINT, HEALTH_ENDPOINT, METRICS_ENDPOINT, WIRE_RESULT_VERSION};
+use super::daemon_config::DaemonConfig;
+use super::metrics::{self, Metrics};
+use super::request::{self, CniRequest, Endpoint};
+use crate::cni::error::{CniError, Error, code};
+use crate::cni::skel::Command;
+use crate::cni::{CniResult, Exec};
+use crate::multus::conf::NetConf;
+use crate::multus::delegate::Requests;
+use crate::multus::kube::Cluster;
+use crate::multus::{hotplug, logging, ops};
+
+/// Everything a request needs; shared by the handlers.
+pub struct Server {
+    pub config: Arc<DaemonConfig>,
+    pub cluster: Arc<dyn Cluster + Send + Sync>,
+    pub exec: Arc<dyn Exec>,
+    /// The daemon's own CNI_PATH, for requests that carry none.
+    pub cni_path: String,
+    pub metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+}
+
+impl Server {
+    pub fn new(
+        config: DaemonConfig,
+        cluster: Arc<dyn Cluster + Send + Sync>,
+        exec: Arc<dyn Exec>,
+        cni_path: String,
+    ) -> Arc<Server> {
+        let permits = Arc::new(Semaphore::new(config.max_concurrent_requests));
+        Arc::new(Server { config: Arc::new(config), cluster, exec, cni_path, metrics: Arc::default(), permits })
+    }
+
+    /// Runs one request to the end (blocking: delegates are processes).
+    fn process(&self, endpoint: Endpoint, req: &api::Request) -> Result<Option<Vec<u8>>, Error> {
+        let override_config = |c: &[u8]| self.config.override_request_config(c);
+        let r = request::extract(endpoint, req, &override_config, &self.cni_path)
+            .and_then(|mut r| request::recover_pod_uid(&mut r, &*self.cluster).map(|()| r))
+            .inspect_err(|e| logging::error(&format!("{} request refused: {e}", kind(endpoint))))?;
+        logging::verbose(&format!("{} starting {} request {}", r.command.as_str(), kind(endpoint), r.describe()));
+        let outcome = match endpoint {
+            Endpoint::Cni => self.cni(&r),
+            Endpoint::Delegate => self.delegate(&r, req.interface_attributes.clone().unwrap_or_default()),
+        };
+        match &outcome {
+            Ok(body) => logging::verbose(&format!(
+                "{} finished {} request {}, result: {:?}",
+                r.command.as_str(),
+                kind(endpoint),
+                r.describe(),
+                body.as_deref().map(String::from_utf8_lossy).unwrap_or_default()
+            )),
+            Err(e) => logging::error(&format!(
+                "{} finished {} request {}, err: {e}",
+                r.command.as_str(),
+                kind(endpoint),
+                r.describe()
+            )),
+        }
+        outcome.map_err(|e| e.context(format!("{} ERRORED", r.describe())))
+    }
+
+    fn cni(&self, r: &CniRequest) -> Result<Option<Vec<u8>>, Error> {
+        let conf = NetConf::parse(&r.config)?;
+        let (inv, cluster, exec) = (&r.invocation, &*self.cluster, self.exec.clone());
+        match r.command {
+            Command::Add => {
+                let result = ops::add(&conf, inv, cluster, exec).map_err(|e| {
+                    e.context(format!("error configuring pod [{}/{}] networking", r.k8s.namespace, r.k8s.name))
+                })?;
+                wire_result(&CniResult::from_value(result, &conf.cni_version)?).map(Some)
+            }
+            Command::Del => ops::del(&conf, inv, cluster, exec).map(|()| None),
+            Command::Check => ops::check(&conf, inv, cluster, exec).map(|()| None),
+            Command::Gc => ops::gc(&conf, inv, cluster, exec).map(|()| None),
+            Command::Status => ops::status(&conf, inv, cluster, exec).map(|()| None),
+            Command::Version => Err(Error::InvalidEnv("unknown cmd type: VERSION".into())),
+        }
+    }
+
+    fn delegate(&self, r: &CniRequest, attrs: api::InterfaceAttributes) -> Result<Option<Vec<u8>>, Error> {
+        let settings = self.config.delegate_settings()?;
+        let requests = Requests {
+            ips: attrs.ips,
+            mac: (!attrs.mac.is_empty()).then_some(attrs.mac),
+            cni_args: attrs.cni_args,
+            ..Requests::default()
+        };
+        let d = hotplug::load(&r.config, requests)?;
+        let (inv, exec) = (&r.invocation, self.exec.clone());
+        match r.command {
+            Command::Add => {
+                // The pod must exist when there is a cluster to ask (upstream `GetPod`).
+                self.cluster.pod(&r.k8s)?;
+                let result = hotplug::add(&settings, inv, &d, exec).map_err(|e| {
+                    e.context(format!("error configuring pod [{}/{}] networking", r.k8s.namespace, r.k8s.name))
+                })?;
+                wire_result(&result).map(Some)
+            }
+            Command::Del => {
+                self.cluster.pod(&r.k8s)?;
+                hotplug::del(&settings, inv, &d, exec).map(|()| None)
+            }
+            Command::Check => hotplug::check(&settings, inv, &d, exec).map(|()| None),
+            Command::Status => hotplug::status(&settings, inv, &d, exec).map(|()| None),
+            other => Err(Error::InvalidEnv(format!("unknown cmd type: {}", other.as_str()))),
+        }
+    }
+
+    async fn handle(self: Arc<Self>, endpoint: Endpoint, http: HttpRequest) -> Response {
+        let refused = |status: StatusCode, e: CniError| {
+            logging::error(&format!("{} request refused: {}", kind(endpoint), e.msg));
+            failure(status, e)
+        };
+        let body = match read_body(http, self.config.max_request_bytes).await {
+            Ok(b) => b,
+            Err((status, e)) => return refused(status, e),
+        };
+        let req: api::Request = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = CniError::new(code::DECODING_FAILURE, format!("invalid request: {e}"), "");
+                return refused(StatusCode::BAD_REQUEST, e);
+            }
+        };
+        let version = serde_json::from_slice::<serde_json::Value>(&req.config)
+            .ok()
+            .and_then(|c| c.get("cniVersion").and_then(|v| v.as_str()).map(str::to_string));
+        let _permit = self.permits.clone().acquire_owned().await.expect("the request semaphore is never closed");
+        let server = self.clone();
+        match tokio::task::spawn_blocking(move || server.process(endpoint, &req)).await {
+            Ok(Ok(Some(json))) => {
+                ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response()
+            }
+            Ok(Ok(None)) => StatusCode::OK.into_response(),
+            Ok(Err(e)) => {
+                let mut cni = e.to_cni();
+                cni.cni_version = version;
+                failure(StatusCode::BAD_REQUEST, cni)
+            }
+            Err(join) => failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                CniError::new(code::INTERNAL, format!("request processing failed: {join}"), ""),
+            ),
+        }
+    }
+}
+
+fn kind(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Cni => "CNI",
+        Endpoint::Delegate => "delegate",
+    }
+}
+
+/// `{"Result": ...}` with the result in the wire version.
+fn wire_result(result: &CniResult) -> Result<Vec<u8>, Error> {
+    Ok(api::Response { result: Some(result.to_value(WIRE_RESULT_VERSION)?) }.to_json())
+}
+
+fn failure(status: StatusCode, e: CniError) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], api::error_body(&e))
+        .into_response()
+}
+
+/// The body, or why it is refused: 413 beyond `max` bytes (checked against Content-Length
+/// before reading, and while reading).
+async fn read_body(http: HttpRequest, max: usize) -> Result<Vec<u8>, (StatusCode, CniError)> {
+    let too_large = || {
+        let e = CniError::new(code::INTERNAL, format!("request body exceeds the limit of {max} bytes"), "");
+        (StatusCode::PAYLOAD_TOO_LARGE, e)
+    };
+    let declared = http.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(http.into_body(), max).collect().await {
+        Ok(c) => Ok(c.to_bytes().to_vec()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err((
+            StatusCode::BAD_REQUEST,
+            CniError::new(code::IO_FAILURE, format!("failed to read the request body: {e}"), ""),
+        )),
+    }
+}
+
+async fn cni(State(s): State<Arc<Server>>, http: HttpRequest) -> Response {
+    s.handle(Endpoint::Cni, http).await
+}
+
+async fn delegate(State(s): State<Arc<Server>>, http: HttpRequest) -> Response {
+    s.handle(Endpoint::Delegate, http).await
+}
+
+async fn healthz() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn method_not_allowed() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed\n").into_response()
+}
+
+async fn not_found(http: HttpRequest) -> StatusCode {
+    logging::error(&format!("http not found: {} {}", http.method(), http.uri()));
+    StatusCode::NOT_FOUND
+}
+
+async fn count(State(s): State<Arc<Server>>, http: HttpRequest, next: Next) -> Response {
+    let handler = metrics::handler_label(http.uri().path());
+    let method = http.method().as_str().to_string();
+    let response = next.run(http).await;
+    s.metrics.record(handler, response.status().as_u16(), &method);
+    response
+}
+
+/// The socket API's routes.
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route(CNI_ENDPOINT, post(cni).fallback(method_not_allowed))
+        .route(DELEGATE_ENDPOINT, post(delegate).fallback(method_not_allowed))
+        .route(HEALTH_ENDPOINT, get(healthz).post(healthz).head(method_not_allowed).fallback(method_not_allowed))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(server.clone(), count))
+        .with_state(server)
+}
+
+/// `GET /metrics` for the TCP listener.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        METRICS_ENDPOINT,
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                let text = metrics.render(metrics::resident_memory_bytes());
+                ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text)
+            }
+        }),
+    )
+}
+
+/// Recreates the socket directory, mode 0700 (upstream removes it with everything in it first).
+pub fn prepare_socket_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.parent().is_none() {
+        return Err(Error::InvalidConfig(format!("refusing to use {} as the socket directory", dir.display())));
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("failed to remove the old socket directory", dir, e)),
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("failed to create the socket directory", dir, e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("failed to set the mode of the socket directory", dir, e))
+}
+
+/// Listens on `<dir>/multus.sock`, mode 0600. Needs a tokio runtime.
+pub fn listen(dir: &Path) -> Result<(UnixListener, PathBuf), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = api::socket_path(dir);
+    let listener = UnixListener::bind(&path).map_err(|e| Error::io("failed to listen on", &path, e))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io("failed to set the mode of", &path, e))?;
+    Ok((listener, path))
+}
+
+/// Serves until `shutdown` completes, then stops accepting, lets the requests in flight finish
+/// and removes the socket.
+pub async fn serve(
+    listener: UnixListener,
+    socket: PathBuf,
+    server: Arc<Server>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let served = axum::serve(listener, router(server)).with_graceful_shutdown(shutdown).await;
+    let removed = std::fs::remove_file(&socket);
+    served.map_err(|e| Error::io("serving", &socket, e))?;
+    removed.map_err(|e| Error::io("failed to remove", &socket, e))
+}

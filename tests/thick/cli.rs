@@ -1,0 +1,71 @@
+//! The binaries' own surface: daemon flags and exit codes, the daemon-config errors, the
+//! user-provided multus config copy, the readiness indicator wait; the shim's VERSION.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Daemon, daemon_config};
+use crate::support::Node;
+
+fn daemon(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_multus-daemon")).args(args).stdin(Stdio::null()).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn daemon_flags_and_exit_codes() {
+    for flag in ["-version", "--version"] {
+        let (code, out, _) = daemon(&[flag]);
+        assert_eq!(code, 0, "we exit 0 (upstream exits 4)");
+        assert!(out.starts_with("multus-daemon version "), "{out}");
+    }
+    let (code, _, err) = daemon(&["-nope"]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("flag provided but not defined: -nope\nUsage of multus-daemon:"), "{err}");
+
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("daemon-config.json");
+    std::fs::write(&bad, "{\"socketDir\": \"/run/x\",\n}").unwrap();
+    let (code, _, err) = daemon(&["-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("daemon config {}: invalid JSON", bad.display())), "#1320: {err}");
+    let (code, _, err) = daemon(&[&format!("--config={}", d.path().join("missing.json").display())]);
+    assert_eq!(code, 1);
+    assert!(err.contains("failed to read the daemon config") && err.contains("missing.json"), "{err}");
+}
+
+#[test]
+fn user_config_is_installed_and_readiness_is_awaited() {
+    let node = Node::new();
+    let ready = node.path("ready/default-network-ready");
+    let socket = node.path("run/multus.sock");
+    let waited = {
+        let (ready, socket) = (ready.clone(), socket.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            let answered_early = socket.exists();
+            std::fs::create_dir_all(ready.parent().unwrap()).unwrap();
+            std::fs::write(&ready, "").unwrap();
+            answered_early
+        })
+    };
+    let _daemon = Daemon::start(&node, &daemon_config(&node, json!({"readinessindicatorfile": ready})));
+    assert!(!waited.join().unwrap(), "the daemon listened before the readiness indicator existed");
+    let installed = std::fs::read_to_string(node.path("net.d/70-multus.conf")).unwrap();
+    assert_eq!(installed, std::fs::read_to_string(node.path("user/70-multus.conf")).unwrap());
+}
+
+#[test]
+fn shim_version() {
+    let out = Command::new(env!("CARGO_BIN_EXE_multus-shim"))
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["supportedVersions"], json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
+    let out = Command::new(env!("CARGO_BIN_EXE_multus-shim")).arg("--version").output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("multus-shim version "));
+}
