@@ -22,6 +22,7 @@ mod flows;
 mod harness;
 mod http;
 mod install;
+mod kube;
 mod scale;
 
 use std::time::{Duration, Instant};

@@ -1,0 +1,173 @@
+//! The daemon with a Kubernetes API server (the fake of `support::apiserver`: no real
+//! kube-apiserver can run here; it listens inside the test's node namespace, where the daemon
+//! runs) and the real shim, delegating to Debian's reference plugins: pods and
+//! NetworkAttachmentDefinitions come from the daemon's watch caches, network-status lands on the
+//! API server, subdirectory chains of both forms and empty-spec NADs work through the socket.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Daemon, bridge, daemon_config, files_in, shim, shim_conf, write};
+use crate::support::Node;
+use crate::support::apiserver::FakeApiServer;
+
+const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+const STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
+
+struct Cluster {
+    node: Node,
+    api: FakeApiServer,
+    daemon: Daemon,
+    net_d: PathBuf,
+}
+
+impl Cluster {
+    /// A node with the API server, a daemon configured with its kubeconfig (the `kubeconfig` key
+    /// of daemon-config), the cluster network conflist `cbr` and the multus conf dir.
+    fn new() -> Cluster {
+        let node = Node::new().with_veth_parent();
+        let api = node.node.enter(FakeApiServer::start);
+        let kubeconfig = api.write_kubeconfig(node.dir.path());
+        let net_d = node.path("net.d-src");
+        write(
+            &net_d.join("10-cbr.conflist"),
+            &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [bridge(&node, "cbr", "tbr0", "10.99.0.0/24")]}),
+        );
+        std::fs::create_dir_all(node.path("multus.d")).unwrap();
+        let daemon = Daemon::start(&node, &daemon_config(&node, json!({"kubeconfig": kubeconfig})));
+        Cluster { node, api, daemon, net_d }
+    }
+
+    fn conf(&self, extra: Value) -> Value {
+        let mut c = shim_conf(
+            &self.node,
+            "1.0.0",
+            json!({"clusterNetwork": self.net_d.join("10-cbr.conflist"), "confDir": self.node.path("multus.d")}),
+        );
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    }
+
+    fn pod(&self, name: &str, annotations: Value) {
+        self.api.create_pod(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "annotations": annotations},
+            "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "registry.example/c:1"}]}}));
+    }
+
+    fn reality(&self, ifname: &str) -> (String, Vec<String>) {
+        let link = self.node.pod.link(ifname).unwrap_or_else(|| panic!("{ifname} missing in the pod"));
+        let ips = self.node.pod.addrs(ifname).iter().map(|a| a.split('/').next().unwrap().to_string()).collect();
+        (link["address"].as_str().unwrap().to_string(), ips)
+    }
+
+    fn assert_clean(&self, container: &str) {
+        assert_eq!(self.node.pod.link_names(), vec!["lo"], "the pod namespace must be empty again");
+        assert!(!self.node.path("multus").join(container).exists(), "scratch cache of {container} left");
+        assert_eq!(files_in(&self.node.path("multus/results")), Vec::<String>::new(), "libcni result cache left");
+    }
+}
+
+#[test]
+fn a_pod_with_a_cluster_network_and_nads_through_the_daemon() {
+    let c = Cluster::new();
+    c.api.create_nad(
+        "default",
+        "macvlan-conf",
+        Some(
+            &json!({"cniVersion": "1.0.0", "type": "macvlan", "master": "hv0", "mode": "bridge",
+            "ipam": {"type": "host-local", "dataDir": c.node.path("ipam"),
+                     "ranges": [[{"subnet": "10.98.0.0/24", "rangeStart": "10.98.0.10", "rangeEnd": "10.98.0.20"}]]}})
+            .to_string(),
+        ),
+        &[],
+    );
+    c.api.create_nad(
+        "other-ns",
+        "bridge-conf",
+        Some(&bridge(&c.node, "bridge-conf", "tbr1", "10.97.0.0/24").to_string()),
+        &[],
+    );
+    // An empty NAD whose config sits in the multus conf dir (why 4.2.1 mounts /etc/cni/multus/net.d).
+    c.api.create_nad("default", "istio-cni", None, &[]);
+    write(&c.node.path("multus.d/istio.conf"), &bridge(&c.node, "istio-cni", "tbr2", "10.96.5.0/24"));
+    c.pod("pod1", json!({NETWORKS: "macvlan-conf, other-ns/bridge-conf@data0, istio-cni"}));
+    let conf = c.conf(json!({}));
+
+    let add = shim(&c.node, "ADD", &conf, "pod1");
+    add.ok();
+    assert_eq!(add.json()["ips"][0]["address"], "10.99.0.2/24", "the cluster network's result");
+    let (eth0, net1, data0, net3) = (c.reality("eth0"), c.reality("net1"), c.reality("data0"), c.reality("net3"));
+    assert_eq!(
+        [eth0.1.join(","), net1.1.join(","), data0.1.join(","), net3.1.join(",")],
+        ["10.99.0.2", "10.98.0.10", "10.97.0.2", "10.96.5.2"]
+    );
+    let pod = c.api.pod("default", "pod1").unwrap();
+    let status: Value = serde_json::from_str(pod["metadata"]["annotations"][STATUS].as_str().unwrap()).unwrap();
+    assert_eq!(
+        status,
+        json!([
+            {"name": "cbr", "interface": "eth0", "ips": eth0.1, "mac": eth0.0, "default": true, "dns": {}},
+            {"name": "default/macvlan-conf", "interface": "net1", "ips": net1.1, "mac": net1.0, "dns": {}},
+            {"name": "other-ns/bridge-conf", "interface": "data0", "ips": data0.1, "mac": data0.0, "dns": {}},
+            {"name": "default/istio-cni", "interface": "net3", "ips": net3.1, "mac": net3.0, "dns": {}},
+        ])
+    );
+    let nad_gets: Vec<String> = c
+        .api
+        .requests()
+        .into_iter()
+        .filter(|(m, p)| m == "GET" && p.contains("/network-attachment-definitions/"))
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(nad_gets, Vec::<String>::new(), "NADs come from the daemon's watch cache, not per-ADD GETs");
+    let added: Vec<Value> = c.api.events().into_iter().filter(|e| e["reason"] == "AddedInterface").collect();
+    assert_eq!(added.len(), 4, "{added:?}");
+
+    assert_eq!(shim(&c.node, "CHECK", &conf, "pod1").ok().stdout, "");
+    assert_eq!(shim(&c.node, "DEL", &conf, "pod1").ok().stdout, "");
+    c.assert_clean("pod1");
+    for net in ["cbr", "macvlan-conf", "bridge-conf", "istio-cni"] {
+        assert!(c.node.ipam_ips(net).is_empty(), "{net} leaked an IP");
+    }
+    assert!(!c.daemon.stderr().contains("panicked"), "{}", c.daemon.stderr());
+}
+
+#[test]
+fn subdirectory_chains_of_both_forms_through_the_daemon() {
+    let c = Cluster::new();
+    let tuning = |ifname: &str| json!({"name": "sysctltwiddle", "type": "tuning", "sysctl": {format!("net.ipv4.conf.{ifname}.arp_filter"): "1"}});
+    // Form (a): <dir>/<list name>/*.conf appended to the cluster network's chain.
+    write(&c.net_d.join("cbr/sysctltwiddle.conf"), &tuning("IFNAME"));
+    c.pod("pod2", json!({}));
+    let conf = c.conf(json!({}));
+    shim(&c.node, "ADD", &conf, "pod2").ok();
+    assert_eq!(c.node.pod.read_proc("/proc/sys/net/ipv4/conf/eth0/arp_filter"), "1");
+    shim(&c.node, "DEL", &conf, "pod2").ok();
+    c.assert_clean("pod2");
+    std::fs::remove_dir_all(c.net_d.join("cbr")).unwrap();
+
+    // Form (b): auxiliaryCNIChainName adds passthru + <dir>/<name>/*.conf as the last delegate.
+    write(&c.net_d.join("vendor-chain/sysctltwiddle.conf"), &tuning("eth0"));
+    c.pod("pod3", json!({}));
+    let conf = c.conf(json!({"auxiliaryCNIChainName": "vendor-chain"}));
+    shim(&c.node, "ADD", &conf, "pod3").ok();
+    assert_eq!(c.node.pod.read_proc("/proc/sys/net/ipv4/conf/eth0/arp_filter"), "1");
+    assert_eq!(c.node.pod.link_names(), vec!["lo", "eth0"], "passthru creates no interface");
+    shim(&c.node, "DEL", &conf, "pod3").ok();
+    c.assert_clean("pod3");
+}
+
+#[test]
+fn a_missing_nad_fails_the_add_through_the_shim_with_nothing_left() {
+    let c = Cluster::new();
+    c.pod("pod4", json!({NETWORKS: "nowhere"}));
+    let add = shim(&c.node, "ADD", &c.conf(json!({})), "pod4");
+    assert_eq!(add.code, 1, "{add:?}");
+    let e = add.json();
+    assert!(e["msg"].as_str().unwrap().contains("cannot find a network-attachment-definition (nowhere)"), "{e}");
+    assert_eq!(c.node.pod.link_names(), vec!["lo"]);
+    assert!(c.api.events().iter().any(|e| e["reason"] == "NoNetworkFound"));
+}
