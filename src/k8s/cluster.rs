@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 
 use super::client::{self, Source};
+use super::devices::DeviceSources;
 use crate::cni::error::{CniError, Error, code};
 use crate::multus::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup, ResourceMap};
 use crate::multus::logging;
@@ -59,6 +60,8 @@ pub struct ApiCluster {
     retry: RetryPolicy,
     /// Who the events say they come from (`source.component`).
     component: String,
+    /// Where the kubelet tells which devices a pod got.
+    devices: DeviceSources,
 }
 
 /// The NetworkAttachmentDefinition resource (no Rust type exists in k8s-openapi).
@@ -119,11 +122,22 @@ impl ApiCluster {
     }
 
     fn with(driver: Driver, client: kube::Client) -> ApiCluster {
-        ApiCluster { driver, client, retry: RetryPolicy::default(), component: "multus".into() }
+        ApiCluster {
+            driver,
+            client,
+            retry: RetryPolicy::default(),
+            component: "multus".into(),
+            devices: DeviceSources::default(),
+        }
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> ApiCluster {
         self.retry = retry;
+        self
+    }
+
+    pub fn with_devices(mut self, devices: DeviceSources) -> ApiCluster {
+        self.devices = devices;
         self
     }
 
@@ -260,7 +274,7 @@ impl Cluster for ApiCluster {
         }
     }
 
-    fn resource_map(&self, _pod: &Pod) -> Result<ResourceMap, Error> {
-        Ok(ResourceMap::new())
+    fn resource_map(&self, pod: &Pod) -> Result<ResourceMap, Error> {
+        self.driver.block_on(self.devices.resource_map_async(pod)).map(|m| m.resources)
     }
 }

@@ -55,6 +55,9 @@ pub struct NetConf {
     pub multus_namespace: String,
     pub retry_delete_on_error: bool,
     pub auxiliary_cni_chain_name: String,
+    /// Where device plugins leave device-info files and multus copies them for delegates
+    /// (extension key `deviceInfoDir`; upstream hard-codes the default).
+    pub device_info_dir: PathBuf,
     /// The whole document, for keys this struct does not model.
     pub raw: Map<String, Value>,
 }
@@ -179,6 +182,7 @@ impl NetConf {
             multus_namespace: string(&raw, "multusNamespace", "kube-system")?,
             retry_delete_on_error: boolean(&raw, "retryDeleteOnError", false)?,
             auxiliary_cni_chain_name: string(&raw, "auxiliaryCNIChainName", "")?,
+            device_info_dir: PathBuf::from(string(&raw, "deviceInfoDir", super::devinfo::BASE_DIR)?),
             raw,
         })
     }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::conf::NetConf;
 use super::delegate::{Delegate, DelegateConfig};
 use super::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup};
-use super::{gateway, logging, resolve, scratch, status};
+use super::{devinfo, gateway, logging, resolve, scratch, status};
 use crate::cni::cache::{self, Cached};
 use crate::cni::network::{GcAttachment, validate_interface_name};
 use crate::cni::result::{Cidr, CniResult, Interface, IpConfig};
@@ -78,14 +78,60 @@ pub fn runtime<E: Exec>(conf: &NetConf, inv: &Invocation, exec: E) -> CniConfig<
     CniConfig::new(conf.plugin_path(&inv.path), &conf.cni_dir, exec)
 }
 
+/// The device-info file a delegate with an allocated device gets (runtimeConfig
+/// `CNIDeviceInfoFile`), as upstream names it.
+fn device_info_file(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) -> Option<std::path::PathBuf> {
+    d.requests.resource_name.as_ref()?;
+    d.requests.device_id.as_ref()?;
+    Some(devinfo::cni_path_for(&conf.device_info_dir, &d.name, &inv.container_id, ifname))
+}
+
 pub(super) fn runtime_conf(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) -> RuntimeConf {
+    let mut capability_args = d.capability_args(&conf.runtime_config);
+    if let Some(file) = device_info_file(conf, inv, d, ifname) {
+        capability_args.insert(devinfo::CAPABILITY.into(), Value::String(file.display().to_string()));
+    }
     RuntimeConf {
         container_id: inv.container_id.clone(),
         netns: inv.netns.clone(),
         ifname: ifname.into(),
         args: d.cni_args(&inv.args),
-        capability_args: d.capability_args(&conf.runtime_config),
+        capability_args,
         cache_dir: None,
+    }
+}
+
+/// Copies the device plugin's device-info file for the delegate's device, if it left one
+/// (upstream logs a failure and goes on: most device plugins write none).
+fn provide_device_info(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) {
+    let (Some(file), Some(res), Some(id)) =
+        (device_info_file(conf, inv, d, ifname), &d.requests.resource_name, &d.requests.device_id)
+    else {
+        return;
+    };
+    if let Err(e) = devinfo::copy_dp_to_cni(&conf.device_info_dir, res, id, &file) {
+        logging::verbose(&format!("no device-info for {} ({ifname}): {e}", d.name));
+    }
+}
+
+/// The delegate's device-info document for network-status, when there is one.
+fn device_info(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) -> Option<Value> {
+    let file = device_info_file(conf, inv, d, ifname)?;
+    match devinfo::read(&file) {
+        Ok(info) => info.map(|i| i.to_value()),
+        Err(e) => {
+            logging::error(&format!("unreadable device-info {}: {e}", file.display()));
+            None
+        }
+    }
+}
+
+/// Removes the delegate's device-info file on DEL and rollback; a failure is logged.
+fn remove_device_info(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) {
+    if let Some(file) = device_info_file(conf, inv, d, ifname) {
+        if let Err(e) = devinfo::remove(&file) {
+            logging::error(&format!("cannot remove device-info {}: {e}", file.display()));
+        }
     }
 }
 
@@ -176,6 +222,7 @@ pub fn add_delegates<E: Exec>(
     for (idx, d) in delegates.iter().enumerate() {
         let ifname = d.ifname(idx, &inv.ifname);
         let rt = runtime_conf(conf, inv, d, &ifname);
+        provide_device_info(conf, inv, d, &ifname);
         let added = check_ifname_free(&inv.netns, &ifname).and_then(|()| delegate_add(&cni, d, &rt));
         let result = match added {
             Ok(r) => r,
@@ -197,7 +244,7 @@ pub fn add_delegates<E: Exec>(
                 cluster.event(pod, EventType::Normal, "AddedInterface", &message);
             }
         }
-        statuses.extend(status::from_result(&result, &d.name, d.master, None));
+        statuses.extend(status::from_result(&result, &d.name, d.master, device_info(conf, inv, d, &ifname).as_ref()));
         if gateway::needs_edit(d) && !(result.ips.is_empty() && result.interfaces.is_empty()) {
             if let Err(e) = fix_gateway(conf, inv, d, &ifname) {
                 rollback(conf, inv, &cni, &delegates[..=idx]);
@@ -226,6 +273,7 @@ fn rollback<E: Exec>(conf: &NetConf, inv: &Invocation, cni: &CniConfig<E>, added
         if let Err(e) = delegate_del(cni, d, &runtime_conf(conf, inv, d, &ifname)) {
             logging::error(&format!("rollback of {} ({ifname}) failed: {e}", d.name));
         }
+        remove_device_info(conf, inv, d, &ifname);
     }
 }
 
@@ -300,6 +348,7 @@ pub fn del<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exe
         if let Err(e) = delegate_del(&cni, d, &runtime_conf(conf, inv, d, &ifname)) {
             errors.push(e.context(format!("error deleting container from network {:?} ({ifname})", d.name)));
         }
+        remove_device_info(conf, inv, d, &ifname);
     }
     if errors.is_empty() || !conf.retry_delete_on_error {
         scratch::remove(&conf.cni_dir, &inv.container_id)?;

@@ -7,5 +7,6 @@
 mod support;
 
 mod apiserver;
+mod devices;
 mod podresources;
 mod thin;
