@@ -353,6 +353,9 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     for line in &s.cosign {
         eprintln!("    {line}");
     }
+    for d in &s.deployments {
+        eprintln!("  deployment {}", rel(d));
+    }
     Ok(())
 }
 
@@ -367,6 +370,43 @@ struct Outcome {
     verified: Vec<(String, String)>,
     verified_from: String,
     cosign: Vec<String>,
+    deployments: Vec<PathBuf>,
+}
+
+/// The placeholder the manifests in `deployments/` carry instead of an image reference.
+const DEPLOYMENT_IMAGE: &str = "ghcr.io/multus-rs/multus-rs@sha256:IMAGE_DIGEST_";
+
+/// A deployment manifest with its image placeholders (`…@sha256:IMAGE_DIGEST_THICK` / `_THIN`)
+/// replaced by `<repository>@<index digest>` of what this release produced (pure).
+pub fn render_deployment(text: &str, repository: &str, thick: &str, thin: &str) -> String {
+    text.replace(&format!("{DEPLOYMENT_IMAGE}THICK"), &format!("{repository}@{thick}"))
+        .replace(&format!("{DEPLOYMENT_IMAGE}THIN"), &format!("{repository}@{thin}"))
+}
+
+/// Writes every `deployments/*.yml` rendered for this release into `out` (temp + rename).
+fn write_deployments(
+    root: &Path,
+    out: &Path,
+    repository: &str,
+    thick: &str,
+    thin: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out)?;
+    let mut written = Vec::new();
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(root.join("deployments"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    sources.sort();
+    for src in sources {
+        let text = std::fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
+        let dest = out.join(src.file_name().unwrap());
+        let tmp = dest.with_extension("yml.tmp");
+        std::fs::write(&tmp, render_deployment(&text, repository, thick, thin))?;
+        std::fs::rename(&tmp, &dest)?;
+        written.push(dest);
+    }
+    Ok(written)
 }
 
 fn run_phases(
@@ -502,6 +542,12 @@ fn run_phases(
         key_arg.strip_prefix(root).map(|p| p.display().to_string()).unwrap_or_else(|_| key_arg.display().to_string());
     let index_digests: Vec<&(String, String)> =
         signed.signed.iter().filter(|(name, _)| top_refs.contains(name)).collect();
+    let digest_of = |image: &str| {
+        index_digests.iter().find(|(name, _)| name.contains(image)).map(|(_, d)| d.clone()).unwrap_or_default()
+    };
+    let (thick, thin) = (digest_of("thick"), digest_of("thin"));
+    let deployments =
+        phases.run("deployments", || write_deployments(root, &out_dir.join("deployments"), identity, &thick, &thin))?;
     for (name, digest) in index_digests {
         cosign_lines.push(if args.keyless {
             format!(
@@ -526,6 +572,7 @@ fn run_phases(
         verified,
         verified_from,
         cosign: cosign_lines,
+        deployments,
     })
 }
 
@@ -556,6 +603,15 @@ mod tests {
         let p = plan(&input());
         crate::golden("release-plan-local.json", &(serde_json::to_string_pretty(&p).unwrap() + "\n"));
         assert!(describe(&p).contains("5. verify   signatures, attestations and digests from target/oci/layout"));
+    }
+
+    #[test]
+    fn deployments_reference_the_released_index_digests() {
+        let text = "image: ghcr.io/multus-rs/multus-rs@sha256:IMAGE_DIGEST_THICK\nimage: ghcr.io/multus-rs/multus-rs@sha256:IMAGE_DIGEST_THIN\n";
+        assert_eq!(
+            render_deployment(text, "127.0.0.1:5000/multus", "sha256:aa", "sha256:bb"),
+            "image: 127.0.0.1:5000/multus@sha256:aa\nimage: 127.0.0.1:5000/multus@sha256:bb\n"
+        );
     }
 
     #[test]

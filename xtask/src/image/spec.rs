@@ -272,12 +272,14 @@ optional = true
         let specs = load_dir(&crate::project_root().join("images")).unwrap();
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["thick", "thin"]);
+        let all = ["passthru", "multus", "multus-daemon", "multus-shim", "install_multus", "thin_entrypoint"];
         for s in &specs {
-            let plan = s.plan("linux/amd64", &built(&["passthru", "multus"])).unwrap();
+            let plan = s.plan("linux/amd64", &built(&all)).unwrap();
             let files: Vec<&PlannedFile> = plan.layers.iter().flat_map(|l| &l.files).collect();
             assert!(files.iter().any(|f| f.path == "/usr/src/multus-cni/bin/passthru" && f.mode == 0o755), "{s:?}");
             assert!(files.iter().any(|f| f.path == "/usr/src/multus-cni/bin/multus" && f.mode == 0o755), "{s:?}");
-            assert!(s.plan("linux/amd64", &built(&["passthru"])).is_err(), "multus is required now");
+            let without_multus: Vec<&str> = all.iter().copied().filter(|n| *n != "multus").collect();
+            assert!(s.plan("linux/amd64", &built(&without_multus)).is_err(), "every binary is required");
             assert!(files.iter().any(|f| f.path == "/usr/src/multus-cni/LICENSE"));
         }
         let thick = &specs[0];
