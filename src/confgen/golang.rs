@@ -91,22 +91,7 @@ impl<'a> Fields<'a> {
 /// escaped as `\u003c`-style sequences. Those characters can only occur inside JSON strings,
 /// so replacing them in the serialized text is exact.
 pub fn marshal(v: &Value) -> String {
-    let s = serde_json::to_string(v).expect("a JSON value serializes");
-    if !s.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
-        return s;
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::cni::cache::go_html_escape(&serde_json::to_string(v).expect("a JSON value serializes"))
 }
 
 /// `filepath.Clean`: the shortest lexically equivalent path (no `//`, `.`, or resolvable `..`).

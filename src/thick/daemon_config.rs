@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::api::DEFAULT_SOCKET_DIR;
 use crate::cni::error::Error;
+use crate::confgen::golang::Fields;
 use crate::multus::conf::{LogOptions, NetConf};
 
 pub const DEFAULT_PATH: &str = "/etc/cni/net.d/multus.d/daemon-config.json";
@@ -72,25 +73,10 @@ fn bad(key: &str, want: &str) -> Error {
     Error::Decoding(format!("invalid daemon config: {key:?} must be {want}"))
 }
 
-fn string(raw: &Map<String, Value>, key: &str, default: &str) -> Result<String, Error> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(default.to_string()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(bad(key, "a string")),
-    }
-}
-
-fn boolean(raw: &Map<String, Value>, key: &str, default: bool) -> Result<bool, Error> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(bad(key, "a boolean")),
-    }
-}
-
-fn count(raw: &Map<String, Value>, key: &str, default: usize) -> Result<usize, Error> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(default),
+/// A positive count (ours: `maxConcurrentRequests`, `maxRequestBytes`).
+fn count(f: &Fields, key: &str, default: usize) -> Result<usize, Error> {
+    match f.get(key) {
+        None => Ok(default),
         Some(v) => v.as_u64().filter(|n| *n > 0).map(|n| n as usize).ok_or_else(|| bad(key, "a positive integer")),
     }
 }
@@ -109,61 +95,61 @@ impl DaemonConfig {
         };
         // Every request gets these keys; a value every request would refuse is refused now.
         let shared = NetConf::parse_settings(bytes)?;
-        let metrics_port = match raw.get("metricsPort") {
-            None | Some(Value::Null) => None,
+        // Go's encoding/json rules, as upstream decodes this file: case-insensitive keys, null = unset.
+        let f = Fields::new(&raw, "invalid daemon config");
+        let metrics_port = match f.get("metricsPort") {
+            None => None,
             Some(v) => {
                 Some(v.as_u64().and_then(|p| u16::try_from(p).ok()).ok_or_else(|| bad("metricsPort", "a TCP port"))?)
             }
         };
-        let metrics_bind_address = match string(&raw, "metricsBindAddress", "")? {
+        let metrics_bind_address = match f.string_or("metricsBindAddress", "")? {
             a if a.is_empty() => None,
             a => Some(a.parse().map_err(|_| bad("metricsBindAddress", "an IP address"))?),
         };
-        let per_node_certificate = match raw.get("perNodeCertificate") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(o)) => Some(PerNodeCertificate {
-                enabled: boolean(o, "enabled", false)?,
-                bootstrap_kubeconfig: string(o, "bootstrapKubeconfig", "")?,
-                cert_dir: string(o, "certDir", "")?,
-                cert_duration: match string(o, "certDuration", "")? {
-                    d if d.is_empty() => DEFAULT_CERT_DURATION.to_string(),
-                    d => d,
-                },
-            }),
-            Some(_) => return Err(bad("perNodeCertificate", "an object")),
+        let per_node_certificate = match f.object("perNodeCertificate")? {
+            None => None,
+            Some(o) => {
+                let p = Fields::new(o, "invalid daemon config perNodeCertificate");
+                Some(PerNodeCertificate {
+                    enabled: p.boolean("enabled")?,
+                    bootstrap_kubeconfig: p.string_or("bootstrapKubeconfig", "")?,
+                    cert_dir: p.string_or("certDir", "")?,
+                    cert_duration: match p.string_or("certDuration", "")? {
+                        d if d.is_empty() => DEFAULT_CERT_DURATION.to_string(),
+                        d => d,
+                    },
+                })
+            }
         };
-        let capabilities = match raw.get("capabilities") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(o)) => o.clone(),
-            Some(_) => return Err(bad("capabilities", "an object")),
-        };
-        let chroot_dir = string(&raw, "chrootDir", "")?;
-        let socket_dir = string(&raw, "socketDir", "")?;
+        let capabilities = f.object("capabilities")?.cloned().unwrap_or_default();
+        let chroot_dir = f.string_or("chrootDir", "")?;
+        let socket_dir = f.string_or("socketDir", "")?;
         Ok(DaemonConfig {
             chroot_dir: (!chroot_dir.is_empty()).then(|| PathBuf::from(chroot_dir)),
             socket_dir: PathBuf::from(if socket_dir.is_empty() { DEFAULT_SOCKET_DIR.to_string() } else { socket_dir }),
             metrics_port,
             metrics_bind_address,
-            log_file: string(&raw, "logFile", "")?,
-            log_level: string(&raw, "logLevel", "")?,
-            log_to_stderr: boolean(&raw, "logToStderr", false)?,
+            log_file: f.string_or("logFile", "")?,
+            log_level: f.string_or("logLevel", "")?,
+            log_to_stderr: f.boolean("logToStderr")?,
             log_options: shared.log_options,
             per_node_certificate,
-            cni_version: string(&raw, "cniVersion", "")?,
-            multus_config_file: match string(&raw, "multusConfigFile", "")? {
+            cni_version: f.string_or("cniVersion", "")?,
+            multus_config_file: match f.string_or("multusConfigFile", "")? {
                 f if f.is_empty() => AUTO.to_string(),
                 f => f,
             },
-            cni_config_dir: PathBuf::from(string(&raw, "cniConfigDir", DEFAULT_CNI_CONFIG_DIR)?),
-            multus_autoconfig_dir: string(&raw, "multusAutoconfigDir", "")?,
-            multus_master_cni: string(&raw, "multusMasterCNI", "")?,
-            force_cni_version: boolean(&raw, "forceCNIVersion", false)?,
-            override_network_name: boolean(&raw, "overrideNetworkName", false)?,
-            readiness_indicator_file: string(&raw, "readinessindicatorfile", "")?,
+            cni_config_dir: PathBuf::from(f.string_or("cniConfigDir", DEFAULT_CNI_CONFIG_DIR)?),
+            multus_autoconfig_dir: f.string_or("multusAutoconfigDir", "")?,
+            multus_master_cni: f.string_or("multusMasterCNI", "")?,
+            force_cni_version: f.boolean("forceCNIVersion")?,
+            override_network_name: f.boolean("overrideNetworkName")?,
+            readiness_indicator_file: f.string_or("readinessindicatorfile", "")?,
             capabilities,
-            max_concurrent_requests: count(&raw, "maxConcurrentRequests", DEFAULT_MAX_CONCURRENT_REQUESTS)?,
-            max_request_bytes: count(&raw, "maxRequestBytes", DEFAULT_MAX_REQUEST_BYTES)?,
-            raw,
+            max_concurrent_requests: count(&f, "maxConcurrentRequests", DEFAULT_MAX_CONCURRENT_REQUESTS)?,
+            max_request_bytes: count(&f, "maxRequestBytes", DEFAULT_MAX_REQUEST_BYTES)?,
+            raw: raw.clone(),
         })
     }
 

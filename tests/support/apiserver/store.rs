@@ -650,16 +650,5 @@ impl Watch {
 
 /// Now as RFC 3339 UTC with seconds, as Kubernetes writes timestamps.
 fn rfc3339_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = secs.div_euclid(86400) + 719_468;
-    let rem = secs.rem_euclid(86400);
-    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    multus::multus::logging::rfc3339(SystemTime::now())
 }
