@@ -354,3 +354,15 @@ fn network_status_survives_write_conflicts() {
     assert_eq!(c.multus("DEL", &conf, "p11").0, 0);
     c.only_lo();
 }
+
+#[test]
+fn a_pod_named_like_a_system_namespace_still_gets_its_network_status() {
+    // Upstream 4.2.1 compared the pod *name* with systemNamespaces and skipped the annotation.
+    let c = Cluster::new();
+    c.pod("kube-system", json!({}));
+    let conf = c.conf(json!({}));
+    assert_eq!(c.multus("ADD", &conf, "kube-system").0, 0);
+    assert_eq!(c.network_status("kube-system")[0]["interface"], "eth0");
+    assert_eq!(c.multus("DEL", &conf, "kube-system").0, 0);
+    c.only_lo();
+}

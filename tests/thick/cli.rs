@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Daemon, daemon_config};
+use crate::harness::{Daemon, daemon_config, write};
 use crate::support::Node;
 
 fn daemon(args: &[&str]) -> (i32, String, String) {
@@ -68,4 +68,36 @@ fn shim_version() {
     assert_eq!(v["supportedVersions"], json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
     let out = Command::new(env!("CARGO_BIN_EXE_multus-shim")).arg("--version").output().unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("multus-shim version "));
+}
+
+#[test]
+fn auto_mode_generates_00_multus_conf_and_exits_2_when_readiness_goes() {
+    let node = Node::new();
+    let auto = node.path("host-net.d");
+    write(
+        &auto.join("10-cbr.conflist"),
+        &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [{"type": "bridge", "capabilities": {"portMappings": true}}]}),
+    );
+    let ready = node.path("ready");
+    std::fs::write(&ready, "").unwrap();
+    let config = daemon_config(
+        &node,
+        json!({"multusConfigFile": "auto", "multusAutoconfigDir": auto, "cniConfigDir": auto, "cniVersion": "1.0.0",
+            "readinessindicatorfile": ready}),
+    );
+    let mut d = Daemon::start(&node, &config);
+    let generated = auto.join("00-multus.conf");
+    crate::eventually("00-multus.conf is generated", || generated.exists());
+    let v: Value = serde_json::from_str(&crate::read(&generated).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        json!({"capabilities": {"portMappings": true}, "cniVersion": "1.0.0", "logFile": node.path("daemon.log"),
+            "logLevel": "debug", "name": "multus-cni-network", "clusterNetwork": auto.join("10-cbr.conflist"),
+            "type": "multus-shim"})
+    );
+    assert_eq!(crate::mode(&generated), 0o600);
+    // The default network went away: the daemon withdraws multus's config and exits 2, as upstream.
+    std::fs::remove_file(&ready).unwrap();
+    assert_eq!(d.wait_exit(), 2, "{}", d.stderr());
+    assert!(!generated.exists(), "00-multus.conf removed");
 }

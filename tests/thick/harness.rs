@@ -109,6 +109,17 @@ impl Daemon {
         child.wait().unwrap().code().unwrap_or(-1)
     }
 
+    /// Waits for the daemon to exit on its own; returns the exit code.
+    pub fn wait_exit(&mut self) -> i32 {
+        let mut child = self.child.take().expect("running");
+        let mut code = None;
+        crate::eventually("the daemon exits", || {
+            code = child.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+            code.is_some()
+        });
+        code.unwrap()
+    }
+
     /// Starts the daemon again with the same config (after `kill` or `stop`).
     pub fn restart(&mut self, node: &Node) {
         assert!(self.child.is_none(), "stop or kill the daemon first");
