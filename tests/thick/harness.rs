@@ -60,6 +60,8 @@ impl Daemon {
             Command::new(env!("CARGO_BIN_EXE_multus-daemon"))
                 .args(["-config", self.config.to_str().unwrap()])
                 .env("CNI_PATH", CNI_BIN)
+                // The tests' pods run on "node1": the daemon watches only those (field selector).
+                .env("MULTUS_NODE_NAME", "node1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(stderr)

@@ -123,6 +123,14 @@ fn a_pod_with_a_cluster_network_and_nads_through_the_daemon() {
         .map(|(_, p)| p)
         .collect();
     assert_eq!(nad_gets, Vec::<String>::new(), "NADs come from the daemon's watch cache, not per-ADD GETs");
+    assert!(
+        c.api
+            .requests()
+            .iter()
+            .any(|(m, p)| m == "GET" && p.starts_with("/api/v1/pods?") && p.contains("spec.nodeName%3Dnode1")),
+        "the daemon watches only its node's pods: {:?}",
+        c.api.requests()
+    );
     let added: Vec<Value> = c.api.events().into_iter().filter(|e| e["reason"] == "AddedInterface").collect();
     assert_eq!(added.len(), 4, "{added:?}");
 
