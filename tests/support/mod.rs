@@ -1,7 +1,7 @@
 //! Test support shared by the integration-test binaries: network namespaces the test creates and
 //! always removes (Drop runs on panic too), running code inside one on a dedicated thread, and
 //! reading what is really in a namespace with `ip -j`; `kubelet` is a fake kubelet PodResources
-//! server.
+//! server; `thick` runs the real daemon and shim (the `thick` tests and bench).
 //!
 //! These tests need root (they create namespaces); they fail loudly rather than skip without it.
 
@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::Value;
 
 pub mod apiserver;
+pub mod thick;
 
 /// Where Debian's containernetworking-plugins installs the reference plugins.
 pub const CNI_BIN: &str = "/usr/lib/cni";

@@ -15,16 +15,18 @@ use crate::support::apiserver::FakeApiServer;
 const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 const STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
 
+/// Dropped in field order: the daemon first, then the API server, then the namespaces.
 struct Cluster {
-    node: Node,
+    daemon: Option<Daemon>,
     api: FakeApiServer,
-    daemon: Daemon,
+    kubeconfig: PathBuf,
     net_d: PathBuf,
+    node: Node,
 }
 
 impl Cluster {
-    /// A node with the API server, a daemon configured with its kubeconfig (the `kubeconfig` key
-    /// of daemon-config), the cluster network conflist `cbr` and the multus conf dir.
+    /// A node with the API server, the cluster network conflist `cbr` and the multus conf dir;
+    /// the daemon starts with [`Cluster::start_daemon`], once the test's objects exist.
     fn new() -> Cluster {
         let node = Node::new().with_veth_parent();
         let api = node.node.enter(FakeApiServer::start);
@@ -35,8 +37,14 @@ impl Cluster {
             &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [bridge(&node, "cbr", "tbr0", "10.99.0.0/24")]}),
         );
         std::fs::create_dir_all(node.path("multus.d")).unwrap();
-        let daemon = Daemon::start(&node, &daemon_config(&node, json!({"kubeconfig": kubeconfig})));
-        Cluster { node, api, daemon, net_d }
+        Cluster { node, api, kubeconfig, daemon: None, net_d }
+    }
+
+    /// Starts the daemon with the API server's kubeconfig (the `kubeconfig` key of daemon-config).
+    /// It lists pods and NADs before it serves, so objects made before this are in its caches.
+    fn start_daemon(&mut self) {
+        let config = daemon_config(&self.node, json!({"kubeconfig": self.kubeconfig}));
+        self.daemon = Some(Daemon::start(&self.node, &config));
     }
 
     fn conf(&self, extra: Value) -> Value {
@@ -72,7 +80,7 @@ impl Cluster {
 
 #[test]
 fn a_pod_with_a_cluster_network_and_nads_through_the_daemon() {
-    let c = Cluster::new();
+    let mut c = Cluster::new();
     c.api.create_nad(
         "default",
         "macvlan-conf",
@@ -93,6 +101,8 @@ fn a_pod_with_a_cluster_network_and_nads_through_the_daemon() {
     // An empty NAD whose config sits in the multus conf dir (why 4.2.1 mounts /etc/cni/multus/net.d).
     c.api.create_nad("default", "istio-cni", None, &[]);
     write(&c.node.path("multus.d/istio.conf"), &bridge(&c.node, "istio-cni", "tbr2", "10.96.5.0/24"));
+    c.start_daemon();
+    // The pod comes after the daemon started (through its watch); the NADs were in its first list.
     c.pod("pod1", json!({NETWORKS: "macvlan-conf, other-ns/bridge-conf@data0, istio-cni"}));
     let conf = c.conf(json!({}));
 
@@ -140,12 +150,14 @@ fn a_pod_with_a_cluster_network_and_nads_through_the_daemon() {
     for net in ["cbr", "macvlan-conf", "bridge-conf", "istio-cni"] {
         assert!(c.node.ipam_ips(net).is_empty(), "{net} leaked an IP");
     }
-    assert!(!c.daemon.stderr().contains("panicked"), "{}", c.daemon.stderr());
+    let daemon = c.daemon.as_ref().unwrap();
+    assert!(!daemon.stderr().contains("panicked"), "{}", daemon.stderr());
 }
 
 #[test]
 fn subdirectory_chains_of_both_forms_through_the_daemon() {
-    let c = Cluster::new();
+    let mut c = Cluster::new();
+    c.start_daemon();
     let tuning = |ifname: &str| json!({"name": "sysctltwiddle", "type": "tuning", "sysctl": {format!("net.ipv4.conf.{ifname}.arp_filter"): "1"}});
     // Form (a): <dir>/<list name>/*.conf appended to the cluster network's chain.
     write(&c.net_d.join("cbr/sysctltwiddle.conf"), &tuning("IFNAME"));
@@ -170,7 +182,8 @@ fn subdirectory_chains_of_both_forms_through_the_daemon() {
 
 #[test]
 fn a_missing_nad_fails_the_add_through_the_shim_with_nothing_left() {
-    let c = Cluster::new();
+    let mut c = Cluster::new();
+    c.start_daemon();
     c.pod("pod4", json!({NETWORKS: "nowhere"}));
     let add = shim(&c.node, "ADD", &c.conf(json!({})), "pod4");
     assert_eq!(add.code, 1, "{add:?}");

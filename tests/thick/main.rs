@@ -2,12 +2,13 @@
 //! runtime would, the config manager generating `00-multus.conf`, `install_multus` and
 //! `thin_entrypoint` on temporary host trees.
 //!
-//! `harness`: the daemon (in the node namespace, killed with its process group on drop), the
-//! shim, curl on the socket. `flows`: ADD/CHECK/DEL/GC/STATUS with real plugins. `http`: the API
-//! by hand. `failures`: daemon down, SIGKILL mid-ADD, SIGTERM with requests in flight.
-//! `scale`: a hundred pods at once. `chroot`: `chrootDir`. `cli`: flags, exit codes, startup.
-//! `config_manager`, `entrypoint`, `install`, `deployments`: the generated configs, the thin
-//! DaemonSet's entrypoint, the init container's installer and the manifests.
+//! `harness`: the daemon (in the node namespace, killed with its process group on drop) and the
+//! shim from `support::thick` (shared with the bench), curl on the socket. `flows`:
+//! ADD/CHECK/DEL/GC/STATUS with real plugins. `http`: the API by hand. `failures`: daemon down,
+//! SIGKILL mid-ADD, SIGTERM with requests in flight. `scale`: a hundred pods at once. `chroot`:
+//! `chrootDir`. `cli`: flags, exit codes, startup. `config_manager`, `entrypoint`, `install`,
+//! `deployments`: the generated configs, the thin DaemonSet's entrypoint, the init container's
+//! installer and the manifests.
 
 #[path = "../support/mod.rs"]
 mod support;

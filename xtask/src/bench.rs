@@ -2,6 +2,8 @@
 //! prints a ratio; nothing here asserts on time.
 //!
 //! - `cni`: the CNI core benchmarks (`benches/cni.rs`, release profile).
+//! - `thick`: shim + daemon against the thin plugin (`benches/thick.rs`): one pod's ADD+DEL, a
+//!   burst of a hundred pods (pods/s), the daemon's RSS idle and at its peak.
 //! - `build`: cold and warm release build of the node binaries per target, each cold build in a
 //!   fresh directory; ratios against the amd64 cold build of the same run.
 //! - `image`: image assembly from target/release-artifacts (layers, configs, manifests, indexes,
@@ -17,11 +19,11 @@ use crate::build;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Benchmarks to run: cni, build, image (default: all).
+    /// Benchmarks to run: cni, thick, build, image (default: all).
     names: Vec<String>,
 }
 
-const ALL: &[&str] = &["cni", "build", "image"];
+const ALL: &[&str] = &["cni", "thick", "build", "image"];
 
 pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     for n in &args.names {
@@ -30,23 +32,38 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
         }
     }
     let wanted = |n: &str| args.names.is_empty() || args.names.iter().any(|a| a == n);
-    if wanted("cni") {
+    let (cni, thick) = (wanted("cni"), wanted("thick"));
+    if cni || thick {
         cmd!(sh, "bash scripts/install-test-deps.sh").run()?;
-        // Time the multus binary that ships (static, release, verified), not cargo's host build.
+        // Time the binaries that ship (static, release, verified), not cargo's host build.
         let root = crate::project_root();
         let out = root.join("target/bench-artifacts");
+        let mut bins = vec!["multus".to_string()];
+        if thick {
+            bins.extend(["multus-shim".into(), "multus-daemon".into()]);
+        }
         build::run(
             sh,
             build::Args {
                 arches: vec!["amd64".into()],
                 release: true,
-                bins: vec!["multus".into()],
+                bins,
                 target_dir: None,
                 out_dir: Some(out.clone()),
             },
         )?;
-        let multus = out.join("linux-amd64/multus");
-        cmd!(sh, "cargo bench --locked --bench cni").env("MULTUS_BENCH_BIN", &multus).run()?;
+        let dir = out.join("linux-amd64");
+        let multus = dir.join("multus");
+        if cni {
+            cmd!(sh, "cargo bench --locked --bench cni").env("MULTUS_BENCH_BIN", &multus).run()?;
+        }
+        if thick {
+            cmd!(sh, "cargo bench --locked --bench thick")
+                .env("MULTUS_BENCH_BIN", &multus)
+                .env("MULTUS_BENCH_SHIM", dir.join("multus-shim"))
+                .env("MULTUS_BENCH_DAEMON", dir.join("multus-daemon"))
+                .run()?;
+        }
     }
     if wanted("build") {
         build_times(sh)?;

@@ -1,0 +1,287 @@
+//! Thick-mode benchmarks (`cargo xtask bench thick`). The baseline of each is the thin `multus`
+//! binary doing the same work, measured in the same run, interleaved with the measured side;
+//! medians, means and their ratio are printed. Nothing asserts on time.
+//!
+//! `shim_vs_thin`: `multus-shim` → `multus-daemon` with one bridge delegate against the thin
+//! `multus` binary with the same delegate, both invoked as a runtime does, ADD then DEL, in
+//! paired rounds that alternate which side goes first.
+//! `burst`: a hundred pods ADDed at once, then DELed at once, through the shim and through the
+//! thin plugin, in alternating rounds: pods per second of each, their ratio, and the daemon's
+//! resident memory when idle (fresh, and after the bursts) and at its peak (`VmHWM`).
+//!
+//! The binaries are cargo's release builds unless `MULTUS_BENCH_BIN` (thin `multus`),
+//! `MULTUS_BENCH_SHIM` and `MULTUS_BENCH_DAEMON` point elsewhere (`cargo xtask bench thick` points
+//! them at the shipped static builds). The daemon runs with its default concurrency limit.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use multus::thick::daemon_config::DEFAULT_MAX_CONCURRENT_REQUESTS;
+use serde_json::{Value, json};
+use support::thick::{DAEMON_BIN, Daemon, Outcome, SHIM_BIN, bridge, daemon_config, finish, shim_conf, spawn_cni};
+use support::{CNI_BIN, Netns, Node};
+
+const WARMUP: usize = 2;
+const ROUNDS: usize = 41;
+/// The kernel finishes a deleted veth's teardown asynchronously (RCU grace periods); a pause
+/// keeps one side's deferred work out of the other side's measurement.
+const SETTLE: Duration = Duration::from_millis(100);
+
+const PODS: usize = 100;
+const BURST_WARMUP: usize = 1;
+const BURST_ROUNDS: usize = 5;
+/// A hundred veths take longer to go away than one.
+const BURST_SETTLE: Duration = Duration::from_secs(1);
+
+/// The binaries under test.
+struct Bins {
+    thin: PathBuf,
+    shim: PathBuf,
+    daemon: PathBuf,
+}
+
+impl Bins {
+    fn from_env() -> Bins {
+        let pick = |var: &str, cargo: &str| PathBuf::from(std::env::var(var).unwrap_or_else(|_| cargo.to_string()));
+        let b = Bins {
+            thin: pick("MULTUS_BENCH_BIN", env!("CARGO_BIN_EXE_multus")),
+            shim: pick("MULTUS_BENCH_SHIM", SHIM_BIN),
+            daemon: pick("MULTUS_BENCH_DAEMON", DAEMON_BIN),
+        };
+        println!(
+            "  (multus: {}, multus-shim: {}, multus-daemon: {})",
+            b.thin.display(),
+            b.shim.display(),
+            b.daemon.display()
+        );
+        b
+    }
+}
+
+/// A daemon in `node` with the test harness's config, quiet (as the thin side is).
+fn start_daemon(node: &Node, bins: &Bins) -> Daemon {
+    Daemon::start_bin(node, &daemon_config(node, json!({"logLevel": "error"})), &bins.daemon)
+}
+
+/// The multus configs of both sides: the same keys and one bridge delegate; only `type` differs
+/// (the thin plugin ignores `daemonSocketDir`).
+fn confs(node: &Node) -> (Value, Value) {
+    let delegate = bridge(node, "cbr", "tbr0", "10.99.0.0/24");
+    let shim = shim_conf(node, "1.0.0", json!({"binDir": CNI_BIN, "delegates": [delegate]}));
+    let mut thin = shim.clone();
+    thin["type"] = json!("multus");
+    (shim, thin)
+}
+
+/// Plugin processes started together; those not yet collected are killed and reaped on drop,
+/// so a panic mid-burst leaves no process behind.
+struct Calls(VecDeque<Child>);
+
+impl Calls {
+    /// Waits for every call in start order; each must have succeeded.
+    fn finish(mut self, what: &str) -> Vec<Outcome> {
+        let mut out = Vec::with_capacity(self.0.len());
+        while let Some(child) = self.0.pop_front() {
+            let o = finish(child);
+            assert_eq!(o.code, 0, "{what}: {o:?}");
+            out.push(o);
+        }
+        out
+    }
+}
+
+impl Drop for Calls {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One call of `bin` as a runtime makes it, in the calling thread's namespace; it must succeed.
+fn call(bin: &Path, node: &Node, cmd: &str, conf: &Value, container: &str) {
+    Calls(VecDeque::from([spawn_cni(bin, node, cmd, conf, container, "eth0", &[])])).finish(cmd);
+}
+
+/// `cmd` for every pod at once (container `<prefix><i>` in `pods[i]`); returns when all are done.
+fn burst(bin: &Path, node: &Node, cmd: &str, conf: &Value, prefix: &str, pods: &[Netns]) -> Duration {
+    let start = Instant::now();
+    let mut calls = Calls(VecDeque::with_capacity(pods.len()));
+    for (i, p) in pods.iter().enumerate() {
+        let netns = p.path();
+        calls.0.push_back(spawn_cni(bin, node, cmd, conf, &format!("{prefix}{i}"), "eth0", &[("CNI_NETNS", &netns)]));
+    }
+    let outcomes = calls.finish(&format!("{} {cmd}", bin.display()));
+    let elapsed = start.elapsed();
+    if cmd == "ADD" {
+        for (i, o) in outcomes.iter().enumerate() {
+            assert!(o.json()["ips"][0]["address"].is_string(), "pod {i} got no address: {o:?}");
+        }
+    }
+    elapsed
+}
+
+fn secs(d: &Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn mean(v: &[Duration]) -> f64 {
+    v.iter().map(secs).sum::<f64>() / v.len() as f64
+}
+
+fn median(v: &[Duration]) -> f64 {
+    let mut s: Vec<f64> = v.iter().map(secs).collect();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+/// Sorted per-round ratios `measured / baseline`.
+fn ratios(measured: &[Duration], baseline: &[Duration]) -> Vec<f64> {
+    let mut r: Vec<f64> = measured.iter().zip(baseline).map(|(m, b)| secs(m) / secs(b)).collect();
+    r.sort_by(f64::total_cmp);
+    r
+}
+
+fn quantile(sorted: &[f64], f: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * f).round() as usize]
+}
+
+/// Runs `a` and `b` once per round, alternating which goes first so drift hits both equally;
+/// returns their durations after the warmup rounds.
+fn alternate<T>(warmup: usize, rounds: usize, mut a: impl FnMut() -> T, mut b: impl FnMut() -> T) -> (Vec<T>, Vec<T>) {
+    let (mut va, mut vb) = (Vec::new(), Vec::new());
+    for i in 0..warmup + rounds {
+        let (x, y) = if i % 2 == 0 {
+            let x = a();
+            (x, b())
+        } else {
+            let y = b();
+            (a(), y)
+        };
+        if i >= warmup {
+            va.push(x);
+            vb.push(y);
+        }
+    }
+    (va, vb)
+}
+
+/// One pod's ADD then DEL through the shim and daemon against the thin plugin.
+fn shim_vs_thin() {
+    let bins = Bins::from_env();
+    let node = Node::new();
+    let daemon = start_daemon(&node, &bins);
+    let (shim, thin) = confs(&node);
+    let add_del = |bin: &Path, conf: &Value, container: &str| {
+        std::thread::sleep(SETTLE);
+        let t = Instant::now();
+        call(bin, &node, "ADD", conf, container);
+        call(bin, &node, "DEL", conf, container);
+        t.elapsed()
+    };
+    let (measured, baseline) = node.node.enter(|| {
+        alternate(WARMUP, ROUNDS, || add_del(&bins.shim, &shim, "shim"), || add_del(&bins.thin, &thin, "thin"))
+    });
+    drop(daemon);
+
+    // The headline is the ratio of the means over all rounds (what a node pays in total); the
+    // quartiles of the per-round ratios show how noisy a single ADD+DEL is.
+    let r = ratios(&measured, &baseline);
+    let (mm, bm) = (mean(&measured), mean(&baseline));
+    println!(
+        "bench shim_vs_thin (multus-shim + multus-daemon vs thin multus, 1 bridge delegate, CNI 1.0.0), {ROUNDS} paired rounds:"
+    );
+    println!("  thin multus (baseline)  {:>8.2} ms mean {:>8.2} ms median", bm * 1e3, median(&baseline) * 1e3);
+    println!("  shim + daemon           {:>8.2} ms mean {:>8.2} ms median", mm * 1e3, median(&measured) * 1e3);
+    println!("  ratio measured/baseline {:>8.3}   of the means", mm / bm);
+    println!(
+        "  per-round ratios        {:>8.3}   median (quartiles {:.3}..{:.3})",
+        quantile(&r, 0.5),
+        quantile(&r, 0.25),
+        quantile(&r, 0.75)
+    );
+}
+
+/// The time one side takes to ADD every pod at once and then to DEL every pod at once.
+struct BurstTimes {
+    add: Duration,
+    del: Duration,
+}
+
+/// A hundred pods at once through the shim and daemon against the same through the thin plugin;
+/// the daemon's memory.
+fn burst_pods() {
+    let bins = Bins::from_env();
+    let node = Node::new();
+    let pods: Vec<Netns> = (0..PODS).map(|_| Netns::new("q")).collect();
+    let daemon = start_daemon(&node, &bins);
+    let idle_kib = daemon.status_kib("VmRSS");
+    let (shim, thin) = confs(&node);
+    let side = |bin: &Path, conf: &Value, prefix: &str| {
+        std::thread::sleep(BURST_SETTLE);
+        let add = burst(bin, &node, "ADD", conf, prefix, &pods);
+        std::thread::sleep(BURST_SETTLE);
+        let del = burst(bin, &node, "DEL", conf, prefix, &pods);
+        BurstTimes { add, del }
+    };
+    let (measured, baseline) = node.node.enter(|| {
+        alternate(BURST_WARMUP, BURST_ROUNDS, || side(&bins.shim, &shim, "shim"), || side(&bins.thin, &thin, "thin"))
+    });
+    std::thread::sleep(BURST_SETTLE);
+    let (after_kib, peak_kib) = (daemon.status_kib("VmRSS"), daemon.status_kib("VmHWM"));
+    drop(daemon);
+    drop(pods);
+
+    let times = |v: &[BurstTimes], f: fn(&BurstTimes) -> Duration| v.iter().map(f).collect::<Vec<_>>();
+    let (m_add, m_del) = (times(&measured, |t| t.add), times(&measured, |t| t.del));
+    let (b_add, b_del) = (times(&baseline, |t| t.add), times(&baseline, |t| t.del));
+    let pods = PODS as f64;
+    let rate = |v: &[Duration]| pods / mean(v);
+    let (ra, rd) = (ratios(&b_add, &m_add), ratios(&b_del, &m_del));
+    println!(
+        "bench burst ({PODS} pods ADDed at once, then DELed at once; 1 bridge delegate; daemon at its default \
+         maxConcurrentRequests {DEFAULT_MAX_CONCURRENT_REQUESTS}), {BURST_ROUNDS} alternating rounds:"
+    );
+    println!("  {:<23} {:>10} {:>10}   (pods/s from the mean burst time)", "", "ADD pods/s", "DEL pods/s");
+    println!("  {:<23} {:>10.1} {:>10.1}", "thin multus (baseline)", rate(&b_add), rate(&b_del));
+    println!("  {:<23} {:>10.1} {:>10.1}", "shim + daemon", rate(&m_add), rate(&m_del));
+    println!(
+        "  {:<23} {:>10.3} {:>10.3}   of the pods/s",
+        "ratio measured/baseline",
+        rate(&m_add) / rate(&b_add),
+        rate(&m_del) / rate(&b_del)
+    );
+    println!(
+        "  {:<23} {:>10.3} {:>10.3}   median (range {:.3}..{:.3} ADD, {:.3}..{:.3} DEL)",
+        "per-round ratios",
+        quantile(&ra, 0.5),
+        quantile(&rd, 0.5),
+        ra[0],
+        ra[ra.len() - 1],
+        rd[0],
+        rd[rd.len() - 1]
+    );
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "  daemon RSS              {:>8.1} MiB idle (fresh) {:>8.1} MiB idle (after the bursts) {:>8.1} MiB peak (VmHWM)",
+        mib(idle_kib),
+        mib(after_kib),
+        mib(peak_kib)
+    );
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let benches: [(&str, fn()); 2] = [("shim_vs_thin", shim_vs_thin), ("burst", burst_pods)];
+    for (name, f) in benches {
+        if filter.as_deref().is_none_or(|flt| name.contains(flt)) {
+            f();
+        }
+    }
+}
