@@ -53,22 +53,33 @@ impl Drop for Tmp {
     }
 }
 
-/// Builds the release binaries the tests use (amd64 and arm64; `passthru` first, then `multus`)
-/// with `base/target` as cargo's directory; returns the output directory `base/out`.
-pub fn build_into(base: &Path) -> PathBuf {
+/// Every node binary, `passthru` first (the build test runs the first one with `--version`).
+pub const NODE_BINARIES: [&str; 6] =
+    ["passthru", "multus", "multus-shim", "multus-daemon", "install_multus", "thin_entrypoint"];
+
+/// Builds release `bins` for `arches` with `base/target` as cargo's directory; returns the output
+/// directory `base/out`.
+pub fn build_into(base: &Path, arches: &[&str], bins: &[&str]) -> PathBuf {
     let (t, o) = (base.join("target"), base.join("out"));
-    let (t, o) = (t.to_str().unwrap(), o.to_str().unwrap());
-    #[rustfmt::skip]
-    xtask(&["build", "--release", "--arch", "amd64", "--arch", "arm64", "--bin", "passthru", "--bin", "multus",
-        "--target-dir", t, "--out-dir", o]);
+    let mut args = vec!["build", "--release"];
+    for a in arches {
+        args.extend(["--arch", a]);
+    }
+    for b in bins {
+        args.extend(["--bin", b]);
+    }
+    args.extend(["--target-dir", t.to_str().unwrap(), "--out-dir", o.to_str().unwrap()]);
+    xtask(&args);
     base.join("out")
 }
 
-/// The release binaries the image tests package, built once per test run into a private
-/// directory that is kept as a build cache between runs.
+/// The release binaries the tests package (every node binary, amd64 and arm64), built once per
+/// test run into a private directory that is kept as a build cache between runs.
 pub fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| build_into(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("ximage-build")))
+    DIR.get_or_init(|| {
+        build_into(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("ximage-build"), &["amd64", "arm64"], &NODE_BINARIES)
+    })
 }
 
 /// The build manifest of `built()`.
