@@ -60,6 +60,10 @@ pub struct ThickConf {
     pub auxiliary_cni_chain_name: String,
     pub daemon_socket_dir: String,
     pub override_network_name: bool,
+    /// Ours, for the shim (`shimReturnDelErrors`, `daemonReadinessTimeoutSeconds`): written after
+    /// upstream's keys when the daemon config sets them, so auto mode can turn them on.
+    pub shim_return_del_errors: bool,
+    pub daemon_readiness_timeout_seconds: Option<i64>,
 }
 
 impl ThickConf {
@@ -98,6 +102,8 @@ impl ThickConf {
             auxiliary_cni_chain_name: f.string_or("auxiliaryCNIChainName", "")?,
             daemon_socket_dir: f.string_or("daemonSocketDir", "")?,
             override_network_name: f.boolean("overrideNetworkName")?,
+            shim_return_del_errors: f.boolean("shimReturnDelErrors")?,
+            daemon_readiness_timeout_seconds: f.integer("daemonReadinessTimeoutSeconds")?,
         })
     }
 }
@@ -171,6 +177,10 @@ pub fn generate(conf: &ThickConf, cluster_network: &str, primary: &Map<String, V
     put_str(&mut m, "auxiliaryCNIChainName", &conf.auxiliary_cni_chain_name);
     put_str(&mut m, "daemonSocketDir", &conf.daemon_socket_dir);
     put_true(&mut m, "overrideNetworkName", conf.override_network_name);
+    put_true(&mut m, "shimReturnDelErrors", conf.shim_return_del_errors);
+    if let Some(t) = conf.daemon_readiness_timeout_seconds {
+        m.insert("daemonReadinessTimeoutSeconds".into(), t.into());
+    }
     Ok(golang::marshal(&Value::Object(m)))
 }
 
@@ -182,6 +192,19 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn our_shim_keys_follow_upstreams_when_set() {
+        let c = ThickConf::from_daemon_config(&obj(
+            json!({"cniVersion": "1.0.0", "shimReturnDelErrors": true, "daemonReadinessTimeoutSeconds": 5}),
+        ))
+        .unwrap();
+        let primary = obj(json!({"cniVersion": "1.0.0", "name": "p", "type": "bridge"}));
+        assert_eq!(
+            generate(&c, "/d/10-p.conf", &primary).unwrap(),
+            r#"{"cniVersion":"1.0.0","name":"multus-cni-network","clusterNetwork":"/d/10-p.conf","type":"multus-shim","shimReturnDelErrors":true,"daemonReadinessTimeoutSeconds":5}"#
+        );
     }
 
     fn conf(v: Value) -> ThickConf {
