@@ -318,6 +318,10 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
     let digest = refs(&l)[&thick]["digest"].as_str().unwrap().to_string();
     assert!(out.contains("a consumer verifies with:\n    cosign verify --key "), "{out}");
     assert!(out.contains(&format!("/keys/cosign.pub --insecure-ignore-tlog=true {name}@{digest}")), "{out}");
+    // The deployment manifests name exactly the published thick index.
+    let rendered = std::fs::read_to_string(tmp.join("out/deployments/multus-daemonset-thick.yml")).unwrap();
+    assert!(rendered.contains(&format!("image: {name}@{digest}")), "{rendered}");
+    assert!(!rendered.contains("IMAGE_DIGEST_"), "every placeholder replaced");
     let (ok, out) = judge(&reg, "rel", &thick, &public, &name);
     assert!(ok, "{out}");
 }
