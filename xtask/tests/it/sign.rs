@@ -321,7 +321,7 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
     // The deployment manifests name exactly the published thick index.
     let rendered = std::fs::read_to_string(tmp.join("out/deployments/multus-daemonset-thick.yml")).unwrap();
     assert!(rendered.contains(&format!("image: {name}@{digest}")), "{rendered}");
-    assert!(!rendered.contains("IMAGE_DIGEST_"), "every placeholder replaced");
+    assert!(!rendered.contains("@sha256:IMAGE_DIGEST_"), "every image placeholder replaced");
     let (ok, out) = judge(&reg, "rel", &thick, &public, &name);
     assert!(ok, "{out}");
 }
