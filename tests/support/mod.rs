@@ -213,28 +213,13 @@ pub fn invoke(
     ifname: &str,
     cni_args: &str,
 ) -> (i32, String) {
-    node.node.enter(|| {
-        let mut child = Command::new(bin)
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", container)
-            .env("CNI_NETNS", node.pod.path())
-            .env("CNI_IFNAME", ifname)
-            .env("CNI_PATH", CNI_BIN)
-            .env("CNI_ARGS", cni_args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("running {bin}: {e}"));
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !stderr.is_empty() {
-            eprintln!("{bin} {cmd} stderr: {stderr}");
-        }
-        (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
-    })
+    let env = [("CNI_ARGS", cni_args)];
+    let out =
+        node.node.enter(|| thick::finish(thick::spawn_cni(Path::new(bin), node, cmd, conf, container, ifname, &env)));
+    if !out.stderr.is_empty() {
+        eprintln!("{bin} {cmd} stderr: {}", out.stderr);
+    }
+    (out.code, out.stdout)
 }
 
 /// The directory holding test-only plugins (cargo builds examples next to the test binaries).
