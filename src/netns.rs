@@ -1,5 +1,5 @@
 //! Network namespaces and the little rtnetlink multus needs: run a closure inside a namespace
-//! (on a dedicated thread, so the caller's thread never changes namespace), look up links, and
+//! (the calling thread enters and always returns), look up links, and
 //! list, delete and add default routes. A netlink socket belongs to the namespace it was opened
 //! in, so every function below runs inside [`run_in`].
 
@@ -11,20 +11,36 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::cni::error::Error;
 
-/// Runs `f` on a new thread that joined the network namespace at `path`.
-pub fn run_in<T: Send>(path: &str, f: impl FnOnce() -> Result<T, Error> + Send) -> Result<T, Error> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let ns = File::open(path).map_err(|e| Error::io("failed to open netns", path, e))?;
-            // SAFETY: a valid namespace fd; setns changes only this thread.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(Error::io("failed to enter netns", path, io::Error::last_os_error()));
-            }
-            f()
-        })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
+/// Runs `f` with the calling thread inside the network namespace at `path`, then moves the
+/// thread back. A network namespace is per thread, so other threads never notice; `f` is
+/// synchronous, so nothing else runs on this thread meanwhile. No helper thread is started: a
+/// thread costs more than the whole lookup it would host, and the thin plugin does one per ADD.
+/// If the thread cannot return to its namespace the process aborts: carrying on in the pod's
+/// namespace would be worse than any error.
+pub fn run_in<T>(path: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    let target = File::open(path).map_err(|e| Error::io("failed to open netns", path, e))?;
+    // thread-self resolves in the pid namespace of this /proc, also inside a container.
+    let home_path = "/proc/thread-self/ns/net";
+    let home = File::open(home_path).map_err(|e| Error::io("failed to open the current netns", home_path, e))?;
+    // SAFETY: a valid namespace fd; setns changes only this thread.
+    if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(Error::io("failed to enter netns", path, io::Error::last_os_error()));
+    }
+    let _back = Return(home);
+    f()
+}
+
+/// Moves the thread back to its own namespace when dropped (also while unwinding).
+struct Return(File);
+
+impl Drop for Return {
+    fn drop(&mut self) {
+        // SAFETY: a valid namespace fd; setns changes only this thread.
+        if unsafe { libc::setns(self.0.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            eprintln!("cannot return to the original network namespace: {}", io::Error::last_os_error());
+            std::process::abort();
+        }
+    }
 }
 
 /// The index of link `name` in the current namespace, if it exists.
@@ -280,4 +296,52 @@ pub fn add_default_route(ifindex: u32, gw: IpAddr) -> io::Result<()> {
     push_attr(&mut p, RTA_OIF, &ifindex.to_ne_bytes());
     let flags = (libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
     nl.request(libc::RTM_NEWROUTE, flags, &p).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::mpsc;
+
+    fn current_ns() -> u64 {
+        std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
+    }
+
+    /// A namespace held by a parked thread that unshared it (needs CAP_SYS_ADMIN, as every
+    /// test that touches namespaces here).
+    fn private_namespace() -> (String, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            // SAFETY: unshare affects only this thread's network namespace.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "{}", io::Error::last_os_error());
+            // SAFETY: gettid has no preconditions.
+            ready_tx.send(format!("/proc/self/task/{}/ns/net", unsafe { libc::gettid() })).unwrap();
+            let _ = stop_rx.recv();
+        });
+        (ready_rx.recv().unwrap(), stop_tx, t)
+    }
+
+    #[test]
+    fn run_in_enters_the_namespace_and_always_comes_back() {
+        let (path, stop, t) = private_namespace();
+        let target = std::fs::metadata(&path).unwrap().ino();
+        let home = current_ns();
+        assert_ne!(home, target);
+        let (inside, lo) = run_in(&path, || Ok((current_ns(), link_index("lo")))).unwrap();
+        assert_eq!(inside, target);
+        assert!(lo.is_some(), "a fresh namespace has lo");
+        assert_eq!(current_ns(), home);
+        // An error from the closure still brings the thread back.
+        let e = run_in(&path, || Err::<(), _>(Error::Internal("boom".into()))).unwrap_err();
+        assert!(e.to_string().contains("boom"), "{e}");
+        assert_eq!(current_ns(), home);
+        // A path that is no namespace fails before anything changes.
+        assert!(run_in("/nonexistent/netns", || Ok(())).is_err());
+        assert!(run_in("/proc/self/status", || Ok(())).is_err());
+        assert_eq!(current_ns(), home);
+        stop.send(()).unwrap();
+        t.join().unwrap();
+    }
 }

@@ -5,11 +5,11 @@
 //! (or a clear one when it printed none). What the env and stdin contain is decided by
 //! `cni::network`; nothing here knows about results or configs.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use super::error::{CniError, Error, code};
 
@@ -106,55 +106,32 @@ impl RawExec {
             }
         };
         let pid = child.id() as libc::pid_t;
-        let mut out_pipe = child.stdout.take().expect("piped stdout");
-        let mut err_pipe = child.stderr.take().expect("piped stderr");
-        let out_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = out_pipe.read_to_end(&mut buf);
-            buf
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = err_pipe.read_to_end(&mut buf);
-            buf
-        });
-
-        // Watchdog: kills the child at the deadline unless the child already exited. The child is
-        // only reaped after `exited` is set under the lock, so the pid cannot have been reused.
-        let state = Arc::new(Mutex::new(WatchState { exited: false, killed: false }));
-        let (done_tx, done_rx) = mpsc::channel::<()>();
-        let watchdog = {
-            let state = Arc::clone(&state);
-            let timeout = self.timeout;
-            std::thread::spawn(move || {
-                if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(timeout) {
-                    let mut s = state.lock().expect("watch state");
-                    if !s.exited {
-                        // SAFETY: the pid belongs to our unreaped child (see above).
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                        s.killed = true;
-                    }
-                }
-            })
+        // One thread does all the talking: stdin, stdout and stderr are driven by poll(2) until
+        // the plugin closes them, so a run costs no helper threads (each one used to cost a
+        // stack, a signal stack and a malloc arena, a measurable share of a short ADD).
+        let deadline = Instant::now() + self.timeout;
+        let mut io = PipeIo::new(child.stdin.take(), child.stdout.take(), child.stderr.take(), stdin);
+        let killed = match io.pump(pid, deadline) {
+            Ok(k) => k,
+            Err(e) => {
+                // SAFETY: the pid belongs to our unreaped child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = child.wait();
+                return Err(Error::io("failed to talk to plugin", plugin, e));
+            }
         };
-
-        if let Some(mut input) = child.stdin.take() {
-            // A plugin may exit without reading its input; a broken pipe is not our failure.
-            let _ = input.write_all(stdin);
-        }
-        wait_exited_no_reap(pid);
-        state.lock().expect("watch state").exited = true;
-        let _ = done_tx.send(());
-        let status = child.wait().map_err(|e| Error::io("failed to wait for plugin", plugin, e))?;
-        let _ = watchdog.join();
-        let stdout = out_reader.join().unwrap_or_default();
-        let stderr = err_reader.join().unwrap_or_default();
+        // The pipes are closed (or abandoned at the deadline); the plugin may still be running.
+        let status = if killed { child.wait().map(|_| None) } else { wait_until(&mut child, pid, deadline) }
+            .map_err(|e| Error::io("failed to wait for plugin", plugin, e))?;
+        let killed = killed || status.is_none();
+        let (stdout, stderr) = (io.out, io.err);
         if self.forward_stderr && !stderr.is_empty() {
             let _ = std::io::stderr().write_all(&stderr);
         }
-        if state.lock().expect("watch state").killed {
+        if killed {
             return Err(Error::Timeout { plugin: plugin.display().to_string(), seconds: self.timeout.as_secs() });
         }
+        let status = status.expect("reaped");
         if status.success() {
             return Ok(stdout);
         }
@@ -162,20 +139,171 @@ impl RawExec {
     }
 }
 
-struct WatchState {
-    exited: bool,
-    killed: bool,
+/// How long a plugin's pipes may stay open after the plugin itself exited (a grandchild it
+/// left behind holds them) before we stop reading and use what arrived.
+const ORPHANED_PIPE_GRACE: Duration = Duration::from_secs(1);
+
+/// The parent's ends of a plugin's three pipes, driven without threads.
+struct PipeIo<'a> {
+    stdin: Option<ChildStdin>,
+    input: &'a [u8],
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    out: Vec<u8>,
+    err: Vec<u8>,
 }
 
-/// Blocks until `pid` has exited, leaving it a zombie so the pid stays ours.
-fn wait_exited_no_reap(pid: libc::pid_t) {
-    loop {
-        // SAFETY: zeroed siginfo is a valid out-parameter; waitid only writes into it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
+impl<'a> PipeIo<'a> {
+    fn new(
+        stdin: Option<ChildStdin>,
+        stdout: Option<ChildStdout>,
+        stderr: Option<ChildStderr>,
+        input: &'a [u8],
+    ) -> PipeIo<'a> {
+        let stdin = stdin.filter(|_| !input.is_empty());
+        PipeIo { stdin, input, stdout, stderr, out: Vec::new(), err: Vec::new() }
+    }
+
+    /// Feeds stdin and drains stdout/stderr until all are closed. At `deadline` the plugin is
+    /// killed (it is not reaped yet, so its pid is still ours) and `true` returned.
+    fn pump(&mut self, pid: libc::pid_t, deadline: Instant) -> io::Result<bool> {
+        for fd in [self.stdin.as_ref().map(AsRawFd::as_raw_fd), self.stdout.as_ref().map(AsRawFd::as_raw_fd)]
+            .into_iter()
+            .chain([self.stderr.as_ref().map(AsRawFd::as_raw_fd)])
+            .flatten()
+        {
+            set_nonblocking(fd)?;
         }
+        let mut exited_at: Option<Instant> = None;
+        while self.stdin.is_some() || self.stdout.is_some() || self.stderr.is_some() {
+            let now = Instant::now();
+            if now >= deadline {
+                // SAFETY: the pid belongs to our unreaped child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return Ok(true);
+            }
+            if exited_at.is_some_and(|t| now.duration_since(t) >= ORPHANED_PIPE_GRACE) {
+                break;
+            }
+            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
+            let watch = |fd: Option<RawFd>, events: libc::c_short, fds: &mut Vec<libc::pollfd>| {
+                if let Some(fd) = fd {
+                    fds.push(libc::pollfd { fd, events, revents: 0 });
+                }
+            };
+            watch(self.stdin.as_ref().map(AsRawFd::as_raw_fd), libc::POLLOUT, &mut fds);
+            watch(self.stdout.as_ref().map(AsRawFd::as_raw_fd), libc::POLLIN, &mut fds);
+            watch(self.stderr.as_ref().map(AsRawFd::as_raw_fd), libc::POLLIN, &mut fds);
+            // Wake at least every 200 ms to notice a plugin that exited while something it
+            // started keeps the pipes open.
+            let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(200));
+            let timeout = wait.as_millis().max(1) as libc::c_int;
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                if exited_at.is_none() && has_exited(pid) {
+                    exited_at = Some(Instant::now());
+                }
+                continue;
+            }
+            for p in &fds {
+                if p.revents == 0 {
+                    continue;
+                }
+                if self.stdin.as_ref().is_some_and(|s| s.as_raw_fd() == p.fd) {
+                    self.feed();
+                } else if self.stdout.as_ref().is_some_and(|s| s.as_raw_fd() == p.fd) {
+                    drain(&mut self.stdout, &mut self.out);
+                } else {
+                    drain(&mut self.stderr, &mut self.err);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes what the pipe takes; closes stdin when all is written or the plugin stopped
+    /// reading (a plugin may exit without reading its input; that is not our failure).
+    fn feed(&mut self) {
+        let Some(pipe) = self.stdin.as_mut() else { return };
+        loop {
+            if self.input.is_empty() {
+                self.stdin = None;
+                return;
+            }
+            match pipe.write(self.input) {
+                Ok(n) => self.input = &self.input[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.stdin = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads everything available from `pipe` into `buf`; drops the pipe at end of file.
+fn drain(pipe: &mut Option<impl Read>, buf: &mut Vec<u8>) {
+    let Some(p) = pipe.as_mut() else { return };
+    let mut chunk = [0u8; 8192];
+    loop {
+        match p.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(_) => break,
+        }
+    }
+    *pipe = None;
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own; only the status flags change.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether `pid` has exited, leaving it a zombie so the pid stays ours.
+fn has_exited(pid: libc::pid_t) -> bool {
+    // SAFETY: zeroed siginfo is a valid out-parameter; waitid only writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT | libc::WNOHANG)
+    };
+    // SAFETY: waitid filled `info`; si_pid is 0 when the child has not changed state.
+    rc == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// Reaps the plugin, killing it at `deadline`. `None` means it had to be killed.
+fn wait_until(child: &mut Child, pid: libc::pid_t, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+    // The usual case: the plugin closed its pipes by exiting, so it is already a zombie.
+    let mut pause = Duration::from_micros(100);
+    loop {
+        if has_exited(pid) {
+            return child.wait().map(Some);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // SAFETY: the pid belongs to our unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            child.wait()?;
+            return Ok(None);
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
@@ -255,6 +383,49 @@ mod tests {
         let p = script(d.path(), "ignorer", "echo '{}'");
         let big = vec![b' '; 1 << 20];
         assert_eq!(RawExec::default().exec_plugin(&p, &big, &[]).unwrap(), b"{}\n");
+    }
+
+    #[test]
+    fn large_output_on_both_pipes_while_stdin_is_still_being_fed() {
+        let d = tempfile::tempdir().unwrap();
+        // 1 MiB in, echoed to stdout, and 256 KiB of stderr before reading: every pipe fills.
+        let p = script(d.path(), "chatty", "head -c 262144 /dev/zero | tr '\\0' e >&2; cat");
+        let big: Vec<u8> = (0..1 << 20).map(|i| b'a' + (i % 26) as u8).collect();
+        let out = RawExec { forward_stderr: false, ..Default::default() }.exec_plugin(&p, &big, &[]).unwrap();
+        assert_eq!(out, big);
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_pipes_does_not_hang_the_run() {
+        let d = tempfile::tempdir().unwrap();
+        // The plugin answers and exits; what it started keeps stdout and stderr open for 30 s.
+        let pidfile = d.path().join("grandchild.pid");
+        let body = format!("echo '{{\"ok\":1}}'; sleep 30 & echo $! > {}; exit 0", pidfile.display());
+        let p = script(d.path(), "forker", &body);
+        struct KillOnDrop(PathBuf);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                if let Some(pid) = std::fs::read_to_string(&self.0).ok().and_then(|s| s.trim().parse().ok()) {
+                    // SAFETY: signalling the sleep this test started.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _grandchild = KillOnDrop(pidfile);
+        let start = std::time::Instant::now();
+        let out = RawExec::default().exec_plugin(&p, b"", &[]).unwrap();
+        assert_eq!(out, b"{\"ok\":1}\n");
+        assert!(start.elapsed() < Duration::from_secs(20), "waited {:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_plugin_that_closes_its_pipes_but_keeps_running_is_killed_at_the_deadline() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script(d.path(), "closer", "exec >&- 2>&- <&-; exec sleep 30");
+        let e = RawExec { timeout: Duration::from_millis(300), forward_stderr: false }
+            .exec_plugin(&p, b"{}", &[])
+            .unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{e}");
     }
 
     #[test]
