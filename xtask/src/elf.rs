@@ -8,6 +8,8 @@ use crate::targets::{Endian, Target};
 const PT_INTERP: u32 = 3;
 const PT_DYNAMIC: u32 = 2;
 const DT_NEEDED: u64 = 1;
+const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfInfo {
@@ -18,6 +20,8 @@ pub struct ElfInfo {
     pub interp: bool,
     /// Names shared libraries (DT_NEEDED).
     pub needs_libs: bool,
+    /// ET_DYN: position-independent (a static-pie relocates itself at every start).
+    pub position_independent: bool,
 }
 
 /// Human names for the machines we might meet.
@@ -81,6 +85,7 @@ fn reader(b: &[u8]) -> anyhow::Result<(Reader<'_>, bool)> {
 
 pub fn parse(b: &[u8]) -> anyhow::Result<ElfInfo> {
     let (r, is64) = reader(b)?;
+    let e_type = r.u16(16)?;
     let machine = r.u16(18)?;
     let (phoff, phentsize, phnum) = if is64 {
         (r.u64(32)? as usize, r.u16(54)? as usize, r.u16(56)? as usize)
@@ -116,6 +121,7 @@ pub fn parse(b: &[u8]) -> anyhow::Result<ElfInfo> {
         machine,
         interp,
         needs_libs,
+        position_independent: e_type == ET_DYN,
     })
 }
 
@@ -146,6 +152,12 @@ pub fn verify(path: &str, bytes: &[u8], t: &Target) -> anyhow::Result<()> {
     }
     if info.interp || info.needs_libs {
         bail!("{path}: dynamically linked (interpreter or shared libraries), but node binaries must be static");
+    }
+    if info.position_independent {
+        bail!(
+            "{path}: position-independent (ET_DYN), but node binaries are linked position-dependent (ET_EXEC): \
+             a static-pie relocates itself at every exec"
+        );
     }
     Ok(())
 }
@@ -191,6 +203,10 @@ pub(crate) mod tests {
     /// A tiny 64-bit ELF header with one program header (no real code): enough to exercise the
     /// checks for each architecture without a cross toolchain.
     pub fn fixture(machine: u16, big: bool, interp: bool) -> Vec<u8> {
+        fixture_of_type(machine, big, interp, ET_EXEC)
+    }
+
+    fn fixture_of_type(machine: u16, big: bool, interp: bool, e_type: u16) -> Vec<u8> {
         let mut b = vec![0u8; 64 + 56];
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = 2;
@@ -205,7 +221,7 @@ pub(crate) mod tests {
         let put64 = |b: &mut Vec<u8>, at: usize, v: u64| {
             b[at..at + 8].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
         };
-        put16(&mut b, 16, 2); // ET_EXEC
+        put16(&mut b, 16, e_type);
         put16(&mut b, 18, machine);
         put64(&mut b, 32, 64); // e_phoff
         put16(&mut b, 54, 56); // e_phentsize
@@ -238,12 +254,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn wrong_byte_order_and_dynamic_linking_are_refused() {
+    fn wrong_byte_order_dynamic_linking_and_pie_are_refused() {
         let all = targets();
         let s390 = all.iter().find(|t| t.arch == "s390x").unwrap();
         assert!(verify("f", &fixture(22, false, false), s390).unwrap_err().to_string().contains("Little-endian"));
         let amd = &all[0];
         assert!(verify("f", &fixture(62, false, true), amd).unwrap_err().to_string().contains("dynamically linked"));
+        let pie = fixture_of_type(62, false, false, ET_DYN);
+        assert!(verify("f", &pie, amd).unwrap_err().to_string().contains("position-independent (ET_DYN)"));
         assert!(parse(b"#!/bin/sh\n").is_err());
         assert!(parse(&fixture(62, false, false)[..40]).is_err());
     }
