@@ -8,7 +8,6 @@ use crate::targets::{Endian, Target};
 const PT_INTERP: u32 = 3;
 const PT_DYNAMIC: u32 = 2;
 const DT_NEEDED: u64 = 1;
-const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +198,8 @@ pub fn section<'a>(b: &'a [u8], name: &str) -> anyhow::Result<Option<&'a [u8]>> 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    const ET_EXEC: u16 = 2;
 
     /// A tiny 64-bit ELF header with one program header (no real code): enough to exercise the
     /// checks for each architecture without a cross toolchain.
