@@ -127,3 +127,26 @@ fn a_vanished_pod_gets_a_well_formed_empty_result_in_the_requested_version() {
     assert_eq!(node.pod.link_names(), vec!["lo"], "no delegate ran");
     assert!(!node.path("multus/gone").exists(), "nothing cached");
 }
+
+/// `netns::run_in` (what the interface-name check and the default-route edits use) enters the
+/// pod namespace on the calling thread and always brings it back, also after an error.
+#[test]
+fn run_in_enters_the_pod_namespace_and_always_comes_back() {
+    use std::os::unix::fs::MetadataExt;
+    let ns_of = |p: &str| std::fs::metadata(p).unwrap().ino();
+    let here = || ns_of("/proc/thread-self/ns/net");
+    let node = Node::new();
+    let home = here();
+    let pod = node.pod.path();
+    assert_ne!(home, ns_of(&pod));
+    let (inside, lo) = multus::netns::run_in(&pod, || Ok((here(), multus::netns::link_index("lo")))).unwrap();
+    assert_eq!(inside, ns_of(&pod));
+    assert!(lo.is_some(), "the pod namespace has lo");
+    assert_eq!(here(), home);
+    let e = multus::netns::run_in(&pod, || Err::<(), _>(Error::Internal("boom".into()))).unwrap_err();
+    assert!(e.to_string().contains("boom"), "{e}");
+    assert_eq!(here(), home);
+    assert!(multus::netns::run_in("/nonexistent/netns", || Ok(())).is_err());
+    assert!(multus::netns::run_in("/proc/self/status", || Ok(())).is_err());
+    assert_eq!(here(), home);
+}
