@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::conf::NetConf;
 use super::delegate::{Delegate, DelegateConfig, Requests};
+use super::kube::{Cluster, Pod};
 use super::ops::{self, Invocation};
 use crate::cni::{CniResult, Error, Exec, NetworkConfigList};
 
@@ -23,13 +24,23 @@ pub fn load(config: &[u8], requests: Requests) -> Result<Delegate, Error> {
     Ok(d)
 }
 
-/// ADD on `inv.ifname`, refused when that name is already taken in the pod.
-pub fn add<E: Exec>(conf: &NetConf, inv: &Invocation, d: &Delegate, exec: E) -> Result<CniResult, Error> {
+/// ADD on `inv.ifname`, refused when that name is already taken in the pod. Like a pod's ADD it
+/// records an `AddedInterface` event on `pod` (upstream `DelegateAdd`).
+pub fn add<E: Exec>(
+    conf: &NetConf,
+    inv: &Invocation,
+    d: &Delegate,
+    pod: Option<&Pod>,
+    cluster: &dyn Cluster,
+    exec: E,
+) -> Result<CniResult, Error> {
     ops::check_ifname_free(&inv.netns, &inv.ifname)
         .map_err(|e| e.context(format!("DelegateAdd: cannot set {:?} interface name to {:?}", d.name, inv.ifname)))?;
     let cni = ops::runtime(conf, inv, exec);
-    ops::delegate_add(&cni, d, &ops::runtime_conf(conf, inv, d, &inv.ifname))
-        .map_err(|e| e.context(format!("DelegateAdd: error adding container to network {:?}", d.name)))
+    let result = ops::delegate_add(&cni, d, &ops::runtime_conf(conf, inv, d, &inv.ifname))
+        .map_err(|e| e.context(format!("DelegateAdd: error adding container to network {:?}", d.name)))?;
+    ops::added_interface(cluster, pod, &inv.ifname, &result, &d.name);
+    Ok(result)
 }
 
 /// DEL; errors are returned (the container stays).

@@ -197,6 +197,25 @@ pub fn add<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exe
     add_delegates(conf, inv, delegates, pod.as_ref(), cluster, exec)
 }
 
+/// Logs an attachment and records upstream's `AddedInterface` event on the pod (`Add <if> [ips]
+/// from <network>`); a delegate that reported nothing gets no event, as upstream.
+pub(super) fn added_interface(
+    cluster: &dyn Cluster,
+    pod: Option<&Pod>,
+    ifname: &str,
+    result: &CniResult,
+    network: &str,
+) {
+    let ips: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
+    let message = format!("Add {ifname} {} from {network}", go_list(&ips));
+    logging::verbose(&message);
+    if let Some(pod) = pod {
+        if !(result.ips.is_empty() && result.interfaces.is_empty()) {
+            cluster.event(pod, EventType::Normal, "AddedInterface", &message);
+        }
+    }
+}
+
 /// Go's `%v` of a string slice, as upstream's event messages show IPs: `[a b]`.
 fn go_list(items: &[String]) -> String {
     format!("[{}]", items.join(" "))
@@ -236,14 +255,7 @@ pub fn add_delegates<E: Exec>(
                 )));
             }
         };
-        let ips: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
-        let message = format!("Add {ifname} {} from {}", go_list(&ips), d.name);
-        logging::verbose(&message);
-        if let Some(pod) = pod {
-            if !(result.ips.is_empty() && result.interfaces.is_empty()) {
-                cluster.event(pod, EventType::Normal, "AddedInterface", &message);
-            }
-        }
+        added_interface(cluster, pod, &ifname, &result, &d.name);
         statuses.extend(status::from_result(&result, &d.name, d.master, device_info(conf, inv, d, &ifname).as_ref()));
         if gateway::needs_edit(d) && !(result.ips.is_empty() && result.interfaces.is_empty()) {
             if let Err(e) = fix_gateway(conf, inv, d, &ifname) {

@@ -31,7 +31,7 @@ use crate::cni::skel::Command;
 use crate::cni::{CniResult, Exec};
 use crate::multus::conf::NetConf;
 use crate::multus::delegate::Requests;
-use crate::multus::kube::Cluster;
+use crate::multus::kube::{Cluster, PodLookup};
 use crate::multus::{hotplug, logging, ops};
 
 /// Everything a request needs; shared by the handlers.
@@ -116,8 +116,11 @@ impl Server {
         match r.command {
             Command::Add => {
                 // The pod must exist when there is a cluster to ask (upstream `GetPod`).
-                self.cluster.pod(&r.k8s)?;
-                let result = hotplug::add(&settings, inv, &d, exec).map_err(|e| {
+                let pod = match self.cluster.pod(&r.k8s)? {
+                    PodLookup::Found(pod) => Some(pod),
+                    _ => None,
+                };
+                let result = hotplug::add(&settings, inv, &d, pod.as_ref(), &*self.cluster, exec).map_err(|e| {
                     e.context(format!("error configuring pod [{}/{}] networking", r.k8s.namespace, r.k8s.name))
                 })?;
                 wire_result(&result).map(Some)

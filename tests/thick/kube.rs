@@ -43,7 +43,15 @@ impl Cluster {
     /// Starts the daemon with the API server's kubeconfig (the `kubeconfig` key of daemon-config).
     /// It lists pods and NADs before it serves, so objects made before this are in its caches.
     fn start_daemon(&mut self) {
-        let config = daemon_config(&self.node, json!({"kubeconfig": self.kubeconfig}));
+        self.start_daemon_with(json!({}));
+    }
+
+    /// [`Cluster::start_daemon`] with more daemon-config keys.
+    fn start_daemon_with(&mut self, extra: Value) {
+        let mut config = daemon_config(&self.node, json!({"kubeconfig": self.kubeconfig}));
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
         self.daemon = Some(Daemon::start(&self.node, &config));
     }
 
@@ -191,4 +199,39 @@ fn a_missing_nad_fails_the_add_through_the_shim_with_nothing_left() {
     assert!(e["msg"].as_str().unwrap().contains("cannot find a network-attachment-definition (nowhere)"), "{e}");
     assert_eq!(c.node.pod.link_names(), vec!["lo"]);
     assert!(c.api.events().iter().any(|e| e["reason"] == "NoNetworkFound"));
+}
+
+/// A hot-plug `/delegate` ADD for a pod the API server knows records upstream's `AddedInterface`
+/// event on that pod (upstream `DelegateAdd`), with the address the delegate reported.
+#[test]
+fn a_hot_plugged_interface_is_reported_as_an_event() {
+    use base64::Engine;
+    let mut c = Cluster::new();
+    c.pod("hot1", json!({}));
+    c.start_daemon_with(json!({"cniDir": c.node.path("multus"), "binDir": crate::harness::bin_dir()}));
+    let hot = json!({"cniVersion": "1.0.0", "name": "hot", "type": "bridge", "bridge": "tbr1",
+        "capabilities": {"ips": true}, "ipam": {"type": "static"}});
+    let request = |cmd: &str| {
+        json!({"env": {"CNI_COMMAND": cmd, "CNI_CONTAINERID": "hot1", "CNI_NETNS": c.node.pod.path(),
+            "CNI_IFNAME": "net5", "CNI_ARGS": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=hot1;K8S_POD_UID=uid-hot1"},
+            "config": base64::engine::general_purpose::STANDARD.encode(hot.to_string()),
+            "interfaceAttributes": {"ips": ["10.77.0.5/24"], "mac": "", "cni-args": null}})
+        .to_string()
+        .into_bytes()
+    };
+    let socket = c.daemon.as_ref().unwrap().socket();
+    let r = crate::harness::curl(&socket, "POST", "/delegate", Some(&request("ADD")));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(c.node.pod.addrs("net5"), vec!["10.77.0.5/24"]);
+    let added: Vec<(Value, Value)> = c
+        .api
+        .events()
+        .into_iter()
+        .filter(|e| e["reason"] == "AddedInterface")
+        .map(|e| (e["message"].clone(), e["involvedObject"]["name"].clone()))
+        .collect();
+    assert_eq!(added, vec![(json!("Add net5 [10.77.0.5/24] from hot"), json!("hot1"))]);
+    let r = crate::harness::curl(&socket, "POST", "/delegate", Some(&request("DEL")));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(c.node.pod.link_names(), vec!["lo"]);
 }
