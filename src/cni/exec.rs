@@ -139,8 +139,9 @@ impl RawExec {
     }
 }
 
-/// How long a plugin's pipes may stay open after the plugin itself exited (a grandchild it
-/// left behind holds them) before we stop reading and use what arrived.
+/// How long a plugin's pipes may stay open and silent after the plugin itself exited (a
+/// grandchild it left behind holds them) before we stop reading and use what arrived. The exit is
+/// noticed when a poll times out, so a grandchild that keeps writing is read until the deadline.
 const ORPHANED_PIPE_GRACE: Duration = Duration::from_secs(1);
 
 /// The parent's ends of a plugin's three pipes, driven without threads.
