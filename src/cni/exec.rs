@@ -6,7 +6,7 @@
 //! `cni::network`; nothing here knows about results or configs.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -290,7 +290,11 @@ fn has_exited(pid: libc::pid_t) -> bool {
 
 /// Reaps the plugin, killing it at `deadline`. `None` means it had to be killed.
 fn wait_until(child: &mut Child, pid: libc::pid_t, deadline: Instant) -> io::Result<Option<ExitStatus>> {
-    // The usual case: the plugin closed its pipes by exiting, so it is already a zombie.
+    // Usually the plugin closed its pipes by exiting, but the kernel closes a process's files a
+    // moment before it becomes a zombie. A pidfd wakes us at that moment; sleeping instead cost
+    // 0.1-0.2 ms per plugin run (`cargo xtask bench cni`). Kernels before 5.3 have no pidfd:
+    // there we poll waitid with a growing pause.
+    let exit_fd = if has_exited(pid) { None } else { pidfd(pid) };
     let mut pause = Duration::from_micros(100);
     loop {
         if has_exited(pid) {
@@ -303,9 +307,27 @@ fn wait_until(child: &mut Child, pid: libc::pid_t, deadline: Instant) -> io::Res
             child.wait()?;
             return Ok(None);
         }
-        std::thread::sleep(pause.min(left));
-        pause = (pause * 2).min(Duration::from_millis(50));
+        match &exit_fd {
+            Some(fd) => {
+                let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                let ms = left.as_millis().clamp(1, libc::c_int::MAX as u128) as libc::c_int;
+                // SAFETY: one valid pollfd; an interrupted or timed-out poll just loops.
+                unsafe { libc::poll(&mut p, 1, ms) };
+            }
+            None => {
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
     }
+}
+
+/// A pidfd for our unreaped child (readable once it has exited), or `None` before Linux 5.3.
+fn pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative return is a fresh fd that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// libcni's `pluginErr`: the error object from stdout, else a message built from stderr.
