@@ -1,9 +1,14 @@
 //! `multus-shim`: the thick-mode CNI plugin. Forwards the runtime's environment and config to
 //! `multus-daemon` over its unix socket and prints the answer (see `multus::thick::shim`).
 
+#![no_main]
+
 use multus::cni::{skel, version};
 use multus::thick::shim::Shim;
 
-fn main() {
+/// The C entry point, without std's runtime start-up: see [`skel::prepare_process`].
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    skel::prepare_process();
     skel::plugin_main(&Shim::from_process(), "multus-shim", version::ALL)
 }

@@ -2,6 +2,8 @@
 //! stdin, talks to the API server when it has a kubeconfig (or in-cluster settings), runs the
 //! delegates in-process through the CNI core, prints the master's result.
 
+#![no_main]
+
 use multus::cni::error::Error;
 use multus::cni::skel::{self, CmdArgs, Plugin};
 use multus::cni::{RawExec, version};
@@ -70,6 +72,9 @@ impl Plugin for Multus {
     }
 }
 
-fn main() {
+/// The C entry point, without std's runtime start-up: see [`skel::prepare_process`].
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    skel::prepare_process();
     skel::plugin_main(&Multus, "multus", version::ALL)
 }

@@ -4,6 +4,8 @@
 //! given (converted to that version) so it can sit anywhere in a chain; DEL, CHECK, GC and STATUS
 //! succeed.
 
+#![no_main]
+
 use multus::cni::error::Error;
 use multus::cni::skel::{self, CmdArgs, Plugin};
 use multus::cni::{CniResult, version};
@@ -31,6 +33,9 @@ impl Plugin for Passthru {
     }
 }
 
-fn main() {
+/// The C entry point, without std's runtime start-up: see [`skel::prepare_process`].
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    skel::prepare_process();
     skel::plugin_main(&Passthru, "passthru", version::ALL)
 }

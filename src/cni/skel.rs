@@ -196,6 +196,34 @@ fn print(stdout: &mut dyn Write, v: &Value) -> Result<(), CniError> {
     writeln!(stdout, "{v}").map_err(|e| CniError::new(code::IO_FAILURE, format!("writing result: {e}"), ""))
 }
 
+/// What a plugin binary needs from process start-up when it skips std's runtime
+/// (`#![no_main]`, see `src/bin/multus.rs`). std's start-up reads /proc/self/maps to find the
+/// main thread's stack guard and installs stack-overflow handlers: about 0.1 ms of every exec
+/// (`cargo xtask bench cni`), which a runtime pays per pod and command. A plugin keeps the two
+/// steps that matter to it:
+/// - fds 0-2 are open (else the first file we open would become stdout and get the result);
+/// - SIGPIPE is ignored (a delegate that exits without reading its config must not kill us;
+///   children get the default back, as std's spawn resets it).
+pub fn prepare_process() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
+    // SAFETY: three valid pollfd structs; a zero timeout only reports which fds are closed.
+    while unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } < 0 {
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // Cannot tell which fds are open; std aborts here too.
+            std::process::abort();
+        }
+    }
+    for p in fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0) {
+        // SAFETY: open(2) with a constant path; the lowest free fd is the closed one.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if fd != p.fd {
+            std::process::abort();
+        }
+    }
+    // SAFETY: setting a signal's disposition to SIG_IGN has no other effect.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
 /// The process-level entry point: real env, stdin and stdout; exits with the code.
 /// `-v`/`--version` on the command line prints the build's version line instead.
 pub fn plugin_main(plugin: &dyn Plugin, bin: &str, supported: &[&str]) -> ! {
