@@ -184,15 +184,24 @@ pub fn write_atomic(
     durability: Durability,
 ) -> Result<(), Error> {
     let dir = file.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(dir_mode)
-        .create(dir)
-        .map_err(|e| Error::io("failed to create directory", dir, e))?;
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let open = || std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(file_mode).open(&tmp);
+    // The directory is made on first use only: making sure of it before every write cost two
+    // syscalls per cache file on every ADD.
+    let mut f = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(dir_mode)
+                .create(dir)
+                .map_err(|e| Error::io("failed to create directory", dir, e))?;
+            open()
+        }
+        opened => opened,
+    }
+    .map_err(|e| Error::io("failed to write", file, e))?;
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(file_mode).open(&tmp)?;
         f.write_all(bytes)?;
         if durability == Durability::Sync {
             f.sync_all()?;
@@ -203,7 +212,7 @@ pub fn write_atomic(
         }
         Ok(())
     })();
-    result.map_err(|e| {
+    result.map_err(|e: std::io::Error| {
         let _ = std::fs::remove_file(&tmp);
         Error::io("failed to write", file, e)
     })
@@ -241,4 +250,42 @@ pub fn new_info(
 /// Decodes base64 the way the cache stores configs (for tools and tests).
 pub fn decode_config(s: &str) -> Result<Vec<u8>, Error> {
     base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| Error::Decoding(format!("cache config: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn write_atomic_makes_missing_directories_and_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("a/b/results/net-c1-eth0");
+        write_atomic(&file, b"one", 0o600, 0o700, Durability::Rename).unwrap();
+        write_atomic(&file, b"two", 0o600, 0o700, Durability::Rename).unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&file), mode(file.parent().unwrap()), mode(&d.path().join("a"))), (0o600, 0o700, 0o700));
+        assert_eq!(names(file.parent().unwrap()), vec!["net-c1-eth0"]);
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_removes_its_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        // A directory in the way: the rename fails after the temp file was written.
+        let file = d.path().join("taken");
+        std::fs::create_dir(&file).unwrap();
+        std::fs::write(file.join("keep"), b"x").unwrap();
+        let e = write_atomic(&file, b"new", 0o600, 0o700, Durability::Rename).unwrap_err();
+        assert!(e.to_string().contains("taken"), "{e}");
+        assert_eq!(names(d.path()), vec!["taken"]);
+        assert_eq!(names(&file), vec!["keep"]);
+    }
 }
