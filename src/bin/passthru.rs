@@ -33,9 +33,8 @@ impl Plugin for Passthru {
     }
 }
 
-/// The C entry point, without std's runtime start-up: see [`skel::prepare_process`].
+/// The C entry point, without std's runtime start-up (see `skel::plugin_main`).
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
-    skel::prepare_process();
     skel::plugin_main(&Passthru, "passthru", version::ALL)
 }

@@ -292,7 +292,7 @@ fn has_exited(pid: libc::pid_t) -> bool {
 fn wait_until(child: &mut Child, pid: libc::pid_t, deadline: Instant) -> io::Result<Option<ExitStatus>> {
     // Usually the plugin closed its pipes by exiting, but the kernel closes a process's files a
     // moment before it becomes a zombie. A pidfd wakes us at that moment; sleeping instead cost
-    // 0.1-0.2 ms per plugin run (`cargo xtask bench cni`). Kernels before 5.3 have no pidfd:
+    // ~0.18 ms per plugin run (perf trace of a multus ADD and DEL). Kernels before 5.3 have no pidfd:
     // there we poll waitid with a growing pause.
     let exit_fd = if has_exited(pid) { None } else { pidfd(pid) };
     let mut pause = Duration::from_micros(100);

@@ -1,4 +1,4 @@
-//! Our per-pod plugin binaries start without std's runtime (`skel::prepare_process`): what they
+//! Our per-pod plugin binaries start without std's runtime (`skel::plugin_main` prepares the process): what they
 //! must still guarantee as processes.
 
 use std::io::Write;
