@@ -160,7 +160,7 @@ def train(bins, work):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--out", default=os.path.join(ROOT, "cross/hot-text.ld"))
     args = ap.parse_args()
     bins = build()

@@ -1,9 +1,10 @@
 //! `cargo xtask build` for amd64 (rustup) and arm64 (Debian's rustc 1.85 — the MSRV proof),
 //! judged by tools that are not ours: `file` for the ELF type, qemu-user running the binary,
 //! `rust-audit-info` (from the cargo-auditable project) reading the embedded dependency list, and
-//! `cargo metadata` for what that list must contain. Built twice in different directories to
-//! prove the output is byte-identical and free of host paths: the first build is the one the image
-//! tests share (`support::built`, made once per run), the second is cold in a fresh directory.
+//! `cargo metadata` for what that list must contain, `readelf` for the code layout. Built twice in
+//! different directories to prove the output is byte-identical and free of host paths: the first
+//! build is the one the image tests share (`support::built`, made once per run), the second is cold
+//! in a fresh directory.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -97,6 +98,23 @@ fn cross_build_is_verified_auditable_and_reproducible() {
             .map(|p| (p["name"].as_str().unwrap().to_string(), p["version"].as_str().unwrap().to_string()))
             .collect();
         assert_eq!(listed, expected_crates(triple), "{triple}: embedded list vs cargo metadata");
+
+        // The code layout of cross/hot-text.ld took effect with both linkers (lld for amd64, GNU ld
+        // for arm64): `multus` has the hot section, executable, placed before the rest of .text.
+        let multus = t["binaries"].as_array().unwrap().iter().find(|b| b["name"] == "multus").unwrap();
+        let sections = sh("readelf", &["-SW", out.join(multus["path"].as_str().unwrap()).to_str().unwrap()]);
+        let addr = |name: &str| {
+            // "  [Nr] Name Type Address ..." (the index is space-padded: "[ 8]").
+            let fields = |l: &str| -> Vec<String> {
+                l.split_once(']').map_or(vec![], |(_, r)| r.split_whitespace().map(String::from).collect())
+            };
+            let line = sections.lines().find(|l| fields(l).first().map(String::as_str) == Some(name));
+            let line = line.unwrap_or_else(|| panic!("{triple}: multus has no {name} section:\n{sections}"));
+            let f = fields(line);
+            assert!(f[1] == "PROGBITS" && line.contains(" AX "), "{triple}: {line}");
+            u64::from_str_radix(&f[2], 16).unwrap()
+        };
+        assert!(addr(".text.hot") < addr(".text"), "{triple}: .text.hot is not in front of .text");
 
         // No host paths: neither the workspace nor the build directory appears in the binary.
         for host_path in [root().display().to_string(), first.display().to_string()] {
