@@ -99,8 +99,9 @@ fn cross_build_is_verified_auditable_and_reproducible() {
             .collect();
         assert_eq!(listed, expected_crates(triple), "{triple}: embedded list vs cargo metadata");
 
-        // The code layout of cross/hot-text.ld took effect with both linkers (lld for amd64, GNU ld
-        // for arm64): `multus` has the hot section, executable, placed before the rest of .text.
+        // The code layout of cross/hot-text.ld took effect with both toolchains (rustup for amd64,
+        // Debian's 1.85 for arm64; GNU ld links both): `multus` has the hot section, executable,
+        // placed before the rest of .text.
         let multus = t["binaries"].as_array().unwrap().iter().find(|b| b["name"] == "multus").unwrap();
         let sections = sh("readelf", &["-SW", out.join(multus["path"].as_str().unwrap()).to_str().unwrap()]);
         let addr = |name: &str| {
