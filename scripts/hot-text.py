@@ -33,7 +33,6 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRIPLE = "x86_64-unknown-linux-gnu"
 ARCHIVES = ["libc.a", "libm.a", "libgcc.a", "libgcc_eh.a"]
 # Code every run executes that callgrind does not report: `_start` (crt1.o), the child side of
 # posix_spawn (valgrind turns CLONE_VFORK into a fork and has no clone3), and the AVX2 variant of
