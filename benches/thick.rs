@@ -8,6 +8,8 @@
 //! `burst`: a hundred pods ADDed at once, then DELed at once, through the shim and through the
 //! thin plugin, in alternating rounds: pods per second of each, their ratio, and the daemon's
 //! resident memory when idle (fresh, and after the bursts) and at its peak (`VmHWM`).
+//! `idle`: the daemon's CPU-seconds per second while nothing happens, in the default deployment's
+//! auto mode (the config manager watching the directory it writes into).
 //!
 //! The binaries are cargo's release builds unless `MULTUS_BENCH_BIN` (thin `multus`),
 //! `MULTUS_BENCH_SHIM` and `MULTUS_BENCH_DAEMON` point elsewhere (`cargo xtask bench thick` points
@@ -23,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use multus::thick::daemon_config::DEFAULT_MAX_CONCURRENT_REQUESTS;
 use serde_json::{Value, json};
-use support::thick::{DAEMON_BIN, Daemon, Outcome, SHIM_BIN, bridge, daemon_config, finish, shim_conf, spawn_cni};
+use support::thick::{
+    DAEMON_BIN, Daemon, Outcome, SHIM_BIN, bridge, daemon_config, finish, shim_conf, spawn_cni, write,
+};
 use support::{CNI_BIN, Netns, Node};
 
 const WARMUP: usize = 2;
@@ -276,9 +280,51 @@ fn burst_pods() {
     );
 }
 
+/// The daemon's CPU use while idle in the default deployment's layout: auto mode with
+/// `cniConfigDir` == `multusAutoconfigDir`, 00-multus.conf generated, no requests. The window is
+/// `MULTUS_BENCH_IDLE_SECS` (default 60 s); the goal is < 0.01 CPU-seconds per second.
+fn idle_cpu() {
+    let bins = Bins::from_env();
+    let node = Node::new();
+    let auto = node.path("host-net.d");
+    write(
+        &auto.join("10-cbr.conflist"),
+        &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [{"type": "bridge"}]}),
+    );
+    let config = daemon_config(
+        &node,
+        json!({"logLevel": "error", "multusConfigFile": "auto", "multusAutoconfigDir": auto, "cniConfigDir": auto,
+            "cniVersion": "1.0.0"}),
+    );
+    let daemon = Daemon::start_bin(&node, &config, &bins.daemon);
+    let generated = auto.join("00-multus.conf");
+    let start = Instant::now();
+    while !generated.exists() {
+        assert!(start.elapsed() < Duration::from_secs(30), "00-multus.conf never appeared: {}", daemon.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(BURST_SETTLE);
+    let window =
+        Duration::from_secs(std::env::var("MULTUS_BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60));
+    let (cpu0, t0) = (daemon.cpu_time(), Instant::now());
+    std::thread::sleep(window);
+    let (cpu, wall) = (daemon.cpu_time() - cpu0, t0.elapsed());
+    let rss = daemon.status_kib("VmRSS") as f64 / 1024.0;
+    println!(
+        "bench idle (daemon in auto mode, cniConfigDir == multusAutoconfigDir, no requests, {:.0} s):",
+        secs(&wall)
+    );
+    println!(
+        "  daemon CPU              {:>8.3} s in {:.0} s = {:.5} CPU-s/s (goal < 0.01)   RSS {rss:.1} MiB",
+        secs(&cpu),
+        secs(&wall),
+        secs(&cpu) / secs(&wall)
+    );
+}
+
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let benches: [(&str, fn()); 2] = [("shim_vs_thin", shim_vs_thin), ("burst", burst_pods)];
+    let benches: [(&str, fn()); 3] = [("shim_vs_thin", shim_vs_thin), ("burst", burst_pods), ("idle", idle_cpu)];
     for (name, f) in benches {
         if filter.as_deref().is_none_or(|flt| name.contains(flt)) {
             f();

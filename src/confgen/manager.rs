@@ -11,8 +11,9 @@
 //!    become usable (a primary caught half-written at boot is not fatal). `forceCNIVersion`
 //!    rewrites the primary's `cniVersion` on disk once, as upstream does (kind/e2e only).
 //! 3. Write the generated file (`thick::generate`) atomically with mode 0600.
-//! 4. On every event for the primary, and once a second as a safety net for missed events,
-//!    re-read it; when its content changed, regenerate and rewrite (only if the document
+//! 4. On every event that can change the primary (created, written and closed, renamed,
+//!    removed; never an open or a read, which our own re-read causes, nor our own writes),
+//!    collected for 50 ms, and once a second as a safety net for missed events, re-read it; when its content changed, regenerate and rewrite (only if the document
 //!    changed). When it is unreadable, invalid or incompatible, keep the previous good file and
 //!    log (upstream wrote an empty 00-multus.conf, issue #1155). A removed primary is logged
 //!    and waited for; the selection is never re-evaluated (as upstream).
@@ -211,6 +212,7 @@ impl Manager {
             status: status.clone(),
             _watcher: watcher,
             readiness_seen: false,
+            pending: None,
             wrote: false,
             forced: false,
         };
@@ -331,6 +333,8 @@ enum Wake {
     Event(Vec<PathBuf>),
     /// The timeout passed (or the watcher reported an error).
     Timeout,
+    /// An event that cannot change the generated config.
+    Ignored,
 }
 
 struct Worker {
@@ -340,6 +344,8 @@ struct Worker {
     status: Arc<Mutex<Status>>,
     _watcher: notify::RecommendedWatcher,
     readiness_seen: bool,
+    /// A message [`Worker::debounce`] received but did not handle.
+    pending: Option<Msg>,
     wrote: bool,
     forced: bool,
 }
@@ -385,14 +391,19 @@ impl Worker {
                     }
                 }
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Exit::Fatal(Fatal::NoPrimary(last_error));
-            }
-            match self.wait(self.cfg.poll_interval.min(deadline - now)) {
-                Wake::Stop => return Exit::Stopped,
-                Wake::Fatal(f) => return Exit::Fatal(f),
-                Wake::Event(_) | Wake::Timeout => {}
+            // Next try: on an event that can change the outcome, or after the poll interval.
+            let next_poll = Instant::now() + self.cfg.poll_interval;
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Exit::Fatal(Fatal::NoPrimary(last_error));
+                }
+                match self.wait(next_poll.min(deadline).saturating_duration_since(now)) {
+                    Wake::Stop => return Exit::Stopped,
+                    Wake::Fatal(f) => return Exit::Fatal(f),
+                    Wake::Ignored if Instant::now() < next_poll => continue,
+                    Wake::Event(_) | Wake::Timeout | Wake::Ignored => break,
+                }
             }
         };
         logging::verbose(&format!("watching the primary CNI config {}", current.path.display()));
@@ -405,8 +416,9 @@ impl Worker {
             match wake {
                 Wake::Stop => return Exit::Stopped,
                 Wake::Fatal(f) => return Exit::Fatal(f),
+                Wake::Ignored if !due => continue,
                 Wake::Event(paths) if !due && !paths.contains(&current.path) => continue,
-                Wake::Event(_) | Wake::Timeout => self.reconcile(&mut current),
+                Wake::Event(_) | Wake::Timeout | Wake::Ignored => self.reconcile(&mut current),
             }
             if due {
                 next_resync = Instant::now() + self.cfg.poll_interval;
@@ -501,7 +513,11 @@ impl Worker {
 
     /// Waits for a message or the timeout; checks the readiness indicator file.
     fn wait(&mut self, timeout: Duration) -> Wake {
-        let wake = match self.rx.recv_timeout(timeout) {
+        let received = match self.pending.take() {
+            Some(msg) => Ok(msg),
+            None => self.rx.recv_timeout(timeout),
+        };
+        let wake = match received {
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return Wake::Stop,
             Ok(Msg::Fs(Err(e))) => {
                 logging::error(&format!("config manager: watch error: {e}"));
@@ -513,8 +529,14 @@ impl Worker {
                         return Wake::Fatal(Fatal::ReadinessRemoved(ready.clone()));
                     }
                 }
+                if !can_change_config(&ev, &self.conf_path) {
+                    // Opens and reads (ours included: every re-read of the primary is an
+                    // IN_OPEN), attribute changes and our own writes change nothing we generate;
+                    // reacting to them made the manager re-read the primary forever.
+                    return Wake::Ignored;
+                }
                 logging::debug(&format!("config manager: {ev:?}"));
-                Wake::Event(ev.paths)
+                Wake::Event(self.debounce(ev.paths))
             }
             Err(RecvTimeoutError::Timeout) => Wake::Timeout,
         };
@@ -527,6 +549,60 @@ impl Worker {
         }
         wake
     }
+}
+
+/// How long a burst of events (an editor's write, a temp file renamed in place) is collected
+/// before the primary is read once for all of them.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+impl Worker {
+    /// Collects the events that follow `paths` within [`DEBOUNCE`] (a stop or another message is
+    /// left for the next wait).
+    fn debounce(&mut self, mut paths: Vec<PathBuf>) -> Vec<PathBuf> {
+        let until = Instant::now() + DEBOUNCE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return paths;
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(Msg::Fs(Ok(ev))) if !self.readiness_removed(&ev) => {
+                    if can_change_config(&ev, &self.conf_path) {
+                        paths.extend(ev.paths);
+                    }
+                }
+                Ok(msg) => {
+                    self.pending = Some(msg);
+                    return paths;
+                }
+                Err(_) => return paths,
+            }
+        }
+    }
+
+    fn readiness_removed(&self, ev: &notify::Event) -> bool {
+        self.cfg.readiness_indicator_file.as_deref().is_some_and(|ready| removes(ev, ready))
+    }
+}
+
+/// Whether an event can change the generated config: a CNI config file (`.conf`, `.conflist`,
+/// `.json`) or the readiness indicator created, written and closed, renamed or removed. Opens,
+/// reads, attribute changes and the file this manager writes itself (and its temp file) cannot.
+fn can_change_config(ev: &notify::Event, own: &Path) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    let kind = match ev.kind {
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any | EventKind::Other => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+    };
+    let own_tmp = own.file_name().map(|n| format!(".{}.tmp", n.to_string_lossy()));
+    kind && ev.paths.iter().any(|p| {
+        let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let ours = p == own || own_tmp.as_deref().is_some_and(|t| name.starts_with(t));
+        !ours && !name.starts_with('.')
+    })
 }
 
 /// True when the event removes `path` or renames it away.
@@ -614,6 +690,38 @@ mod tests {
         c.conf.cni_version = "0.4.0".into();
         c.autoconfig_dir.clear();
         assert!(validate_auto(&c).is_err());
+    }
+
+    #[test]
+    fn only_events_that_can_change_the_config_count() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, MetadataKind};
+        let own = PathBuf::from("/e/00-multus.conf");
+        let ev = |kind, path: &str| notify::Event { kind, paths: vec![PathBuf::from(path)], attrs: Default::default() };
+        let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        let read_closed = EventKind::Access(AccessKind::Close(AccessMode::Read));
+        let written = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let data = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        // Reading the primary (what the manager itself does) is no change.
+        assert!(!can_change_config(&ev(open, "/e/10-cbr.conflist"), &own));
+        assert!(!can_change_config(&ev(read_closed, "/e/10-cbr.conflist"), &own));
+        assert!(!can_change_config(
+            &ev(EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)), "/e/10-cbr.conflist"),
+            &own
+        ));
+        // Our own file and its temp file are no change either.
+        assert!(!can_change_config(&ev(written, "/e/00-multus.conf"), &own));
+        assert!(!can_change_config(&ev(EventKind::Create(CreateKind::File), "/e/.00-multus.conf.tmp42"), &own));
+        for kind in
+            [written, data, EventKind::Create(CreateKind::File), EventKind::Remove(notify::event::RemoveKind::Any)]
+        {
+            assert!(can_change_config(&ev(kind, "/e/10-cbr.conflist"), &own), "{kind:?}");
+        }
+        let rename = notify::Event {
+            kind: EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            paths: vec![PathBuf::from("/e/.tmp"), PathBuf::from("/e/10-cbr.conflist")],
+            attrs: Default::default(),
+        };
+        assert!(can_change_config(&rename, &own));
     }
 
     #[test]

@@ -103,6 +103,20 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no {field} in {path}"))
     }
 
+    /// CPU time the daemon has used so far (user + system, all threads), from `/proc/<pid>/stat`.
+    pub fn cpu_time(&self) -> Duration {
+        let path = format!("/proc/{}/stat", self.pid());
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        // Fields after the command name (which may hold spaces) start at state (field 3);
+        // utime and stime are fields 14 and 15, in clock ticks.
+        let rest = &text[text.rfind(')').expect("stat has a command") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.socket_dir.join("multus.sock")
     }

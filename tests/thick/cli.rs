@@ -101,3 +101,36 @@ fn auto_mode_generates_00_multus_conf_and_exits_2_when_readiness_goes() {
     assert_eq!(d.wait_exit(), 2, "{}", d.stderr());
     assert!(!generated.exists(), "00-multus.conf removed");
 }
+
+/// The default deployment's layout (`cniConfigDir` == `multusAutoconfigDir`, auto mode): once
+/// 00-multus.conf is written, an idle daemon must not work. The config manager used to re-read
+/// the primary on the inotify event its own read caused, burning most of a core forever.
+#[test]
+fn idle_daemon_in_auto_mode_uses_no_cpu() {
+    let node = Node::new();
+    let auto = node.path("host-net.d");
+    write(
+        &auto.join("10-cbr.conflist"),
+        &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [{"type": "bridge"}]}),
+    );
+    let config = daemon_config(
+        &node,
+        json!({"multusConfigFile": "auto", "multusAutoconfigDir": auto, "cniConfigDir": auto, "cniVersion": "1.0.0"}),
+    );
+    let d = Daemon::start(&node, &config);
+    let generated = auto.join("00-multus.conf");
+    crate::eventually("00-multus.conf is generated", || generated.exists());
+    std::thread::sleep(Duration::from_secs(1));
+    let before = d.cpu_time();
+    std::thread::sleep(Duration::from_secs(10));
+    let used = d.cpu_time() - before;
+    assert!(used < Duration::from_millis(100), "the idle daemon used {used:?} of CPU in 10 s: {}", d.stderr());
+    // Still watching: a changed primary is picked up.
+    write(
+        &auto.join("10-cbr.conflist"),
+        &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [{"type": "bridge", "capabilities": {"portMappings": true}}]}),
+    );
+    crate::eventually("00-multus.conf follows the primary", || {
+        crate::read(&generated).is_some_and(|t| t.contains("portMappings"))
+    });
+}
