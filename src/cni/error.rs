@@ -121,6 +121,16 @@ impl Error {
         }
     }
 
+    /// Whether a plugin was killed at its timeout somewhere in this failure.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Context { source, .. } => source.is_timeout(),
+            Error::Multiple(v) => v.iter().any(Error::is_timeout),
+            _ => false,
+        }
+    }
+
     /// Wraps the error with what was being done ("plugin type=\"bridge\" failed (add)").
     pub fn context(self, context: impl Into<String>) -> Error {
         Error::Context { context: context.into(), source: Box::new(self) }

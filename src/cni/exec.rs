@@ -19,9 +19,69 @@ pub trait Exec: Send + Sync {
     /// Returns stdout on exit status 0; otherwise the plugin's error object.
     fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error>;
 
+    /// [`Exec::exec_plugin`] with this timeout instead of the executor's own. Executors without
+    /// a timeout ignore it.
+    fn exec_plugin_timeout(
+        &self,
+        plugin: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+        _timeout: Duration,
+    ) -> Result<Vec<u8>, Error> {
+        self.exec_plugin(plugin, stdin, env)
+    }
+
     /// Finds a plugin binary by name in the search path (libcni `FindInPath`).
     fn find_in_path(&self, name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
         find_in_path(name, paths)
+    }
+}
+
+/// An executor whose every plugin run has `timeout` (the multus config's delegate timeout, or
+/// the shorter rollback timeout).
+#[derive(Debug, Clone)]
+pub struct WithTimeout<E> {
+    pub inner: E,
+    pub timeout: Duration,
+}
+
+impl<E: Exec> Exec for WithTimeout<E> {
+    fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
+        self.inner.exec_plugin_timeout(plugin, stdin, env, self.timeout)
+    }
+
+    fn exec_plugin_timeout(
+        &self,
+        plugin: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Error> {
+        self.inner.exec_plugin_timeout(plugin, stdin, env, timeout)
+    }
+
+    fn find_in_path(&self, name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
+        self.inner.find_in_path(name, paths)
+    }
+}
+
+impl<T: Exec + ?Sized> Exec for &T {
+    fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
+        (**self).exec_plugin(plugin, stdin, env)
+    }
+
+    fn exec_plugin_timeout(
+        &self,
+        plugin: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Error> {
+        (**self).exec_plugin_timeout(plugin, stdin, env, timeout)
+    }
+
+    fn find_in_path(&self, name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
+        (**self).find_in_path(name, paths)
     }
 }
 
@@ -45,6 +105,16 @@ pub fn find_in_path(name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
 impl<T: Exec + ?Sized> Exec for std::sync::Arc<T> {
     fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
         (**self).exec_plugin(plugin, stdin, env)
+    }
+
+    fn exec_plugin_timeout(
+        &self,
+        plugin: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Error> {
+        (**self).exec_plugin_timeout(plugin, stdin, env, timeout)
     }
 
     fn find_in_path(&self, name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
@@ -74,6 +144,55 @@ impl Exec for RawExec {
     fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
         self.run(plugin, stdin, env, &|_| {})
     }
+
+    fn exec_plugin_timeout(
+        &self,
+        plugin: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Error> {
+        RawExec { timeout, ..self.clone() }.run(plugin, stdin, env, &|_| {})
+    }
+}
+
+/// How much of a plugin's stdout and of its stderr is kept (each); the rest is read, counted
+/// and dropped, so a runaway plugin cannot make multus's memory or its error object huge.
+pub const MAX_PLUGIN_OUTPUT: usize = 1 << 20;
+
+/// Makes the child the leader of a process group of its own (so a timeout kills everything it
+/// started) and asks the kernel to SIGKILL it when the thread that started it dies (a runtime
+/// that SIGKILLs `multus` on its own timeout takes the delegate with it).
+fn own_group_and_parent_death(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid is async-signal-safe and has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    cmd.process_group(0);
+    // SAFETY: the hook runs in the child between fork and exec and calls only async-signal-safe
+    // functions (prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then no signal will ever come.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Kills the plugin's whole process group (its pid is the group's id; it is not reaped yet, so
+/// neither can have been reused).
+fn kill_group(pid: libc::pid_t) {
+    // SAFETY: signalling our own unreaped child's group; then the child itself, in case it left
+    // the group (setsid/setpgid).
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+        libc::kill(pid, libc::SIGKILL);
+    }
 }
 
 impl RawExec {
@@ -94,6 +213,7 @@ impl RawExec {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
+            own_group_and_parent_death(&mut cmd);
             prepare(&mut cmd);
             let spawned = cmd.spawn();
             match spawned {
@@ -114,8 +234,7 @@ impl RawExec {
         let killed = match io.pump(pid, deadline) {
             Ok(k) => k,
             Err(e) => {
-                // SAFETY: the pid belongs to our unreaped child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                kill_group(pid);
                 let _ = child.wait();
                 return Err(Error::io("failed to talk to plugin", plugin, e));
             }
@@ -124,7 +243,7 @@ impl RawExec {
         let status = if killed { child.wait().map(|_| None) } else { wait_until(&mut child, pid, deadline) }
             .map_err(|e| Error::io("failed to wait for plugin", plugin, e))?;
         let killed = killed || status.is_none();
-        let (stdout, stderr) = (io.out, io.err);
+        let (stdout, stderr) = (io.out.into_bytes(), io.err.into_bytes());
         if self.forward_stderr && !stderr.is_empty() {
             let _ = std::io::stderr().write_all(&stderr);
         }
@@ -150,8 +269,32 @@ struct PipeIo<'a> {
     input: &'a [u8],
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
-    out: Vec<u8>,
-    err: Vec<u8>,
+    out: Capped,
+    err: Capped,
+}
+
+/// The first [`MAX_PLUGIN_OUTPUT`] bytes of a stream and the count of the rest.
+#[derive(Default)]
+struct Capped {
+    kept: Vec<u8>,
+    dropped: u64,
+}
+
+impl Capped {
+    fn push(&mut self, bytes: &[u8]) {
+        let room = MAX_PLUGIN_OUTPUT.saturating_sub(self.kept.len());
+        let n = room.min(bytes.len());
+        self.kept.extend_from_slice(&bytes[..n]);
+        self.dropped += (bytes.len() - n) as u64;
+    }
+
+    /// What was kept, with a note of what was not.
+    fn into_bytes(mut self) -> Vec<u8> {
+        if self.dropped > 0 {
+            self.kept.extend_from_slice(format!("\n[{} more bytes truncated]", self.dropped).as_bytes());
+        }
+        self.kept
+    }
 }
 
 impl<'a> PipeIo<'a> {
@@ -162,7 +305,7 @@ impl<'a> PipeIo<'a> {
         input: &'a [u8],
     ) -> PipeIo<'a> {
         let stdin = stdin.filter(|_| !input.is_empty());
-        PipeIo { stdin, input, stdout, stderr, out: Vec::new(), err: Vec::new() }
+        PipeIo { stdin, input, stdout, stderr, out: Capped::default(), err: Capped::default() }
     }
 
     /// Feeds stdin and drains stdout/stderr until all are closed. At `deadline` the plugin is
@@ -179,8 +322,7 @@ impl<'a> PipeIo<'a> {
         while self.stdin.is_some() || self.stdout.is_some() || self.stderr.is_some() {
             let now = Instant::now();
             if now >= deadline {
-                // SAFETY: the pid belongs to our unreaped child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                kill_group(pid);
                 return Ok(true);
             }
             if exited_at.is_some_and(|t| now.duration_since(t) >= ORPHANED_PIPE_GRACE) {
@@ -253,13 +395,13 @@ impl<'a> PipeIo<'a> {
 }
 
 /// Reads everything available from `pipe` into `buf`; drops the pipe at end of file.
-fn drain(pipe: &mut Option<impl Read>, buf: &mut Vec<u8>) {
+fn drain(pipe: &mut Option<impl Read>, buf: &mut Capped) {
     let Some(p) = pipe.as_mut() else { return };
     let mut chunk = [0u8; 8192];
     loop {
         match p.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => buf.push(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(_) => break,
@@ -302,8 +444,7 @@ fn wait_until(child: &mut Child, pid: libc::pid_t, deadline: Instant) -> io::Res
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            // SAFETY: the pid belongs to our unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            kill_group(pid);
             child.wait()?;
             return Ok(None);
         }
@@ -330,24 +471,48 @@ fn pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// libcni's `pluginErr`: the error object from stdout, else a message built from stderr.
+/// How much of a failed plugin's output an error message quotes.
+const MAX_QUOTED_OUTPUT: usize = 16 * 1024;
+
+/// The output as text for an error message: at most [`MAX_QUOTED_OUTPUT`] bytes of it.
+fn quoted(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_QUOTED_OUTPUT)]);
+    if bytes.len() > MAX_QUOTED_OUTPUT {
+        format!("{:?} (first {MAX_QUOTED_OUTPUT} of {} bytes)", text, bytes.len())
+    } else {
+        format!("{:?}", text.trim_end())
+    }
+}
+
+/// libcni's `pluginErr`: the error object from stdout, else a message built from stderr. The
+/// plugin's own object is kept as it is only when it is small; quoted output is bounded.
 pub fn plugin_error(status: &str, stdout: &[u8], stderr: &[u8]) -> CniError {
     if stdout.iter().all(u8::is_ascii_whitespace) {
         let msg = if stderr.is_empty() {
             format!("netplugin failed with no error message: {status}")
         } else {
-            format!("netplugin failed: {:?}", String::from_utf8_lossy(stderr).trim_end())
+            format!("netplugin failed: {}", quoted(stderr))
         };
         return CniError::new(code::INTERNAL, msg, "");
     }
     match serde_json::from_slice::<CniError>(stdout) {
-        Ok(e) => e,
+        Ok(mut e) => {
+            for field in [&mut e.msg, &mut e.details] {
+                if field.len() > MAX_QUOTED_OUTPUT {
+                    let mut end = MAX_QUOTED_OUTPUT;
+                    while !field.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    let total = field.len();
+                    field.truncate(end);
+                    field.push_str(&format!(" [truncated, {total} bytes]"));
+                }
+            }
+            e
+        }
         Err(err) => CniError::new(
             code::INTERNAL,
-            format!(
-                "netplugin failed but error parsing its diagnostic message {:?}: {err}",
-                String::from_utf8_lossy(stdout)
-            ),
+            format!("netplugin failed but error parsing its diagnostic message {}: {err}", quoted(stdout)),
             "",
         ),
     }
@@ -397,6 +562,66 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, Error::Timeout { .. }), "{e}");
         assert_eq!(e.code(), code::TRY_AGAIN_LATER);
+        assert!(start.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn huge_output_gives_a_small_error() {
+        let d = tempfile::tempdir().unwrap();
+        // 20 MB on stdout and on stderr, then failure.
+        let p = script(
+            d.path(),
+            "flood",
+            "head -c 20000000 /dev/zero | tr '\\0' x; head -c 20000000 /dev/zero >&2; exit 1",
+        );
+        let e = RawExec { forward_stderr: false, ..Default::default() }.exec_plugin(&p, b"", &[]).unwrap_err();
+        let json = e.to_cni().to_json();
+        assert!(json.len() < 64 * 1024, "error object of {} bytes", json.len());
+        assert!(json.contains("first 16384 of"), "{}", &json[..200]);
+        // A plugin's own error object with a long message keeps its code; the message is cut.
+        let p = script(
+            d.path(),
+            "verbose",
+            "printf '{\"code\":7,\"msg\":\"'; head -c 500000 /dev/zero | tr '\\0' m; printf '\"}'; exit 1",
+        );
+        let e = RawExec::default().exec_plugin(&p, b"", &[]).unwrap_err();
+        assert_eq!(e.code(), 7);
+        assert!(e.to_cni().to_json().len() < 64 * 1024);
+        assert!(e.to_cni().msg.ends_with("[truncated, 500000 bytes]"));
+        // Successful output within the bound is untouched (the unit above covers 1 MiB echoed).
+    }
+
+    #[test]
+    fn a_timeout_kills_the_plugins_children_too() {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("child.pid");
+        let body = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let p = script(d.path(), "forks", &body);
+        let e = RawExec { timeout: Duration::from_millis(500), forward_stderr: false }
+            .exec_plugin(&p, b"", &[])
+            .unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{e}");
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let gone = |pid: i32| {
+            // A killed grandchild is reparented and reaped by init (or is a zombie briefly).
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone(pid) {
+            assert!(Instant::now() < deadline, "the plugin's child {pid} survived the timeout");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn per_call_timeout() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script(d.path(), "sleeper", "exec sleep 30");
+        let exec = WithTimeout { inner: RawExec::default(), timeout: Duration::from_millis(200) };
+        let start = Instant::now();
+        let e = exec.exec_plugin(&p, b"", &[]).unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{e}");
         assert!(start.elapsed() < Duration::from_secs(20));
     }
 

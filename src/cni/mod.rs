@@ -11,6 +11,7 @@ pub mod exec;
 pub mod network;
 pub mod result;
 pub mod skel;
+pub mod validate;
 pub mod version;
 
 pub use config::{NetworkConfigList, PluginConfig};

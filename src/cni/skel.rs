@@ -86,6 +86,11 @@ pub trait Plugin {
     fn status(&self, _args: &CmdArgs) -> Result<(), Error> {
         Ok(())
     }
+    /// Refuses a CNI_NETNS that is not a network namespace (`validate::netns`, the one IO step
+    /// of the validation); runs before any handler.
+    fn validate_netns(&self, cmd: Command, path: &str) -> Result<(), Error> {
+        super::validate::netns(cmd, path)
+    }
 }
 
 /// Which variables each command requires (Go skel's `reqForCmd`).
@@ -117,11 +122,21 @@ pub fn run(
     }
     match dispatch(plugin, &raw_cmd, supported, getenv, stdin, stdout) {
         Ok(()) => 0,
-        Err(e) => {
+        Err(mut e) => {
+            e.cni_version.get_or_insert_with(|| error_version(stdin));
             let _ = writeln!(stdout, "{}", e.to_json());
             1
         }
     }
+}
+
+/// The `cniVersion` an error object carries: the config's, else the newest we speak (the
+/// config could not be read).
+fn error_version(stdin: &[u8]) -> String {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|c| c.get("cniVersion").and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_string))
+        .unwrap_or_else(|| version::CURRENT.to_string())
 }
 
 fn dispatch(
@@ -145,6 +160,14 @@ fn dispatch(
             format!("required env variables [{}] missing", missing.join(" ")),
             "",
         ));
+    }
+    if cmd != Command::Version {
+        let to_cni = |e: Error| e.to_cni();
+        let raw_args = get("CNI_ARGS");
+        super::validate::cni_args(&raw_args).map_err(to_cni)?;
+        super::validate::invocation(cmd, &get("CNI_CONTAINERID"), &get("CNI_IFNAME"), &parse_cni_args(&raw_args))
+            .map_err(to_cni)?;
+        plugin.validate_netns(cmd, &get("CNI_NETNS")).map_err(to_cni)?;
     }
     if cmd == Command::Version {
         let info = VersionInfo {
@@ -269,6 +292,9 @@ mod tests {
         fn check(&self, _: &CmdArgs) -> Result<(), Error> {
             Ok(())
         }
+        fn validate_netns(&self, _: Command, _: &str) -> Result<(), Error> {
+            Ok(())
+        }
     }
 
     fn call(env: &[(&str, &str)], stdin: &str) -> (i32, String, String) {
@@ -298,27 +324,53 @@ mod tests {
     fn protocol_errors() {
         assert_eq!(
             call(&[("CNI_COMMAND", "FOO")], "{}"),
-            (1, "{\"code\":4,\"msg\":\"unknown CNI_COMMAND: FOO\"}\n".into(), "".into())
+            (1, "{\"cniVersion\":\"1.1.0\",\"code\":4,\"msg\":\"unknown CNI_COMMAND: FOO\"}\n".into(), "".into())
         );
         let (rc, out, _) =
             call(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "e"), ("CNI_PATH", "/")], "{}");
-        assert_eq!((rc, out.as_str()), (1, "{\"code\":4,\"msg\":\"required env variables [CNI_NETNS] missing\"}\n"));
+        assert_eq!(
+            (rc, out.as_str()),
+            (1, "{\"cniVersion\":\"1.1.0\",\"code\":4,\"msg\":\"required env variables [CNI_NETNS] missing\"}\n")
+        );
         let (rc, out, _) = call(&with("ADD"), "{");
         assert_eq!(rc, 1);
-        assert!(out.starts_with("{\"code\":6,\"msg\":\"error unmarshall network config:"), "{out}");
+        assert!(
+            out.starts_with("{\"cniVersion\":\"1.1.0\",\"code\":6,\"msg\":\"error unmarshall network config:"),
+            "{out}"
+        );
         let (_, out, _) = call(&with("ADD"), r#"{"cniVersion":"9.9.9"}"#);
         let e: CniError = serde_json::from_str(&out).unwrap();
         assert_eq!((e.code, e.msg.as_str()), (1, "incompatible CNI versions"));
         let (_, out, _) = call(&with("CHECK"), r#"{"cniVersion":"0.3.1"}"#);
-        assert_eq!(out, "{\"code\":1,\"msg\":\"config version does not allow CHECK\"}\n");
+        assert_eq!(out, "{\"cniVersion\":\"0.3.1\",\"code\":1,\"msg\":\"config version does not allow CHECK\"}\n");
         let (_, out, _) = call(&with("GC"), r#"{"cniVersion":"1.0.0"}"#);
-        assert_eq!(out, "{\"code\":1,\"msg\":\"config version does not allow GC\"}\n");
+        assert_eq!(out, "{\"cniVersion\":\"1.0.0\",\"code\":1,\"msg\":\"config version does not allow GC\"}\n");
+    }
+
+    #[test]
+    fn refuses_unsafe_identifiers_before_the_handler_runs() {
+        let mut env = with("ADD");
+        env.retain(|(k, _)| *k != "CNI_CONTAINERID");
+        env.push(("CNI_CONTAINERID", "/etc/passwd"));
+        let (rc, out, _) = call(&env, r#"{"cniVersion":"0.4.0"}"#);
+        assert_eq!(rc, 1);
+        let e: CniError = serde_json::from_str(&out).unwrap();
+        assert_eq!((e.code, e.cni_version.as_deref()), (4, Some("0.4.0")), "{out}");
+        assert!(e.msg.contains("\"/etc/passwd\""), "{out}");
+        let mut env = with("DEL");
+        env.push(("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=../../x"));
+        let (rc, out, _) = call(&env, r#"{"cniVersion":"1.0.0"}"#);
+        assert_eq!(rc, 1);
+        assert!(out.contains("K8S_POD_NAME") && out.contains("\"cniVersion\":\"1.0.0\""), "{out}");
     }
 
     #[test]
     fn dispatches() {
         assert_eq!(call(&with("ADD"), r#"{"cniVersion":"1.0.0"}"#), (0, "{\"ifname\":\"eth0\"}\n".into(), "".into()));
-        assert_eq!(call(&with("DEL"), r#"{"cniVersion":"1.0.0"}"#).1, "{\"code\":11,\"msg\":\"try later\"}\n");
+        assert_eq!(
+            call(&with("DEL"), r#"{"cniVersion":"1.0.0"}"#).1,
+            "{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"try later\"}\n"
+        );
         assert_eq!(call(&[("CNI_COMMAND", "STATUS")], r#"{"cniVersion":"1.1.0"}"#).0, 0);
         let (rc, out, _) = call(&[("CNI_COMMAND", "VERSION")], "");
         assert_eq!(rc, 0);

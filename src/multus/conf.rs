@@ -2,6 +2,7 @@
 //! defaults, and validation with errors that name the key. Pure: bytes in, struct out.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -58,8 +59,31 @@ pub struct NetConf {
     /// Where device plugins leave device-info files and multus copies them for delegates
     /// (extension key `deviceInfoDir`; upstream hard-codes the default).
     pub device_info_dir: PathBuf,
+    /// How long one delegate call may run before it is killed with its process group
+    /// (`delegateTimeoutSeconds`, ours; default 120 s).
+    pub delegate_timeout: Duration,
+    /// How long the rollback DEL of a delegate whose ADD timed out may run
+    /// (`rollbackTimeoutSeconds`, ours; default 10 s): a hung plugin is not waited for twice.
+    pub rollback_timeout: Duration,
     /// The whole document, for keys this struct does not model.
     pub raw: Map<String, Value>,
+}
+
+/// Default of `delegateTimeoutSeconds`.
+pub const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default of `rollbackTimeoutSeconds`.
+pub const DEFAULT_ROLLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest timeout either key accepts (one hour).
+pub const MAX_TIMEOUT_SECONDS: u64 = 3600;
+
+fn seconds(raw: &Map<String, Value>, key: &str, default: Duration) -> Result<Duration, Error> {
+    match raw.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_TIMEOUT_SECONDS).contains(&n) => Ok(Duration::from_secs(n)),
+            _ => Err(bad(key, &format!("a whole number of seconds from 1 to {MAX_TIMEOUT_SECONDS}"))),
+        },
+    }
 }
 
 fn bad(key: &str, want: &str) -> Error {
@@ -183,6 +207,8 @@ impl NetConf {
             retry_delete_on_error: boolean(&raw, "retryDeleteOnError", false)?,
             auxiliary_cni_chain_name: string(&raw, "auxiliaryCNIChainName", "")?,
             device_info_dir: PathBuf::from(string(&raw, "deviceInfoDir", super::devinfo::BASE_DIR)?),
+            delegate_timeout: seconds(&raw, "delegateTimeoutSeconds", DEFAULT_DELEGATE_TIMEOUT)?,
+            rollback_timeout: seconds(&raw, "rollbackTimeoutSeconds", DEFAULT_ROLLBACK_TIMEOUT)?,
             raw,
         })
     }
@@ -210,6 +236,17 @@ mod tests {
         assert_eq!(c.multus_namespace, "kube-system");
         assert!(c.log_to_stderr && !c.namespace_isolation && !c.retry_delete_on_error);
         assert_eq!(c.log_options, LogOptions::default());
+        assert_eq!((c.delegate_timeout, c.rollback_timeout), (DEFAULT_DELEGATE_TIMEOUT, DEFAULT_ROLLBACK_TIMEOUT));
+    }
+
+    #[test]
+    fn timeouts() {
+        let c = NetConf::parse_settings(br#"{"delegateTimeoutSeconds":30,"rollbackTimeoutSeconds":2}"#).unwrap();
+        assert_eq!((c.delegate_timeout, c.rollback_timeout), (Duration::from_secs(30), Duration::from_secs(2)));
+        for bad in ["0", "3601", "-1", "1.5", "\"10\""] {
+            let e = NetConf::parse_settings(format!(r#"{{"delegateTimeoutSeconds":{bad}}}"#).as_bytes()).unwrap_err();
+            assert!(e.to_string().contains("delegateTimeoutSeconds"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::delegate::{Delegate, DelegateConfig};
 use super::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup};
 use super::{devinfo, gateway, logging, resolve, scratch, status};
 use crate::cni::cache::{self, Cached};
+use crate::cni::exec::WithTimeout;
 use crate::cni::network::{GcAttachment, validate_interface_name};
 use crate::cni::result::{Cidr, CniResult, Interface, IpConfig};
 use crate::cni::{CniConfig, Error, Exec, NetworkConfigList, RuntimeConf};
@@ -73,9 +74,14 @@ pub fn empty_result(version: &str, inv: &Invocation) -> Result<Value, Error> {
     r.to_value(version)
 }
 
-/// The runtime the delegates run in: binDir first in the path, results cached under cniDir.
-pub fn runtime<E: Exec>(conf: &NetConf, inv: &Invocation, exec: E) -> CniConfig<E> {
-    CniConfig::new(conf.plugin_path(&inv.path), &conf.cni_dir, exec)
+/// The runtime the delegates run in: binDir first in the path, results cached under cniDir,
+/// every plugin run bounded by `delegateTimeoutSeconds`.
+pub fn runtime<E: Exec>(conf: &NetConf, inv: &Invocation, exec: E) -> CniConfig<WithTimeout<E>> {
+    CniConfig::new(
+        conf.plugin_path(&inv.path),
+        &conf.cni_dir,
+        WithTimeout { inner: exec, timeout: conf.delegate_timeout },
+    )
 }
 
 /// The device-info file a delegate with an allocated device gets (runtimeConfig
@@ -242,11 +248,18 @@ pub fn add_delegates<E: Exec>(
         let ifname = d.ifname(idx, &inv.ifname);
         let rt = runtime_conf(conf, inv, d, &ifname);
         provide_device_info(conf, inv, d, &ifname);
-        let added = check_ifname_free(&inv.netns, &ifname).and_then(|()| delegate_add(&cni, d, &rt));
+        let added = match check_ifname_free(&inv.netns, &ifname) {
+            // The name is taken: by another pod's interface, maybe. This delegate added nothing
+            // and must not be DELed; only the ones before it are undone.
+            Err(e) => Err((e, idx)),
+            // The delegate may have added something before it failed: it is undone too.
+            Ok(()) => delegate_add(&cni, d, &rt).map_err(|e| (e, idx + 1)),
+        };
         let result = match added {
             Ok(r) => r,
-            Err(e) => {
-                rollback(conf, inv, &cni, &delegates[..=idx]);
+            Err((e, undo)) => {
+                let timed_out = (undo > idx && e.is_timeout()).then_some(idx);
+                rollback(conf, inv, &cni, &delegates[..undo], timed_out);
                 return Err(e.context(format!(
                     "[{}:{}]: error adding container to network {:?}",
                     k8s.describe(),
@@ -259,7 +272,7 @@ pub fn add_delegates<E: Exec>(
         statuses.extend(status::from_result(&result, &d.name, d.master, device_info(conf, inv, d, &ifname).as_ref()));
         if gateway::needs_edit(d) && !(result.ips.is_empty() && result.interfaces.is_empty()) {
             if let Err(e) = fix_gateway(conf, inv, d, &ifname) {
-                rollback(conf, inv, &cni, &delegates[..=idx]);
+                rollback(conf, inv, &cni, &delegates[..=idx], None);
                 return Err(e.context(format!("default-route handling for {}", d.name)));
             }
         }
@@ -270,7 +283,7 @@ pub fn add_delegates<E: Exec>(
     // Upstream skips this for pods *named* like a system namespace (a bug); we do not.
     if let Some(pod) = pod.filter(|_| cluster.has_client()) {
         if let Err(e) = cluster.set_network_status(pod, &statuses) {
-            rollback(conf, inv, &cni, &delegates);
+            rollback(conf, inv, &cni, &delegates, None);
             return Err(e.context(format!("[{}]: error setting the networks status", k8s.describe())));
         }
     }
@@ -278,14 +291,32 @@ pub fn add_delegates<E: Exec>(
     r.to_value(&conf.cni_version)
 }
 
-/// Undoes the delegates that were (or may have been) added, last first; errors are logged.
-fn rollback<E: Exec>(conf: &NetConf, inv: &Invocation, cni: &CniConfig<E>, added: &[Delegate]) {
+/// Undoes the delegates that were (or may have been) added, last first, then removes the scratch
+/// cache this ADD wrote (nothing is left for a DEL to do); errors are logged. The delegate at
+/// `timed_out` hung on ADD: its DEL gets `rollbackTimeoutSeconds`, not another full timeout.
+fn rollback<E: Exec>(
+    conf: &NetConf,
+    inv: &Invocation,
+    cni: &CniConfig<E>,
+    added: &[Delegate],
+    timed_out: Option<usize>,
+) {
     for (idx, d) in added.iter().enumerate().rev() {
         let ifname = d.ifname(idx, &inv.ifname);
-        if let Err(e) = delegate_del(cni, d, &runtime_conf(conf, inv, d, &ifname)) {
+        let rt = runtime_conf(conf, inv, d, &ifname);
+        let deleted = if timed_out == Some(idx) {
+            let short = WithTimeout { inner: &cni.exec, timeout: conf.rollback_timeout };
+            delegate_del(&CniConfig::new(cni.path.clone(), cni.cache_dir.clone(), short), d, &rt)
+        } else {
+            delegate_del(cni, d, &rt)
+        };
+        if let Err(e) = deleted {
             logging::error(&format!("rollback of {} ({ifname}) failed: {e}", d.name));
         }
         remove_device_info(conf, inv, d, &ifname);
+    }
+    if let Err(e) = scratch::remove(&conf.cni_dir, &inv.container_id) {
+        logging::error(&format!("rollback: {e}"));
     }
 }
 

@@ -42,8 +42,18 @@ impl ChrootExec {
 
 impl Exec for ChrootExec {
     fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
+        self.exec_plugin_timeout(plugin, stdin, env, self.raw.timeout)
+    }
+
+    fn exec_plugin_timeout(
+        &self,
+        plugin: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>, Error> {
         let root = self.root_c.clone();
-        self.raw.run(plugin, stdin, env, &move |cmd| {
+        RawExec { timeout, ..self.raw.clone() }.run(plugin, stdin, env, &move |cmd| {
             let root = root.clone();
             // SAFETY: the hook only makes the async-signal-safe chroot and chdir syscalls on
             // memory allocated before the fork.

@@ -14,6 +14,7 @@
 use super::api::Request;
 use crate::cni::error::Error;
 use crate::cni::skel::Command;
+use crate::cni::validate;
 use crate::multus::kube::{Cluster, K8sArgs, PodLookup};
 use crate::multus::ops::Invocation;
 
@@ -98,7 +99,10 @@ pub fn extract(
     request.invocation.path =
         req.env.get("CNI_PATH").map(String::as_str).filter(|p| !p.is_empty()).unwrap_or(default_cni_path).to_string();
     let runtime_args = |e: Error| e.context("could not extract the kubernetes runtime args");
+    validate::cni_args(&request.raw_args)?;
     request.invocation.args = parse_cni_args(&request.raw_args).map_err(runtime_args)?;
+    let inv = &request.invocation;
+    validate::invocation(request.command, &inv.container_id, &inv.ifname, &inv.args)?;
     request.k8s = K8sArgs::from_args(&request.invocation.args);
     if request.needs_pod() {
         let k = &request.k8s;

@@ -28,6 +28,7 @@ use super::metrics::{self, Metrics};
 use super::request::{self, CniRequest, Endpoint};
 use crate::cni::error::{CniError, Error, code};
 use crate::cni::skel::Command;
+use crate::cni::validate;
 use crate::cni::{CniResult, Exec};
 use crate::multus::conf::NetConf;
 use crate::multus::delegate::Requests;
@@ -60,6 +61,7 @@ impl Server {
     fn process(&self, endpoint: Endpoint, req: &api::Request) -> Result<Option<Vec<u8>>, Error> {
         let override_config = |c: &[u8]| self.config.override_request_config(c);
         let r = request::extract(endpoint, req, &override_config, &self.cni_path)
+            .and_then(|r| validate::netns(r.command, &r.invocation.netns).map(|()| r))
             .and_then(|mut r| request::recover_pod_uid(&mut r, &*self.cluster).map(|()| r))
             .inspect_err(|e| logging::error(&format!("{} request refused: {e}", kind(endpoint))))?;
         logging::verbose(&format!("{} starting {} request {}", r.command.as_str(), kind(endpoint), r.describe()));

@@ -1,0 +1,184 @@
+//! The one validation step every command passes before anything touches the node: the thin
+//! plugin and the shim (through `skel`), and the daemon's `/cni` and `/delegate` (through
+//! `thick::request`). Container IDs, interface names and the pod identity in CNI_ARGS become
+//! file names, netlink names and API paths later; nothing is read, written or deleted before they
+//! pass. A refusal is a CNI error with code 4 (invalid environment) that quotes the value.
+//!
+//! [`invocation`] is pure; [`netns`] looks at the file system (without ever blocking).
+
+use super::config::valid_name;
+use super::error::{CniError, Error, code};
+use super::network::validate_interface_name;
+use super::skel::Command;
+
+/// The longest container ID accepted: one file-name component (NAME_MAX).
+pub const MAX_CONTAINER_ID_LEN: usize = 255;
+/// The longest pod namespace, name, UID or infra container ID accepted (a DNS-1123 subdomain).
+pub const MAX_K8S_VALUE_LEN: usize = 253;
+/// The CNI_ARGS keys that name the pod; each becomes part of an API path or a cache key.
+pub const K8S_KEYS: [&str; 4] = ["K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_UID", "K8S_POD_INFRA_CONTAINER_ID"];
+/// The longest CNI_ARGS accepted.
+pub const MAX_CNI_ARGS_LEN: usize = 64 * 1024;
+
+/// The first 32 bytes (or fewer, on a character boundary) of a value too long to quote whole.
+fn head(s: &str) -> &str {
+    let mut end = s.len().min(32);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn refused(what: &str, value: &str, rule: &str) -> Error {
+    Error::Cni(CniError::new(code::INVALID_ENV, format!("invalid {what} {value:?}"), rule))
+}
+
+/// The per-container values of a command (libcni's rules, plus the pod identity):
+/// - CNI_CONTAINERID (ADD, DEL, CHECK): `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`, at most 255 bytes;
+/// - CNI_IFNAME (ADD, DEL, CHECK): libcni `ValidateInterfaceName`;
+/// - CNI_ARGS: at most 64 KiB; `K8S_POD_NAMESPACE`, `K8S_POD_NAME`, `K8S_POD_UID` and
+///   `K8S_POD_INFRA_CONTAINER_ID`, when set, follow the container ID rule within 253 bytes
+///   (Kubernetes names and UIDs, and podman's container names, all do).
+///
+/// GC and STATUS carry no container, so only CNI_ARGS is checked for them.
+pub fn invocation(cmd: Command, container_id: &str, ifname: &str, args: &[(String, String)]) -> Result<(), Error> {
+    if matches!(cmd, Command::Add | Command::Del | Command::Check) {
+        container(container_id)?;
+        validate_interface_name(ifname)?;
+    }
+    for (key, value) in args {
+        if K8S_KEYS.contains(&key.as_str()) && !value.is_empty() {
+            k8s_value(key, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// CNI_CONTAINERID by libcni's rule, within one file-name component.
+pub fn container(id: &str) -> Result<(), Error> {
+    if id.is_empty() {
+        return Err(Error::Cni(CniError::new(code::UNKNOWN_CONTAINER, "missing containerID", "")));
+    }
+    if id.len() > MAX_CONTAINER_ID_LEN {
+        return Err(refused("containerID", head(id), &format!("longer than {MAX_CONTAINER_ID_LEN} bytes")));
+    }
+    if !valid_name(id) {
+        return Err(refused("containerID", id, "must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$"));
+    }
+    Ok(())
+}
+
+/// One pod-identity value of CNI_ARGS.
+pub fn k8s_value(key: &str, value: &str) -> Result<(), Error> {
+    if value.len() > MAX_K8S_VALUE_LEN {
+        return Err(refused(key, head(value), &format!("longer than {MAX_K8S_VALUE_LEN} bytes")));
+    }
+    if !valid_name(value) {
+        return Err(refused(key, value, "must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$"));
+    }
+    Ok(())
+}
+
+/// The raw CNI_ARGS string's size.
+pub fn cni_args(raw: &str) -> Result<(), Error> {
+    if raw.len() > MAX_CNI_ARGS_LEN {
+        return Err(Error::Cni(CniError::new(
+            code::INVALID_ENV,
+            format!("CNI_ARGS is {} bytes, more than {MAX_CNI_ARGS_LEN}", raw.len()),
+            "",
+        )));
+    }
+    Ok(())
+}
+
+/// CNI_NETNS must name a network namespace (`netns::open`: nsfs, never a blocking open). ADD and
+/// CHECK need one; DEL accepts an empty or vanished path (the pod's namespace may be gone) but
+/// never an existing file that is not a network namespace.
+pub fn netns(cmd: Command, path: &str) -> Result<(), Error> {
+    match cmd {
+        Command::Add | Command::Check => crate::netns::open(path).map(drop),
+        Command::Del if !path.is_empty() => match crate::netns::open(path) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other.map(drop),
+        },
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn container_ids_that_would_be_paths_are_refused() {
+        for bad in ["/etc/passwd", "../../../../x", "a/b", ".", "..", "-x", "a b", "a\0b", "é"] {
+            let e = invocation(Command::Add, bad, "eth0", &[]).unwrap_err();
+            assert_eq!(e.code(), code::INVALID_ENV, "{bad:?}");
+            assert!(e.to_cni().msg.contains(&format!("{bad:?}")), "the value is quoted: {e}");
+        }
+        assert_eq!(invocation(Command::Del, "", "eth0", &[]).unwrap_err().code(), code::UNKNOWN_CONTAINER);
+        assert!(invocation(Command::Add, &"a".repeat(256), "eth0", &[]).is_err());
+        assert!(invocation(Command::Add, &"a".repeat(255), "eth0", &[]).is_ok());
+        assert!(invocation(Command::Check, "0123abc_x.y-z", "net1", &[]).is_ok());
+        // GC and STATUS have no container.
+        assert!(invocation(Command::Gc, "", "", &[]).is_ok());
+        assert!(invocation(Command::Status, "", "", &[]).is_ok());
+    }
+
+    #[test]
+    fn interface_names_follow_libcni() {
+        for bad in ["", ".", "..", "a/b", "a b", "sixteen-chars-xx", "a:b"] {
+            assert_eq!(invocation(Command::Add, "c", bad, &[]).unwrap_err().code(), code::INVALID_ENV, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pod_identity_in_cni_args() {
+        let ok = args(&[
+            ("IgnoreUnknown", "1"),
+            ("K8S_POD_NAMESPACE", "kube-system"),
+            ("K8S_POD_NAME", "coredns-5d78c9869d-abcde"),
+            ("K8S_POD_UID", "0f8d0e6a-4a2b-4f4e-9a61-3b0c2d1e5f6a"),
+            ("K8S_POD_INFRA_CONTAINER_ID", "c1"),
+            ("OTHER", "any/thing"),
+        ]);
+        assert!(invocation(Command::Add, "c1", "eth0", &ok).is_ok());
+        for key in K8S_KEYS {
+            for bad in ["../secrets", "a/b", "x?y", &"n".repeat(254)] {
+                let e = invocation(Command::Add, "c1", "eth0", &args(&[(key, bad)])).unwrap_err();
+                assert_eq!(e.code(), code::INVALID_ENV, "{key}={bad}");
+                assert!(e.to_cni().msg.contains(key), "{e}");
+            }
+        }
+        assert!(cni_args(&"a".repeat(MAX_CNI_ARGS_LEN + 1)).is_err());
+        assert!(cni_args("K8S_POD_NAME=x").is_ok());
+    }
+
+    #[test]
+    fn netns_must_be_a_network_namespace() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for path in [file.to_str().unwrap(), fifo.to_str().unwrap(), "/proc/self/ns/uts", "/dev/null", "/"] {
+            for cmd in [Command::Add, Command::Check, Command::Del] {
+                let e = netns(cmd, path).unwrap_err();
+                assert_eq!(e.code(), code::INVALID_ENV, "{cmd:?} {path}: {e}");
+                assert!(e.to_string().contains("not a network namespace"), "{e}");
+            }
+        }
+        assert!(netns(Command::Add, "/proc/self/ns/net").is_ok());
+        let missing = d.path().join("gone");
+        assert!(netns(Command::Add, missing.to_str().unwrap()).is_err());
+        assert!(netns(Command::Del, missing.to_str().unwrap()).is_ok());
+        assert!(netns(Command::Del, "").is_ok());
+        assert!(netns(Command::Gc, "/dev/null").is_ok());
+    }
+}
