@@ -69,6 +69,19 @@ fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Lifts the soft limit on open files to the hard one (Go programs do this at start): every
+/// connection is a descriptor, and `maxConnections` bounds them, not the soft default of 1024.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: get/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config_path = match daemon::parse_args(&args) {
@@ -91,6 +104,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(1, e),
     };
     logging::init_with(&config.log_file, &config.log_level, config.log_to_stderr, &config.log_options);
+    raise_open_files_limit();
     let node = std::env::var("MULTUS_NODE_NAME").unwrap_or_default();
     logging::verbose(&format!(
         "multus-daemon {} starting with {} (node {node:?})",
@@ -114,7 +128,10 @@ fn main() -> ExitCode {
         Err(e) => return fail(1, e),
     };
     let cni_path = std::env::var("CNI_PATH").unwrap_or_default();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The blocking pool runs the requests' work (at most maxConcurrentRequests at once) and a few
+    // cache lookups: sized to that, not to tokio's default of 512 threads.
+    let blocking = config.max_concurrent_requests + 8;
+    let rt = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(blocking).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(3, format!("cannot start the runtime: {e}")),
     };
@@ -150,6 +167,9 @@ fn main() -> ExitCode {
         daemon::serve(server, shutdown, |_| {}).await.context("cannot serve")?;
         anyhow::Ok(why_rx.await.ok().flatten())
     });
+    // Work still running past the shutdown deadline is not waited for (the process exits and its
+    // delegates die with their parent-death signal).
+    rt.shutdown_background();
     if let Some(m) = manager {
         if let Err(e) = m.stop() {
             logging::error(&format!("config manager: {e}"));

@@ -7,13 +7,18 @@
 #![no_main]
 
 use multus::cni::error::Error;
-use multus::cni::skel::{self, CmdArgs, Plugin};
+use multus::cni::skel::{self, CmdArgs, Command, Plugin};
 use multus::cni::{CniResult, version};
 use serde_json::Value;
 
 struct Passthru;
 
 impl Plugin for Passthru {
+    /// Never enters the namespace, so any CNI_NETNS will do (as upstream's passthru).
+    fn validate_netns(&self, _: Command, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<Value, Error> {
         let conf: Value = serde_json::from_slice(&args.stdin)
             .map_err(|e| Error::Decoding(format!("error parsing passthru config: {e}")))?;

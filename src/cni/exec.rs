@@ -243,6 +243,7 @@ impl RawExec {
         let status = if killed { child.wait().map(|_| None) } else { wait_until(&mut child, pid, deadline) }
             .map_err(|e| Error::io("failed to wait for plugin", plugin, e))?;
         let killed = killed || status.is_none();
+        let stdout_dropped = io.out.dropped;
         let (stdout, stderr) = (io.out.into_bytes(), io.err.into_bytes());
         if self.forward_stderr && !stderr.is_empty() {
             let _ = std::io::stderr().write_all(&stderr);
@@ -251,6 +252,18 @@ impl RawExec {
             return Err(Error::Timeout { plugin: plugin.display().to_string(), seconds: self.timeout.as_secs() });
         }
         let status = status.expect("reaped");
+        if stdout_dropped > 0 {
+            // No result or error object is that large: report the flood, not a parse error.
+            let total = stdout_dropped + MAX_PLUGIN_OUTPUT as u64;
+            return Err(Error::Cni(CniError::new(
+                code::INTERNAL,
+                format!(
+                    "plugin {} ({status}) printed {total} bytes on stdout, more than the {MAX_PLUGIN_OUTPUT} bytes read",
+                    plugin.display()
+                ),
+                format!("output begins {}", quoted(&stdout)),
+            )));
+        }
         if status.success() {
             return Ok(stdout);
         }
@@ -577,7 +590,7 @@ mod tests {
         let e = RawExec { forward_stderr: false, ..Default::default() }.exec_plugin(&p, b"", &[]).unwrap_err();
         let json = e.to_cni().to_json();
         assert!(json.len() < 64 * 1024, "error object of {} bytes", json.len());
-        assert!(json.contains("first 16384 of"), "{}", &json[..200]);
+        assert!(json.contains("printed 20000000 bytes on stdout"), "{}", &json[..200]);
         // A plugin's own error object with a long message keeps its code; the message is cut.
         let p = script(
             d.path(),

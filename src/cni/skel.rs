@@ -123,7 +123,8 @@ pub fn run(
     match dispatch(plugin, &raw_cmd, supported, getenv, stdin, stdout) {
         Ok(()) => 0,
         Err(mut e) => {
-            e.cni_version.get_or_insert_with(|| error_version(stdin));
+            // In the version of the config the runtime gave us, also for a delegate's own object.
+            e.cni_version = Some(error_version(stdin));
             let _ = writeln!(stdout, "{}", e.to_json());
             1
         }

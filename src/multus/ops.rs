@@ -320,6 +320,13 @@ fn rollback<E: Exec>(
     }
 }
 
+/// The delegates DEL and CHECK act on.
+struct Recorded {
+    delegates: Vec<Delegate>,
+    /// Rebuilt from the configuration: no scratch cache says this container ever had them.
+    rebuilt: bool,
+}
+
 /// The delegates DEL and CHECK act on: the scratch cache, else rebuilt from configuration.
 fn recorded_delegates(
     conf: &NetConf,
@@ -327,9 +334,9 @@ fn recorded_delegates(
     cluster: &dyn Cluster,
     k8s: &K8sArgs,
     pod: &PodLookup,
-) -> Option<Vec<Delegate>> {
+) -> Option<Recorded> {
     match scratch::load(&conf.cni_dir, &inv.container_id, &conf.cni_version) {
-        scratch::Loaded::Delegates(d) => return Some(d),
+        scratch::Loaded::Delegates(d) => return Some(Recorded { delegates: d, rebuilt: false }),
         scratch::Loaded::Missing => logging::error(&format!(
             "no scratch cache for container {} in {}",
             inv.container_id,
@@ -349,7 +356,7 @@ fn recorded_delegates(
         match resolve::delegates(conf, k8s, pod, cluster).and_then(|mut d| gateway::plan(&mut d).map(|()| d)) {
             Ok(d) => {
                 logging::error("deleting the delegates rebuilt from the configuration");
-                return Some(d);
+                return Some(Recorded { delegates: d, rebuilt: true });
             }
             Err(e) => logging::error(&format!("cannot rebuild the delegates: {e}")),
         }
@@ -380,7 +387,7 @@ pub fn del<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exe
         logging::error(&format!("DEL proceeds although: {e}"));
     }
     let pod = teardown_pod(cluster, &k8s);
-    let Some(delegates) = recorded_delegates(conf, inv, cluster, &k8s, &pod) else {
+    let Some(Recorded { delegates, rebuilt }) = recorded_delegates(conf, inv, cluster, &k8s, &pod) else {
         logging::error(&format!("DEL of container {}: nothing known to delete; returning success", inv.container_id));
         return Ok(());
     };
@@ -388,7 +395,20 @@ pub fn del<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exe
     let mut errors = Vec::new();
     for (idx, d) in delegates.iter().enumerate().rev() {
         let ifname = d.ifname(idx, &inv.ifname);
-        if let Err(e) = delegate_del(&cni, d, &runtime_conf(conf, inv, d, &ifname)) {
+        let mut rt = runtime_conf(conf, inv, d, &ifname);
+        // The scratch cache is written before any delegate runs and removed by a failed ADD's
+        // rollback: without it and without the delegate's result cache, this container never had
+        // the interface. An interface of that name in the namespace belongs to someone else (a
+        // pod whose namespace a refused ADD named): the delegate frees what it may hold (IPAM by
+        // container ID) but is given no namespace to delete interfaces in.
+        if rebuilt && !cache::path(&conf.cni_dir, d.config.network_name(), &inv.container_id, &ifname).exists() {
+            logging::verbose(&format!(
+                "DEL of {} ({ifname}): container {} has no record of it; not touching the namespace",
+                d.name, inv.container_id
+            ));
+            rt.netns = String::new();
+        }
+        if let Err(e) = delegate_del(&cni, d, &rt) {
             errors.push(e.context(format!("error deleting container from network {:?} ({ifname})", d.name)));
         }
         remove_device_info(conf, inv, d, &ifname);
@@ -405,7 +425,8 @@ pub fn check<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, e
     let k8s = K8sArgs::from_args(&inv.args);
     let pod = teardown_pod(cluster, &k8s);
     let delegates = recorded_delegates(conf, inv, cluster, &k8s, &pod)
-        .ok_or_else(|| Error::InvalidConfig(format!("CHECK: no delegates known for container {}", inv.container_id)))?;
+        .ok_or_else(|| Error::InvalidConfig(format!("CHECK: no delegates known for container {}", inv.container_id)))?
+        .delegates;
     let cni = runtime(conf, inv, exec);
     for (idx, d) in delegates.iter().enumerate() {
         let ifname = d.ifname(idx, &inv.ifname);

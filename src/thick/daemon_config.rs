@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -22,6 +23,15 @@ pub const AUTO: &str = "auto";
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
 /// The largest request body accepted; a multus config with inline delegates is a few KiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// Connections served at once; more wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Request bytes being received at once over all connections (a slow client holds its share).
+pub const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES: usize = 16 << 20;
+/// How long a client may take to send its headers, and then its body.
+pub const DEFAULT_REQUEST_READ_TIMEOUT_SECONDS: u64 = 10;
+/// How long SIGTERM waits for the requests in flight before the daemon exits anyway.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
 
 /// The per-node client certificate (`perNodeCertificate`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +75,14 @@ pub struct DaemonConfig {
     pub max_concurrent_requests: usize,
     /// Ours (`maxRequestBytes`): larger request bodies are refused with 413.
     pub max_request_bytes: usize,
+    /// Ours (`maxConnections`): connections served at once.
+    pub max_connections: usize,
+    /// Ours (`maxInflightRequestBytes`): request bodies being received at once, in bytes.
+    pub max_inflight_request_bytes: usize,
+    /// Ours (`requestReadTimeoutSeconds`): for the headers, then again for the body.
+    pub request_read_timeout: Duration,
+    /// Ours (`shutdownTimeoutSeconds`): the drain after SIGTERM.
+    pub shutdown_timeout: Duration,
     /// The whole document: the override applied to every request's config.
     pub raw: Map<String, Value>,
 }
@@ -149,6 +167,18 @@ impl DaemonConfig {
             capabilities,
             max_concurrent_requests: count(&f, "maxConcurrentRequests", DEFAULT_MAX_CONCURRENT_REQUESTS)?,
             max_request_bytes: count(&f, "maxRequestBytes", DEFAULT_MAX_REQUEST_BYTES)?,
+            max_connections: count(&f, "maxConnections", DEFAULT_MAX_CONNECTIONS)?,
+            max_inflight_request_bytes: count(&f, "maxInflightRequestBytes", DEFAULT_MAX_INFLIGHT_REQUEST_BYTES)?,
+            request_read_timeout: Duration::from_secs(count(
+                &f,
+                "requestReadTimeoutSeconds",
+                DEFAULT_REQUEST_READ_TIMEOUT_SECONDS as usize,
+            )? as u64),
+            shutdown_timeout: Duration::from_secs(count(
+                &f,
+                "shutdownTimeoutSeconds",
+                DEFAULT_SHUTDOWN_TIMEOUT_SECONDS as usize,
+            )? as u64),
             raw: raw.clone(),
         })
     }

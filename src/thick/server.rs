@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{Request as HttpRequest, State};
@@ -20,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::api::{self, CNI_ENDPOINT, DELEGATE_ENDPOINT, HEALTH_ENDPOINT, METRICS_ENDPOINT, WIRE_RESULT_VERSION};
 use super::daemon_config::DaemonConfig;
@@ -43,7 +44,12 @@ pub struct Server {
     /// The daemon's own CNI_PATH, for requests that carry none.
     pub cni_path: String,
     pub metrics: Arc<Metrics>,
+    /// `maxConcurrentRequests`: taken before a body is read, held until its work has finished.
     permits: Arc<Semaphore>,
+    /// `maxInflightRequestBytes`: one permit per byte of the bodies being received.
+    body_bytes: Arc<Semaphore>,
+    /// Set while one request returns freed memory to the kernel.
+    trimming: AtomicBool,
 }
 
 impl Server {
@@ -54,7 +60,41 @@ impl Server {
         cni_path: String,
     ) -> Arc<Server> {
         let permits = Arc::new(Semaphore::new(config.max_concurrent_requests));
-        Arc::new(Server { config: Arc::new(config), cluster, exec, cni_path, metrics: Arc::default(), permits })
+        let body_bytes = Arc::new(Semaphore::new(config.max_inflight_request_bytes.max(config.max_request_bytes)));
+        Arc::new(Server {
+            config: Arc::new(config),
+            cluster,
+            exec,
+            cni_path,
+            metrics: Arc::default(),
+            permits,
+            body_bytes,
+            trimming: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs one request's work on the blocking pool; the permit is released when the work ends,
+    /// not when the client goes away, so work a client abandoned still counts.
+    fn work(
+        &self,
+        permit: OwnedSemaphorePermit,
+        endpoint: Endpoint,
+        req: &api::Request,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let outcome = self.process(endpoint, req);
+        drop(permit);
+        outcome
+    }
+
+    /// Once no request holds a permit any more, gives the memory of a burst back to the kernel
+    /// (glibc keeps freed heap for reuse otherwise). Only one caller trims at a time.
+    fn trim_when_idle(&self) {
+        if self.permits.available_permits() == self.config.max_concurrent_requests
+            && self.trimming.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        {
+            release_free_memory();
+            self.trimming.store(false, Ordering::SeqCst);
+        }
     }
 
     /// Runs one request to the end (blocking: delegates are processes).
@@ -138,15 +178,38 @@ impl Server {
     }
 
     async fn handle(self: Arc<Self>, endpoint: Endpoint, http: HttpRequest) -> Response {
+        let response = self.clone().answer(endpoint, http).await;
+        self.trim_when_idle();
+        response
+    }
+
+    async fn answer(self: Arc<Self>, endpoint: Endpoint, http: HttpRequest) -> Response {
         let refused = |status: StatusCode, e: CniError| {
             logging::error(&format!("{} request refused: {}", kind(endpoint), e.msg));
             failure(status, e)
         };
-        let body = match read_body(http, self.config.max_request_bytes).await {
-            Ok(b) => b,
-            Err((status, e)) => return refused(status, e),
+        // The permit comes first: a body is read only for a request that may run now.
+        let permit = self.permits.clone().acquire_owned().await.expect("the request semaphore is never closed");
+        let (max, timeout) = (self.config.max_request_bytes, self.config.request_read_timeout);
+        let declared = declared_length(&http);
+        if declared.is_some_and(|n| n > max as u64) {
+            return refused(StatusCode::PAYLOAD_TOO_LARGE, too_large(max));
+        }
+        // The bytes it may take, from the budget shared by every connection.
+        let share = declared.map_or(max, |n| n as usize).clamp(1, max) as u32;
+        let budget = self.body_bytes.clone().acquire_many_owned(share).await.expect("the byte budget is never closed");
+        let body = match tokio::time::timeout(timeout, read_body(http, share as usize)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err((status, e))) => return refused(status, e),
+            Err(_) => {
+                let msg = format!("the request body did not arrive within {}s", timeout.as_secs());
+                return refused(StatusCode::REQUEST_TIMEOUT, CniError::new(code::IO_FAILURE, msg, ""));
+            }
         };
-        let req: api::Request = match serde_json::from_slice(&body) {
+        let req: Result<api::Request, _> = serde_json::from_slice(&body);
+        drop(body);
+        drop(budget);
+        let req = match req {
             Ok(r) => r,
             Err(e) => {
                 let e = CniError::new(code::DECODING_FAILURE, format!("invalid request: {e}"), "");
@@ -156,9 +219,8 @@ impl Server {
         let version = serde_json::from_slice::<serde_json::Value>(&req.config)
             .ok()
             .and_then(|c| c.get("cniVersion").and_then(|v| v.as_str()).map(str::to_string));
-        let _permit = self.permits.clone().acquire_owned().await.expect("the request semaphore is never closed");
         let server = self.clone();
-        match tokio::task::spawn_blocking(move || server.process(endpoint, &req)).await {
+        match tokio::task::spawn_blocking(move || server.work(permit, endpoint, &req)).await {
             Ok(Ok(Some(json))) => {
                 ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response()
             }
@@ -193,20 +255,31 @@ fn failure(status: StatusCode, e: CniError) -> Response {
         .into_response()
 }
 
-/// The body, or why it is refused: 413 beyond `max` bytes (checked against Content-Length
-/// before reading, and while reading).
-async fn read_body(http: HttpRequest, max: usize) -> Result<Vec<u8>, (StatusCode, CniError)> {
-    let too_large = || {
-        let e = CniError::new(code::INTERNAL, format!("request body exceeds the limit of {max} bytes"), "");
-        (StatusCode::PAYLOAD_TOO_LARGE, e)
-    };
-    let declared = http.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
+fn too_large(max: usize) -> CniError {
+    CniError::new(code::INTERNAL, format!("request body exceeds the limit of {max} bytes"), "")
+}
+
+fn declared_length(http: &HttpRequest) -> Option<u64> {
+    http.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
+/// Gives freed heap back to the kernel (glibc's allocator keeps it for reuse otherwise).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own heap.
+    unsafe {
+        libc::malloc_trim(0);
     }
+}
+
+/// The body, or why it is refused: 413 beyond `max` bytes (checked while reading; the caller
+/// checks Content-Length first).
+async fn read_body(http: HttpRequest, max: usize) -> Result<Vec<u8>, (StatusCode, CniError)> {
     match Limited::new(http.into_body(), max).collect().await {
         Ok(c) => Ok(c.to_bytes().to_vec()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err((StatusCode::PAYLOAD_TOO_LARGE, too_large(max)))
+        }
         Err(e) => Err((
             StatusCode::BAD_REQUEST,
             CniError::new(code::IO_FAILURE, format!("failed to read the request body: {e}"), ""),
@@ -298,16 +371,59 @@ pub fn listen(dir: &Path) -> Result<(UnixListener, PathBuf), Error> {
     Ok((listener, path))
 }
 
-/// Serves until `shutdown` completes, then stops accepting, lets the requests in flight finish
-/// and removes the socket.
+/// Serves until `shutdown` completes, then stops accepting, removes the socket and lets the
+/// requests in flight finish for at most `shutdownTimeoutSeconds`.
+///
+/// At most `maxConnections` connections are served at once (the rest wait in the backlog); a
+/// client gets `requestReadTimeoutSeconds` for its headers (hyper's header timeout, which also
+/// closes idle connections) and again for its body (`Server::handle`).
 pub async fn serve(
     listener: UnixListener,
     socket: PathBuf,
     server: Arc<Server>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let served = axum::serve(listener, router(server)).with_graceful_shutdown(shutdown).await;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let config = server.config.clone();
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(config.request_read_timeout);
+    let service = TowerToHyperService::new(router(server));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = connections.clone().acquire_owned() => slot.expect("the connection semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of fds or memory: back off instead of spinning on the error.
+                    logging::error(&format!("accept on {} failed: {e}", socket.display()));
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
     let removed = std::fs::remove_file(&socket);
-    served.map_err(|e| Error::io("serving", &socket, e))?;
+    if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await.is_err() {
+        logging::error(&format!(
+            "requests still in flight after {}s: exiting without them",
+            config.shutdown_timeout.as_secs()
+        ));
+    }
     removed.map_err(|e| Error::io("failed to remove", &socket, e))
 }

@@ -11,7 +11,7 @@ use std::io::Write;
 
 use multus::cni::error::{CniError, Error};
 use multus::cni::result::{Cidr, CniResult, Interface, IpConfig};
-use multus::cni::skel::{self, CmdArgs, Plugin};
+use multus::cni::skel::{self, CmdArgs, Command, Plugin};
 use multus::cni::version;
 use serde_json::{Value, json};
 
@@ -46,6 +46,11 @@ fn record(command: &str, args: &CmdArgs) -> Result<Value, Error> {
 }
 
 impl Plugin for Recorder {
+    /// Never enters the namespace, so any CNI_NETNS will do (as upstream's passthru).
+    fn validate_netns(&self, _: Command, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn add(&self, args: &CmdArgs) -> Result<Value, Error> {
         let c = record("ADD", args)?;
         let v = c["cniVersion"].as_str().unwrap_or("1.1.0").to_string();
