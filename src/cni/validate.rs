@@ -44,7 +44,10 @@ fn refused(what: &str, value: &str, rule: &str) -> Error {
 pub fn invocation(cmd: Command, container_id: &str, ifname: &str, args: &[(String, String)]) -> Result<(), Error> {
     if matches!(cmd, Command::Add | Command::Del | Command::Check) {
         container(container_id)?;
-        validate_interface_name(ifname)?;
+        validate_interface_name(ifname).map_err(|e| {
+            let libcni = e.to_cni();
+            Error::Cni(CniError::new(libcni.code, format!("{} (CNI_IFNAME {ifname:?})", libcni.msg), libcni.details))
+        })?;
     }
     for (key, value) in args {
         if K8S_KEYS.contains(&key.as_str()) && !value.is_empty() {

@@ -39,7 +39,9 @@ fn every_error_object_carries_cni_version() {
     v040["cniVersion"] = json!("0.4.0");
     let text = v040.to_string();
     // Bad environment, a missing delegate list, an unreadable config, a delegate's own error.
-    let cases: Vec<(Vec<u8>, Vec<(&str, &str)>, &str, u64)> = vec![
+    // (stdin, environment, the cniVersion expected, the code expected)
+    type Case<'a> = (Vec<u8>, Vec<(&'a str, &'a str)>, &'a str, u64);
+    let cases: Vec<Case> = vec![
         (text.clone().into_bytes(), vec![("CNI_IFNAME", "this-name-is-too-long")], "0.4.0", 4),
         (br#"{"cniVersion":"0.3.1","name":"m","type":"multus"}"#.to_vec(), vec![], "0.3.1", 7),
         (b"{not json".to_vec(), vec![], "1.1.0", 6),

@@ -14,4 +14,5 @@ mod gc_status;
 mod golden;
 mod passthru;
 mod process;
+mod props;
 mod real_plugins;

@@ -210,7 +210,7 @@ fn namespace_isolation_refuses_a_foreign_namespace() {
         "the refusal names both namespaces: {msg}"
     );
     c.only_lo();
-    assert!(c.node.ipam_ips("cbr").is_empty(), "no delegate ran");
+    assert!(!c.node.path("ipam/cbr").exists(), "no delegate ran: host-local never allocated for cbr");
 
     // A global namespace ("default" unless globalNamespaces says otherwise) is allowed.
     let conf = c.conf(json!({"namespaceIsolation": true, "globalNamespaces": "other-ns"}));
@@ -263,7 +263,7 @@ fn the_default_network_annotation_replaces_the_cluster_network() {
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["ips"][0]["address"], "10.95.0.2/24", "the result is the replacement master's");
     assert_eq!(c.reality("eth0").1, ["10.95.0.2"]);
-    assert!(c.node.ipam_ips("cbr").is_empty(), "the cluster network did not run");
+    assert!(!c.node.path("ipam/cbr").exists(), "the cluster network did not run: nothing allocated for cbr");
     assert_eq!(c.network_status("p6")[0]["name"], "kube-system/alt-default");
     assert_eq!(c.multus("DEL", &conf, "p6").0, 0);
     c.only_lo();
@@ -297,6 +297,14 @@ fn a_pod_deleted_during_add_gets_the_empty_result() {
 fn api_server_errors_are_retried_within_the_budget_then_reported() {
     let c = Cluster::new();
     c.pod("p8", json!({}));
+    let times = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = times.clone();
+    c.api.on_request(Box::new(move |req| {
+        if req.method == "GET" && req.path.ends_with("/pods/p8") {
+            seen.lock().unwrap().push(std::time::Instant::now());
+        }
+        None
+    }));
     c.api.fail_next(1000, 503);
     let (rc, out) = c.multus("ADD", &c.conf(json!({})), "p8");
     assert_eq!(rc, 1);
@@ -304,8 +312,19 @@ fn api_server_errors_are_retried_within_the_budget_then_reported() {
     assert_eq!(code, 11, "try again later: {msg}");
     assert!(msg.contains("cannot get pod default/p8"), "{msg}");
     let gets = c.api.requests().iter().filter(|(m, p)| m == "GET" && p.contains("/pods/p8")).count();
-    // 2.5 s budget at 250 ms intervals: retried, and bounded.
-    assert!((2..=11).contains(&gets), "{gets} GETs");
+    // 2.5 s budget at 250 ms intervals: a GET at 0, 0.25, ..., 2.25 s (fewer only when the
+    // server's answers themselves take time).
+    assert!((9..=10).contains(&gets), "{gets} GETs");
+    let times = times.lock().unwrap().clone();
+    assert_eq!(times.len(), gets);
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= std::time::Duration::from_millis(250) && gap < std::time::Duration::from_millis(1000),
+            "retries every 250 ms: {times:?}"
+        );
+    }
+    assert!(times[times.len() - 1] - times[0] < std::time::Duration::from_millis(2500), "{times:?}");
     c.only_lo();
 }
 
@@ -351,6 +370,7 @@ fn network_status_survives_write_conflicts() {
     let (rc, out) = c.multus("ADD", &conf, "p11");
     assert_eq!(rc, 0, "{out}");
     assert_eq!(c.network_status("p11")[0]["interface"], "eth0");
+    assert_status_subresource_written(&c.api.requests(), "p11", 3);
     assert_eq!(c.multus("DEL", &conf, "p11").0, 0);
     c.only_lo();
 }
@@ -365,4 +385,40 @@ fn a_pod_named_like_a_system_namespace_still_gets_its_network_status() {
     assert_eq!(c.network_status("kube-system")[0]["interface"], "eth0");
     assert_eq!(c.multus("DEL", &conf, "kube-system").0, 0);
     c.only_lo();
+}
+
+/// The network-status went through `pods/NAME/status` (upstream's `UpdateStatus`), `writes`
+/// times (the conflicts were really served), and never through the pod itself.
+pub fn assert_status_subresource_written(requests: &[(String, String)], pod: &str, writes: usize) {
+    let is_write = |m: &str| m == "PUT" || m == "PATCH";
+    let status = format!("/pods/{pod}/status");
+    let to_status =
+        requests.iter().filter(|(m, p)| is_write(m) && p.split('?').next().unwrap().ends_with(&status)).count();
+    assert_eq!(to_status, writes, "writes of {status}: {requests:?}");
+    let to_pod = format!("/pods/{pod}");
+    assert!(
+        !requests.iter().any(|(m, p)| is_write(m) && p.split('?').next().unwrap().ends_with(&to_pod)),
+        "the pod itself was written: {requests:?}"
+    );
+}
+
+/// A network-status write that fails for good (not a conflict) fails the ADD, and the ADD undoes
+/// every delegate: no interface, no IP.
+#[test]
+fn a_failed_network_status_write_rolls_the_add_back() {
+    let c = Cluster::new();
+    c.pod("p12", json!({}));
+    c.api.on_request(Box::new(|req| {
+        (matches!(req.method.as_str(), "PUT" | "PATCH") && req.path.ends_with("/pods/p12/status"))
+            .then(|| crate::support::apiserver::FakeResponse::status(403, "fake apiserver: forbidden"))
+    }));
+    let conf = c.conf(json!({}));
+    let (rc, out) = c.multus("ADD", &conf, "p12");
+    assert_eq!(rc, 1, "{out}");
+    let (_, msg) = error_of(&out);
+    assert!(msg.contains("error setting the networks status"), "{msg}");
+    c.only_lo();
+    assert!(c.node.path("ipam/cbr").is_dir(), "the ADD allocated before the status write");
+    assert_eq!(c.node.ipam_ips("cbr"), Vec::<String>::new(), "the rolled-back ADD kept its IP");
+    assert!(!c.node.path("multus/c-p12").exists(), "scratch file left");
 }

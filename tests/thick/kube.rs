@@ -235,3 +235,48 @@ fn a_hot_plugged_interface_is_reported_as_an_event() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(c.node.pod.link_names(), vec!["lo"]);
 }
+
+/// Through the daemon: a network-status write that fails for good (not a conflict) fails the ADD
+/// and rolls it back; conflicts are retried on `pods/NAME/status`, never on the pod itself.
+#[test]
+fn network_status_write_conflicts_and_failures_through_the_daemon() {
+    let mut c = Cluster::new();
+    c.pod("s1", json!({}));
+    c.pod("s2", json!({}));
+    c.start_daemon();
+    let conf = c.conf(json!({}));
+    c.api.clear_requests();
+    c.api.conflict_next_status_writes(2);
+    let out = shim(&c.node, "ADD", &conf, "s1");
+    assert_eq!(out.code, 0, "{out:?}");
+    let requests = c.api.requests();
+    let status_writes = |pod: &str| {
+        requests
+            .iter()
+            .filter(|(m, p)| {
+                matches!(m.as_str(), "PUT" | "PATCH")
+                    && p.split('?').next().unwrap().ends_with(&format!("/pods/{pod}/status"))
+            })
+            .count()
+    };
+    assert_eq!(status_writes("s1"), 3, "two conflicts, then the write: {requests:?}");
+    assert!(
+        !requests
+            .iter()
+            .any(|(m, p)| matches!(m.as_str(), "PUT" | "PATCH") && p.split('?').next().unwrap().ends_with("/pods/s1")),
+        "the pod itself was written: {requests:?}"
+    );
+    assert_eq!(shim(&c.node, "DEL", &conf, "s1").code, 0);
+    c.assert_clean("s1");
+
+    c.api.on_request(Box::new(|req| {
+        (matches!(req.method.as_str(), "PUT" | "PATCH") && req.path.ends_with("/pods/s2/status"))
+            .then(|| crate::support::apiserver::FakeResponse::status(403, "fake apiserver: forbidden"))
+    }));
+    let out = shim(&c.node, "ADD", &conf, "s2");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("error setting the networks status"), "{out:?}");
+    c.assert_clean("s2");
+    assert!(c.node.path("ipam/cbr").is_dir(), "the ADD allocated before the status write");
+    assert_eq!(c.node.ipam_ips("cbr"), Vec::<String>::new(), "the rolled-back ADD kept its IP");
+}

@@ -55,3 +55,44 @@ fn a_hundred_pods_at_once() {
     assert_eq!(files_in(&node.path("multus/results")), Vec::<String>::new());
     assert_eq!(node.node.link_names(), vec!["lo", "tbr0"], "no host-side veth left");
 }
+
+/// `maxConcurrentRequests` bounds how many requests run at once, not only whether they succeed:
+/// eight pods at once against a limit of 2, each delegate recording how many delegates were
+/// running when it started (a file per running delegate), and taking 300 ms. Exactly two may
+/// overlap: more means the limit was ignored, fewer that the requests were serialised.
+#[test]
+fn max_concurrent_requests_bounds_the_overlap() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::new();
+    let pods: Vec<Netns> = (0..8).map(|_| Netns::new("o")).collect();
+    let bin = node.path("overlap-bin");
+    let running = node.path("running");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&running).unwrap();
+    let seen = node.path("seen");
+    let script = format!(
+        "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then\n  touch {r}/$$\n  ls {r} | wc -l >> {s}\n  sleep 0.3\n  rm {r}/$$\nfi\necho '{{\"cniVersion\":\"1.0.0\"}}'\n",
+        r = running.display(),
+        s = seen.display()
+    );
+    std::fs::write(bin.join("overlap"), script).unwrap();
+    std::fs::set_permissions(bin.join("overlap"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _daemon = Daemon::start(&node, &daemon_config(&node, json!({"maxConcurrentRequests": 2})));
+    let conf = shim_conf(
+        &node,
+        "1.0.0",
+        json!({"binDir": bin, "delegates": [{"cniVersion": "1.0.0", "name": "overlap", "type": "overlap"}]}),
+    );
+    let children: Vec<_> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| spawn_shim_env(&node, "ADD", &conf, &format!("o{i}"), "eth0", &[("CNI_NETNS", &p.path())]))
+        .collect();
+    for out in children.into_iter().map(finish) {
+        out.ok();
+    }
+    let counts: Vec<usize> =
+        std::fs::read_to_string(&seen).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
+    assert_eq!(counts.len(), 8, "{counts:?}");
+    assert_eq!(counts.iter().max(), Some(&2), "delegates running at once: {counts:?}");
+}

@@ -14,12 +14,13 @@ use sha2::Digest;
 
 use crate::{root, sh};
 
-/// A cold build in a fresh directory (the second build of the reproducibility check): amd64,
-/// `passthru` and `multus` — the whole dependency graph again, two binaries to compare.
+/// A cold build in a fresh directory (the second build of the reproducibility check): amd64
+/// (rustup) and arm64 (Debian's rustc 1.85 and cross gcc), `passthru` and `multus` — the whole
+/// dependency graph again with both toolchains, two binaries each to compare.
 fn build_into(tag: &str) -> (std::path::PathBuf, Value) {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("xbuild-{tag}"));
     let _ = std::fs::remove_dir_all(&base);
-    let out = crate::support::build_into(&base, &["amd64"], &["passthru", "multus"]);
+    let out = crate::support::build_into(&base, &["amd64", "arm64"], &["passthru", "multus"]);
     let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     (base, manifest)
 }
@@ -130,15 +131,19 @@ fn cross_build_is_verified_auditable_and_reproducible() {
         targets[0]["binaries"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
     assert_eq!(names, crate::support::NODE_BINARIES, "every node binary is built");
 
-    // A second cold build elsewhere gives byte-identical binaries.
-    let (_second, again) = build_into("b");
-    let again = &again["targets"][0];
-    assert_eq!(again["arch"], "amd64");
-    assert_eq!(again["binaries"].as_array().unwrap().len(), 2);
-    for (x, y) in targets[0]["binaries"].as_array().unwrap().iter().zip(again["binaries"].as_array().unwrap()) {
-        assert_eq!(x["name"], y["name"]);
-        assert_eq!(x["sha256"], y["sha256"], "amd64 {} not reproducible", x["name"]);
+    // A second cold build elsewhere gives byte-identical binaries, with both toolchains.
+    let (second, again) = build_into("b");
+    for (i, arch) in ["amd64", "arm64"].into_iter().enumerate() {
+        let rebuilt = &again["targets"][i];
+        assert_eq!(rebuilt["arch"], arch);
+        let rebuilt = rebuilt["binaries"].as_array().unwrap();
+        assert_eq!(rebuilt.len(), 2);
+        for y in rebuilt {
+            let x = targets[i]["binaries"].as_array().unwrap().iter().find(|x| x["name"] == y["name"]).unwrap();
+            assert_eq!(x["sha256"], y["sha256"], "{arch} {} not reproducible", x["name"]);
+        }
     }
+    let _ = std::fs::remove_dir_all(second);
 }
 
 #[test]

@@ -128,6 +128,7 @@ fn the_rustsec_gate_refuses_a_binary_with_a_vulnerable_dependency_and_names_the_
             (Some("1.6.0"), Some(">=0.6.14, <1.0.0 or >=1.6.1"))
         );
     }
+    crate::support::assert_schema_valid("sarif-2.1.0", &[&tmp.join("scan/gate.sarif")]);
     let sarif: Value = serde_json::from_slice(&std::fs::read(tmp.join("scan/gate.sarif")).unwrap()).unwrap();
     assert_eq!(sarif["runs"][1]["results"][0]["ruleId"], "RUSTSEC-2021-0003");
     assert_eq!(sarif["runs"][1]["results"][0]["level"], "error");
@@ -273,4 +274,21 @@ fn trivy_reports_and_process_plumbing_with_a_stand_in_executable() {
     assert!(ok && out.contains("NOT SCANNED BY TRIVY: trivy is not installed"), "{out}");
     let (ok, out) = go("missing-required", &none, &["--require-trivy"]);
     assert!(!ok && out.contains("NOT SCANNED by Trivy, and this run publishes: failing closed"), "{out}");
+}
+
+/// The golden documents the unit tests compare against come from the code they check; the
+/// official schemas judge them independently (and so every rendering that matches them).
+#[test]
+fn golden_sbom_and_sarif_follow_their_schemas() {
+    let golden = root().join("xtask/tests/golden");
+    crate::support::assert_schema_valid("cyclonedx-1.5", &[&golden.join("sbom.cdx.json")]);
+    crate::support::assert_schema_valid("sarif-2.1.0", &[&golden.join("gate.sarif")]);
+    // The judge is not blind: a document with a value the schema forbids is refused.
+    let tmp = Tmp::new("schemas");
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(golden.join("gate.sarif")).unwrap()).unwrap();
+    doc["version"] = Value::from("2.0.0");
+    std::fs::write(tmp.join("bad.sarif"), doc.to_string()).unwrap();
+    let bad = tmp.join("bad.sarif");
+    let result = std::panic::catch_unwind(|| crate::support::assert_schema_valid("sarif-2.1.0", &[&bad]));
+    assert!(result.is_err(), "a SARIF version 2.0.0 document passed the schema check");
 }

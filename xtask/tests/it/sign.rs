@@ -175,6 +175,8 @@ fn keygen_sign_verify_publish_and_independent_judges() {
         st["predicate"]["components"].as_array().unwrap().iter().filter_map(|c| c["purl"].as_str()).collect();
     assert!(purls.iter().any(|p| p.starts_with("pkg:cargo/libc@")), "{purls:?}");
     assert_eq!(std::fs::read_dir(tmp.join("sbom")).unwrap().count(), 4, "one SBOM file per platform image");
+    let sboms: Vec<PathBuf> = std::fs::read_dir(tmp.join("sbom")).unwrap().map(|e| e.unwrap().path()).collect();
+    crate::support::assert_schema_valid("cyclonedx-1.5", &sboms.iter().map(PathBuf::as_path).collect::<Vec<_>>());
 
     // Published: our verify and the judge accept it, from the registry.
     publish(&reg, "multus", &l);

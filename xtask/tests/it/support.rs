@@ -718,3 +718,16 @@ impl Drop for Binfmt {
         }
     }
 }
+
+/// Validates JSON files against the official schema of their format (`cyclonedx-1.5` or
+/// `sarif-2.1.0`) with `scripts/validate-schema.py`: Debian's python3-jsonschema and the schema
+/// files scripts/install-test-deps.sh fetched from npm, an independent judge of our renderers.
+pub fn assert_schema_valid(kind: &str, files: &[&Path]) {
+    let schemas = root().join("target/tools/schemas");
+    assert!(schemas.is_dir(), "{} missing: run scripts/install-test-deps.sh", schemas.display());
+    let mut args = vec!["scripts/validate-schema.py".to_string(), schemas.display().to_string(), kind.to_string()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = run("/usr/bin/python3", &args, &[]);
+    assert!(ok, "not valid {kind}:\n{out}{err}");
+}
