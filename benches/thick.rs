@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use multus::thick::daemon_config::DEFAULT_MAX_CONCURRENT_REQUESTS;
 use serde_json::{Value, json};
 use support::thick::{
-    DAEMON_BIN, Daemon, Outcome, SHIM_BIN, bridge, daemon_config, finish, shim_conf, spawn_cni, write,
+    DAEMON_BIN, Daemon, Outcome, SHIM_BIN, auto_mode_config, bridge, daemon_config, finish, shim_conf, spawn_cni,
 };
 use support::{CNI_BIN, Netns, Node};
 
@@ -286,18 +286,8 @@ fn burst_pods() {
 fn idle_cpu() {
     let bins = Bins::from_env();
     let node = Node::new();
-    let auto = node.path("host-net.d");
-    write(
-        &auto.join("10-cbr.conflist"),
-        &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [{"type": "bridge"}]}),
-    );
-    let config = daemon_config(
-        &node,
-        json!({"logLevel": "error", "multusConfigFile": "auto", "multusAutoconfigDir": auto, "cniConfigDir": auto,
-            "cniVersion": "1.0.0"}),
-    );
+    let (config, generated) = auto_mode_config(&node, json!({"logLevel": "error"}));
     let daemon = Daemon::start_bin(&node, &config, &bins.daemon);
-    let generated = auto.join("00-multus.conf");
     let start = Instant::now();
     while !generated.exists() {
         assert!(start.elapsed() < Duration::from_secs(30), "00-multus.conf never appeared: {}", daemon.stderr());

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::hostile::{plugins, read_pid, wait_gone};
 use crate::support::Node;
-use crate::support::thick::{Daemon, SHIM_BIN, bridge, daemon_config, shim_conf, spawn_cni};
+use crate::support::thick::{Daemon, SHIM_BIN, daemon_config, shim_conf, spawn_cni};
 
 /// A client that declares a 1 MiB body and sends it as slowly as the socket lets it.
 struct Slow {
@@ -74,11 +74,7 @@ fn five_hundred_slow_bodies_keep_memory_bounded() {
     let peak = daemon.status_kib("VmHWM");
     drop(clients);
     // Served normally afterwards, and the burst's memory is given back.
-    let conf = shim_conf(
-        &node,
-        "1.0.0",
-        json!({"binDir": crate::support::CNI_BIN, "delegates": [bridge(&node, "cbr", "tbr0", "10.99.0.0/24")]}),
-    );
+    let conf = crate::hostile::bridge_shim_conf(&node);
     for cmd in ["ADD", "DEL"] {
         let child = node.node.enter(|| spawn_cni(Path::new(SHIM_BIN), &node, cmd, &conf, "pod", "eth0", &[]));
         let (out, _) = crate::hostile::bounded(child, Duration::from_secs(60));

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::Node;
-use crate::support::thick::{Outcome, finish};
+use crate::support::thick::{Outcome, bridge, finish, shim_conf};
+use crate::support::{CNI_BIN, Node};
 
 /// A directory of hostile plugins, removed with the node's scratch directory.
 pub fn plugins(node: &Node) -> PathBuf {
@@ -114,4 +114,19 @@ pub fn tree(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// The shim's config for one bridge delegate (`cbr`, 10.99.0.0/24) from the reference plugins.
+pub fn bridge_shim_conf(node: &Node) -> Value {
+    shim_conf(node, "1.0.0", json!({"binDir": CNI_BIN, "delegates": [bridge(node, "cbr", "tbr0", "10.99.0.0/24")]}))
+}
+
+/// A daemon request body as the shim sends it, for a client that talks to the socket itself.
+pub fn daemon_request(cmd: &str, container: &str, netns: &str, args: &str, conf: &Value) -> Vec<u8> {
+    use base64::Engine;
+    json!({"env": {"CNI_COMMAND": cmd, "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
+        "CNI_ARGS": args, "CNI_PATH": CNI_BIN},
+        "config": base64::engine::general_purpose::STANDARD.encode(conf.to_string())})
+    .to_string()
+    .into_bytes()
 }

@@ -6,14 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use http::Method;
 use multus::thick::client::Client;
 use serde_json::{Value, json};
 
-use crate::hostile::{bounded, conf_with};
-use crate::support::thick::{Daemon, SHIM_BIN, bridge, daemon_config, shim_conf, spawn_cni};
-use crate::support::{CNI_BIN, Node};
+use crate::hostile::{bounded, bridge_shim_conf, conf_with, daemon_request};
+use crate::support::Node;
+use crate::support::thick::{Daemon, SHIM_BIN, bridge, daemon_config, spawn_cni};
 
 fn fifo(node: &Node) -> PathBuf {
     let p = node.path("fifo");
@@ -50,23 +49,11 @@ fn thin_fails_at_once_on_a_fifo_or_a_file() {
     assert!(!node.path("multus").join("pod").exists(), "no scratch file for a refused ADD");
 }
 
-fn request(conf: &Value, container: &str, netns: &str) -> Vec<u8> {
-    json!({"env": {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
-        "CNI_ARGS": format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={container}"), "CNI_PATH": CNI_BIN},
-        "config": base64::engine::general_purpose::STANDARD.encode(conf.to_string())})
-    .to_string()
-    .into_bytes()
-}
-
 #[test]
 fn daemon_fails_at_once_and_a_thousand_fifos_starve_nobody() {
     let node = Node::new();
     let daemon = Daemon::start(&node, &daemon_config(&node, json!({})));
-    let conf = shim_conf(
-        &node,
-        "1.0.0",
-        json!({"binDir": CNI_BIN, "delegates": [bridge(&node, "cbr", "tbr0", "10.99.0.0/24")]}),
-    );
+    let conf = bridge_shim_conf(&node);
     let fifo = fifo(&node);
     // Through the shim, as a runtime would.
     let env = [("CNI_NETNS", fifo.to_str().unwrap())];
@@ -83,7 +70,9 @@ fn daemon_fails_at_once_and_a_thousand_fifos_starve_nobody() {
             s.spawn(move || {
                 let client = Client::new(socket).unwrap();
                 for i in 0..125 {
-                    let body = request(conf, &format!("fifo{t}-{i}"), fifo.to_str().unwrap());
+                    let container = format!("fifo{t}-{i}");
+                    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={container}");
+                    let body = daemon_request("ADD", &container, fifo.to_str().unwrap(), &args, conf);
                     let reply = client.send(Method::POST, "/cni", body, Some(Duration::from_secs(10))).unwrap();
                     assert_eq!(reply.status, 400);
                     not_a_netns(std::str::from_utf8(&reply.body).unwrap());

@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use http::Method;
 use multus::thick::client::Client;
 use serde_json::{Value, json};
 
-use crate::hostile::{bounded, conf_with, tree};
-use crate::support::thick::{Daemon, SHIM_BIN, bridge, daemon_config, shim_conf, spawn_cni};
-use crate::support::{CNI_BIN, Node};
+use crate::hostile::{bounded, bridge_shim_conf, conf_with, daemon_request, tree};
+use crate::support::Node;
+use crate::support::thick::{Daemon, SHIM_BIN, bridge, daemon_config, spawn_cni};
 
 const ARGS: &str = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod;K8S_POD_INFRA_CONTAINER_ID=pod";
 const MULTUS: &str = env!("CARGO_BIN_EXE_multus");
@@ -78,11 +77,7 @@ fn thin_refuses_container_ids_and_pod_names_that_are_paths() {
 fn shim_and_daemon_refuse_them_too() {
     let node = Node::new();
     let daemon = Daemon::start(&node, &daemon_config(&node, json!({})));
-    let conf = shim_conf(
-        &node,
-        "1.0.0",
-        json!({"binDir": CNI_BIN, "delegates": [bridge(&node, "cbr", "tbr0", "10.99.0.0/24")]}),
-    );
+    let conf = bridge_shim_conf(&node);
     let victims = Victims::new(&node);
     let before = snapshot(&node);
     let id = victims.file.to_str().unwrap();
@@ -94,12 +89,10 @@ fn shim_and_daemon_refuse_them_too() {
         refused(&bounded(child, Duration::from_secs(30)).0, id);
         // ... and straight to the daemon, as a client that skips the shim would.
         for endpoint in ["/cni", "/delegate"] {
-            let body = json!({"env": {"CNI_COMMAND": cmd, "CNI_CONTAINERID": id, "CNI_NETNS": node.pod.path(),
-                "CNI_IFNAME": "eth0", "CNI_ARGS": ARGS, "CNI_PATH": CNI_BIN},
-                "config": base64::engine::general_purpose::STANDARD.encode(conf.to_string())});
+            let body = daemon_request(cmd, id, &node.pod.path(), ARGS, &conf);
             let reply = Client::new(daemon.socket())
                 .unwrap()
-                .send(Method::POST, endpoint, body.to_string().into_bytes(), Some(Duration::from_secs(30)))
+                .send(Method::POST, endpoint, body, Some(Duration::from_secs(30)))
                 .unwrap();
             assert_eq!(reply.status, 400, "{endpoint} {cmd}");
             let e: Value = serde_json::from_slice(&reply.body).unwrap();

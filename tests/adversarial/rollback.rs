@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::hostile::{bounded, conf_with};
+use crate::support::Node;
 use crate::support::thick::{Daemon, SHIM_BIN, bridge, daemon_config, shim_conf, spawn_cni};
-use crate::support::{CNI_BIN, Node};
 
 fn call(node: &Node, bin: &str, cmd: &str, conf: &Value, container: &str) -> crate::support::thick::Outcome {
     let child = node.node.enter(|| spawn_cni(Path::new(bin), node, cmd, conf, container, "eth0", &[]));
@@ -48,11 +48,7 @@ fn thin_refused_add_keeps_the_other_pods_interface() {
 fn thick_refused_add_keeps_the_other_pods_interface() {
     let node = Node::new();
     let _daemon = Daemon::start(&node, &daemon_config(&node, json!({})));
-    let conf = shim_conf(
-        &node,
-        "1.0.0",
-        json!({"binDir": CNI_BIN, "delegates": [bridge(&node, "cbr", "tbr0", "10.99.0.0/24")]}),
-    );
+    let conf = crate::hostile::bridge_shim_conf(&node);
     second_pod_into_the_same_namespace(&node, SHIM_BIN, &conf);
 }
 

@@ -46,6 +46,25 @@ pub fn daemon_config(node: &Node, extra: Value) -> Value {
     c
 }
 
+/// The default deployment's layout in auto mode: a primary (`10-cbr.conflist`) in one directory
+/// that is both `multusAutoconfigDir` and `cniConfigDir`, so the config manager watches the
+/// directory it writes `00-multus.conf` into. Returns the daemon config and that file's path.
+pub fn auto_mode_config(node: &Node, extra: Value) -> (Value, PathBuf) {
+    let auto = node.path("host-net.d");
+    write(
+        &auto.join("10-cbr.conflist"),
+        &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [{"type": "bridge"}]}),
+    );
+    let mut config = daemon_config(
+        node,
+        json!({"multusConfigFile": "auto", "multusAutoconfigDir": auto, "cniConfigDir": auto, "cniVersion": "1.0.0"}),
+    );
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    (config, auto.join("00-multus.conf"))
+}
+
 impl Daemon {
     /// Starts the daemon with `config` inside the node namespace and waits until it answers.
     pub fn start(node: &Node, config: &Value) -> Daemon {

@@ -108,17 +108,8 @@ fn auto_mode_generates_00_multus_conf_and_exits_2_when_readiness_goes() {
 #[test]
 fn idle_daemon_in_auto_mode_uses_no_cpu() {
     let node = Node::new();
-    let auto = node.path("host-net.d");
-    write(
-        &auto.join("10-cbr.conflist"),
-        &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [{"type": "bridge"}]}),
-    );
-    let config = daemon_config(
-        &node,
-        json!({"multusConfigFile": "auto", "multusAutoconfigDir": auto, "cniConfigDir": auto, "cniVersion": "1.0.0"}),
-    );
+    let (config, generated) = crate::support::thick::auto_mode_config(&node, json!({}));
     let d = Daemon::start(&node, &config);
-    let generated = auto.join("00-multus.conf");
     crate::eventually("00-multus.conf is generated", || generated.exists());
     std::thread::sleep(Duration::from_secs(1));
     let before = d.cpu_time();
@@ -127,7 +118,7 @@ fn idle_daemon_in_auto_mode_uses_no_cpu() {
     assert!(used < Duration::from_millis(100), "the idle daemon used {used:?} of CPU in 10 s: {}", d.stderr());
     // Still watching: a changed primary is picked up.
     write(
-        &auto.join("10-cbr.conflist"),
+        &generated.with_file_name("10-cbr.conflist"),
         &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [{"type": "bridge", "capabilities": {"portMappings": true}}]}),
     );
     crate::eventually("00-multus.conf follows the primary", || {
