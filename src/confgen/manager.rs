@@ -86,7 +86,11 @@ impl ManagerConfig {
         Ok(ManagerConfig {
             conf: ThickConf::from_daemon_config(m)?,
             cni_config_dir: PathBuf::from(f.string_or("cniConfigDir", "/etc/cni/net.d")?),
-            multus_config_file: f.string_or("multusConfigFile", AUTO)?,
+            // Empty is unset, as daemon-config's own reader has it: both agree on auto mode.
+            multus_config_file: match f.string_or("multusConfigFile", AUTO)? {
+                s if s.is_empty() => AUTO.to_string(),
+                s => s,
+            },
             autoconfig_dir: f.string_or("multusAutoconfigDir", "")?,
             master_cni: f.string_or("multusMasterCNI", "")?,
             force_cni_version: f.boolean("forceCNIVersion")?,
@@ -670,6 +674,13 @@ mod tests {
             ManagerConfig::from_daemon_config(&json!({"keepConfigOnExit": "yes"}).as_object().unwrap().clone())
                 .is_err()
         );
+        // An empty multusConfigFile is auto mode for the manager as for DaemonConfig (it used to
+        // be "copy the file ''" here while the daemon called the manager as auto).
+        let raw = json!({"multusConfigFile": "", "cniVersion": "1.0.0"}).as_object().unwrap().clone();
+        let c = ManagerConfig::from_daemon_config(&raw).unwrap();
+        assert!(c.is_auto());
+        let daemon = crate::thick::daemon_config::DaemonConfig::parse(&serde_json::to_vec(&raw).unwrap()).unwrap();
+        assert_eq!(daemon.is_auto(), c.is_auto());
     }
 
     #[test]

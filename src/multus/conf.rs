@@ -1,5 +1,9 @@
 //! The multus plugin config read from stdin (upstream `types.NetConf`): every key, upstream's
 //! defaults, and validation with errors that name the key. Pure: bytes in, struct out.
+//!
+//! Keys are matched as Go's `encoding/json` matches struct fields, which upstream decodes this
+//! document with: ignoring ASCII case, the last matching key winning, `null` leaving the default
+//! (`golang::field`). So `"readinessIndicatorFile"`, `"CNIDir"` or `"BinDir"` work as upstream.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,7 +81,7 @@ pub const DEFAULT_ROLLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_TIMEOUT_SECONDS: u64 = 3600;
 
 fn seconds(raw: &Map<String, Value>, key: &str, default: Duration) -> Result<Duration, Error> {
-    match raw.get(key) {
+    match get(raw, key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => match v.as_u64() {
             Some(n) if (1..=MAX_TIMEOUT_SECONDS).contains(&n) => Ok(Duration::from_secs(n)),
@@ -90,8 +94,13 @@ fn bad(key: &str, want: &str) -> Error {
     Error::Decoding(format!("failed to load netconf: {key:?} must be {want}"))
 }
 
+/// The value of the field tagged `key`, Go's way (see the module doc).
+fn get<'a>(raw: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    crate::confgen::golang::field(raw, key)
+}
+
 fn string(raw: &Map<String, Value>, key: &str, default: &str) -> Result<String, Error> {
-    match raw.get(key) {
+    match get(raw, key) {
         None | Some(Value::Null) => Ok(default.to_string()),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(bad(key, "a string")),
@@ -99,7 +108,7 @@ fn string(raw: &Map<String, Value>, key: &str, default: &str) -> Result<String, 
 }
 
 fn boolean(raw: &Map<String, Value>, key: &str, default: bool) -> Result<bool, Error> {
-    match raw.get(key) {
+    match get(raw, key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
         Some(_) => Err(bad(key, "a boolean")),
@@ -107,7 +116,7 @@ fn boolean(raw: &Map<String, Value>, key: &str, default: bool) -> Result<bool, E
 }
 
 fn strings(raw: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, Error> {
-    match raw.get(key) {
+    match get(raw, key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(a)) => a
             .iter()
@@ -119,7 +128,7 @@ fn strings(raw: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, E
 }
 
 fn number(v: &Map<String, Value>, key: &str, default: u64) -> Result<u64, Error> {
-    match v.get(key) {
+    match get(v, key) {
         None | Some(Value::Null) => Ok(default),
         Some(n) => n.as_u64().ok_or_else(|| bad(&format!("logOptions.{key}"), "a non-negative integer")),
     }
@@ -146,7 +155,7 @@ impl NetConf {
         let Value::Object(raw) = value else {
             return Err(Error::Decoding("failed to load netconf: not a JSON object".into()));
         };
-        let delegates = match raw.get("delegates") {
+        let delegates = match get(&raw, "delegates") {
             None | Some(Value::Null) => vec![],
             Some(Value::Array(a)) => {
                 for (i, d) in a.iter().enumerate() {
@@ -158,7 +167,7 @@ impl NetConf {
             }
             Some(_) => return Err(bad("delegates", "a list of configs")),
         };
-        let log_options = match raw.get("logOptions") {
+        let log_options = match get(&raw, "logOptions") {
             None | Some(Value::Null) => LogOptions::default(),
             Some(Value::Object(o)) => {
                 let d = LogOptions::default();
@@ -171,7 +180,7 @@ impl NetConf {
             }
             Some(_) => return Err(bad("logOptions", "an object")),
         };
-        let runtime_config = match raw.get("runtimeConfig") {
+        let runtime_config = match get(&raw, "runtimeConfig") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(o)) => o
                 .iter()
@@ -237,6 +246,26 @@ mod tests {
         assert!(c.log_to_stderr && !c.namespace_isolation && !c.retry_delete_on_error);
         assert_eq!(c.log_options, LogOptions::default());
         assert_eq!((c.delegate_timeout, c.rollback_timeout), (DEFAULT_DELEGATE_TIMEOUT, DEFAULT_ROLLBACK_TIMEOUT));
+    }
+
+    /// Upstream decodes this document with Go's `encoding/json`: keys match their field ignoring
+    /// case, the last one wins, `null` is unset.
+    #[test]
+    fn keys_match_as_go_decodes_them() {
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"m","type":"multus","clusterNetwork":"/x.conflist",
+            "readinessIndicatorFile":"/run/ready","CNIDir":"/c","BinDir":"/b","ConfDir":"/d",
+            "LogLevel":"debug","logToStderr":false,"LOGTOSTDERR":true,"namespaceisolation":true,"kubeconfig":null}"#,
+        )
+        .unwrap();
+        assert_eq!(c.readiness_indicator_file, "/run/ready");
+        assert_eq!((c.cni_dir, c.bin_dir, c.conf_dir), (PathBuf::from("/c"), PathBuf::from("/b"), PathBuf::from("/d")));
+        assert_eq!(c.log_level, "debug");
+        assert!(c.log_to_stderr, "the last matching key wins");
+        assert!(c.namespace_isolation);
+        assert_eq!(c.kubeconfig, "");
+        let c = NetConf::parse(br#"{"Delegates":[{"type":"bridge"}],"LogOptions":{"MaxSize":7}}"#).unwrap();
+        assert_eq!((c.delegates.len(), c.log_options.max_size_mb), (1, 7));
     }
 
     #[test]

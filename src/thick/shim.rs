@@ -52,17 +52,21 @@ impl ShimConf {
             ))
         };
         let v: Value = serde_json::from_slice(stdin).map_err(|e| invalid(e.to_string()))?;
-        let string = |k: &str| match v.get(k) {
+        // Go's encoding/json matching, as upstream's shim decodes its config (see `golang::field`).
+        let empty = serde_json::Map::new();
+        let obj = v.as_object().unwrap_or(&empty);
+        let get = |k: &str| crate::confgen::golang::field(obj, k);
+        let string = |k: &str| match get(k) {
             None | Some(Value::Null) => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
             Some(_) => Err(invalid(format!("{k:?} must be a string"))),
         };
-        let boolean = |k: &str| match v.get(k) {
+        let boolean = |k: &str| match get(k) {
             None | Some(Value::Null) => Ok(false),
             Some(Value::Bool(b)) => Ok(*b),
             Some(_) => Err(invalid(format!("{k:?} must be a boolean"))),
         };
-        let readiness_timeout = match v.get("daemonReadinessTimeoutSeconds") {
+        let readiness_timeout = match get("daemonReadinessTimeoutSeconds") {
             None | Some(Value::Null) => DEFAULT_READINESS_TIMEOUT,
             Some(n) => n
                 .as_f64()
@@ -272,6 +276,9 @@ mod tests {
         assert_eq!(e.code(), 6);
         assert!(e.to_string().starts_with("invalid CNI configuration passed to multus-shim"), "{e}");
         assert!(ShimConf::parse(br#"{"daemonReadinessTimeoutSeconds":-1}"#).is_err());
+        // Keys match as Go's encoding/json matches them (upstream's shim): any case, last wins.
+        let g = ShimConf::parse(br#"{"DaemonSocketDir":"/a/","daemonsocketdir":"/b/","LogToStderr":true}"#).unwrap();
+        assert_eq!((g.socket_dir, g.log_to_stderr), (PathBuf::from("/b/"), true));
     }
 
     const ADD_RESPONSE: &str = include_str!("../../tests/fixtures/thick/response-add.json");
