@@ -18,7 +18,7 @@ use crate::cni::error::Error;
 /// If the thread cannot return to its namespace the process aborts: carrying on in the pod's
 /// namespace would be worse than any error.
 pub fn run_in<T>(path: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
-    let target = open(path)?;
+    let target = crate::cni::validate::open_netns(path)?;
     // thread-self resolves in the pid namespace of this /proc, also inside a container.
     let home_path = "/proc/thread-self/ns/net";
     let home = File::open(home_path).map_err(|e| Error::io("failed to open the current netns", home_path, e))?;
@@ -28,46 +28,6 @@ pub fn run_in<T>(path: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, 
     }
     let _back = Return(home);
     f()
-}
-
-/// `statfs.f_type` of the namespace file system.
-const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
-
-/// Opens the network namespace at `path` without ever blocking, or says why it is none: the path
-/// is first opened with `O_PATH` (which opens no FIFO, device or socket) and must be on nsfs, then
-/// opened for `setns` with `O_NONBLOCK | O_NOCTTY` and checked again (the path may have been
-/// swapped in between). A FIFO named as CNI_NETNS used to block its command forever.
-pub fn open(path: &str) -> Result<OwnedFd, Error> {
-    let not_a_netns = |why: String| Error::InvalidEnv(format!("CNI_NETNS {path:?} is not a network namespace: {why}"));
-    let c = CString::new(path).map_err(|_| not_a_netns("it contains a NUL byte".into()))?;
-    let checked_open = |flags: libc::c_int| -> Result<OwnedFd, Error> {
-        // SAFETY: a NUL-terminated path; the returned fd is owned below.
-        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::io("failed to open netns", path, io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: zeroed statfs is a valid out-parameter; fstatfs only writes into it.
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(Error::io("failed to stat netns", path, io::Error::last_os_error()));
-        }
-        if st.f_type as libc::c_long != NSFS_MAGIC {
-            return Err(not_a_netns(format!("it is on a file system of type {:#x}, not nsfs", st.f_type)));
-        }
-        Ok(fd)
-    };
-    checked_open(libc::O_PATH)?;
-    let fd = checked_open(libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)?;
-    // NS_GET_NSTYPE (Linux 4.11): nsfs holds every kind of namespace; only a network one will do.
-    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-    // SAFETY: an ioctl without arguments on our fd.
-    let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
-    if kind >= 0 && kind != libc::CLONE_NEWNET {
-        return Err(not_a_netns(format!("it is a namespace of another kind ({kind:#x})")));
-    }
-    Ok(fd)
 }
 
 /// Moves the thread back to its own namespace when dropped (also while unwinding).

@@ -4,7 +4,12 @@
 //! file names, netlink names and API paths later; nothing is read, written or deleted before they
 //! pass. A refusal is a CNI error with code 4 (invalid environment) that quotes the value.
 //!
-//! [`invocation`] is pure; [`netns`] looks at the file system (without ever blocking).
+//! [`invocation`] is pure; [`netns`] and [`open_netns`] (which `netns::run_in` uses to enter a
+//! namespace) look at the file system, without ever blocking.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::config::valid_name;
 use super::error::{CniError, Error, code};
@@ -94,18 +99,58 @@ pub fn cni_args(raw: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// CNI_NETNS must name a network namespace (`netns::open`: nsfs, never a blocking open). ADD and
+/// CNI_NETNS must name a network namespace ([`open_netns`]: nsfs, never a blocking open). ADD and
 /// CHECK need one; DEL accepts an empty or vanished path (the pod's namespace may be gone) but
 /// never an existing file that is not a network namespace.
 pub fn netns(cmd: Command, path: &str) -> Result<(), Error> {
     match cmd {
-        Command::Add | Command::Check => crate::netns::open(path).map(drop),
-        Command::Del if !path.is_empty() => match crate::netns::open(path) {
+        Command::Add | Command::Check => open_netns(path).map(drop),
+        Command::Del if !path.is_empty() => match open_netns(path) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
             other => other.map(drop),
         },
         _ => Ok(()),
     }
+}
+
+/// `statfs.f_type` of the namespace file system.
+const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+
+/// Opens the network namespace at `path` without ever blocking, or says why it is none: the path
+/// is first opened with `O_PATH` (which opens no FIFO, device or socket) and must be on nsfs, then
+/// opened for `setns` with `O_NONBLOCK | O_NOCTTY` and checked again (the path may have been
+/// swapped in between). A FIFO named as CNI_NETNS used to block its command forever.
+pub fn open_netns(path: &str) -> Result<OwnedFd, Error> {
+    let not_a_netns = |why: String| Error::InvalidEnv(format!("CNI_NETNS {path:?} is not a network namespace: {why}"));
+    let c = CString::new(path).map_err(|_| not_a_netns("it contains a NUL byte".into()))?;
+    let checked_open = |flags: libc::c_int| -> Result<OwnedFd, Error> {
+        // SAFETY: a NUL-terminated path; the returned fd is owned below.
+        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::io("failed to open netns", path, io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: zeroed statfs is a valid out-parameter; fstatfs only writes into it.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(Error::io("failed to stat netns", path, io::Error::last_os_error()));
+        }
+        if st.f_type as libc::c_long != NSFS_MAGIC {
+            return Err(not_a_netns(format!("it is on a file system of type {:#x}, not nsfs", st.f_type)));
+        }
+        Ok(fd)
+    };
+    checked_open(libc::O_PATH)?;
+    let fd = checked_open(libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)?;
+    // NS_GET_NSTYPE (Linux 4.11): nsfs holds every kind of namespace; only a network one will do.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: an ioctl without arguments on our fd.
+    let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if kind >= 0 && kind != libc::CLONE_NEWNET {
+        return Err(not_a_netns(format!("it is a namespace of another kind ({kind:#x})")));
+    }
+    Ok(fd)
 }
 
 #[cfg(test)]

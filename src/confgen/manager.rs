@@ -40,12 +40,12 @@ use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use serde_json::{Map, Value};
 
-use super::golang::{self, Fields};
 use super::thick::{self, ThickConf};
 use super::{install, primary};
 use crate::cni::Error;
 use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::version::Version;
+use crate::golang::{self, Fields};
 use crate::multus::logging;
 
 /// The daemon-config key that keeps 00-multus.conf when the daemon stops (ours; not upstream's).

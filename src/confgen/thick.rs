@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::golang::{self, Fields};
 use super::primary;
 use crate::cni::Error;
+use crate::golang::{self, Fields};
 
 pub const CONF_NAME: &str = "00-multus.conf";
 pub const DEFAULT_NETWORK_NAME: &str = "multus-cni-network";

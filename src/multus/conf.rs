@@ -96,7 +96,7 @@ fn bad(key: &str, want: &str) -> Error {
 
 /// The value of the field tagged `key`, Go's way (see the module doc).
 fn get<'a>(raw: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    crate::confgen::golang::field(raw, key)
+    crate::golang::field(raw, key)
 }
 
 fn string(raw: &Map<String, Value>, key: &str, default: &str) -> Result<String, Error> {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::api::DEFAULT_SOCKET_DIR;
 use crate::cni::error::Error;
-use crate::confgen::golang::Fields;
+use crate::golang::Fields;
 use crate::multus::conf::{LogOptions, NetConf};
 
 pub const DEFAULT_PATH: &str = "/etc/cni/net.d/multus.d/daemon-config.json";

@@ -55,7 +55,7 @@ impl ShimConf {
         // Go's encoding/json matching, as upstream's shim decodes its config (see `golang::field`).
         let empty = serde_json::Map::new();
         let obj = v.as_object().unwrap_or(&empty);
-        let get = |k: &str| crate::confgen::golang::field(obj, k);
+        let get = |k: &str| crate::golang::field(obj, k);
         let string = |k: &str| match get(k) {
             None | Some(Value::Null) => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.clone()),
