@@ -12,3 +12,6 @@ pub mod k8s;
 pub mod multus;
 pub mod netns;
 pub mod thick;
+
+#[cfg(test)]
+mod tidy;
