@@ -12,6 +12,7 @@ use multus::multus::conf::NetConf;
 use multus::multus::kube::{Cluster, NoCluster};
 use multus::multus::logging;
 use multus::multus::ops::{self, Invocation};
+use multus::multus::sandbox::Netns;
 use serde_json::Value;
 
 struct Multus;
@@ -48,7 +49,7 @@ fn logged<T>(what: &str, r: Result<T, Error>) -> Result<T, Error> {
 impl Plugin for Multus {
     fn add(&self, args: &CmdArgs) -> Result<Value, Error> {
         let (conf, inv) = prepare(args)?;
-        logged("ADD", cluster(&conf).and_then(|c| ops::add(&conf, &inv, c.as_ref(), RawExec::default())))
+        logged("ADD", cluster(&conf).and_then(|c| ops::add(&conf, &inv, c.as_ref(), &Netns, RawExec::default())))
     }
 
     fn del(&self, args: &CmdArgs) -> Result<(), Error> {

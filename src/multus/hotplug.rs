@@ -12,6 +12,7 @@ use super::conf::NetConf;
 use super::delegate::{Delegate, DelegateConfig, Requests};
 use super::kube::{Cluster, Pod};
 use super::ops::{self, Invocation};
+use super::sandbox::Sandbox;
 use crate::cni::{CniResult, Error, Exec, NetworkConfigList};
 
 /// The delegate a hot-plug request carries: its config (one plugin or a list, every key kept)
@@ -32,9 +33,10 @@ pub fn add<E: Exec>(
     d: &Delegate,
     pod: Option<&Pod>,
     cluster: &dyn Cluster,
+    sandbox: &dyn Sandbox,
     exec: E,
 ) -> Result<CniResult, Error> {
-    ops::check_ifname_free(&inv.netns, &inv.ifname)
+    ops::check_ifname_free(sandbox, &inv.netns, &inv.ifname)
         .map_err(|e| e.context(format!("DelegateAdd: cannot set {:?} interface name to {:?}", d.name, inv.ifname)))?;
     let cni = ops::runtime(conf, inv, exec);
     let result = ops::delegate_add(&cni, d, &ops::runtime_conf(conf, inv, d, &inv.ifname))

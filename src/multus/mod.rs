@@ -15,5 +15,6 @@ pub mod logging;
 pub mod nad;
 pub mod ops;
 pub mod resolve;
+pub mod sandbox;
 pub mod scratch;
 pub mod status;

@@ -17,13 +17,13 @@ use serde_json::Value;
 use super::conf::NetConf;
 use super::delegate::{Delegate, DelegateConfig};
 use super::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup};
+use super::sandbox::Sandbox;
 use super::{devinfo, gateway, logging, resolve, scratch, status};
 use crate::cni::cache::{self, Cached};
 use crate::cni::exec::WithTimeout;
 use crate::cni::network::{GcAttachment, validate_interface_name};
 use crate::cni::result::{Cidr, CniResult, Interface, IpConfig};
 use crate::cni::{CniConfig, Error, Exec, NetworkConfigList, RuntimeConf};
-use crate::netns;
 
 /// What the runtime handed us (CNI_* variables).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -156,11 +156,9 @@ pub(super) fn delegate_del<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &Runti
 }
 
 /// Refuses an interface name that is invalid or already present in the pod.
-pub(super) fn check_ifname_free(netns_path: &str, ifname: &str) -> Result<(), Error> {
+pub(super) fn check_ifname_free(sandbox: &dyn Sandbox, netns_path: &str, ifname: &str) -> Result<(), Error> {
     validate_interface_name(ifname)?;
-    let name = ifname.to_string();
-    let exists = netns::run_in(netns_path, move || Ok(netns::link_index(&name).is_some()))?;
-    if exists {
+    if sandbox.link_exists(netns_path, ifname)? {
         return Err(Error::InvalidConfig(format!(
             "interface name {ifname} already exists in the pod network namespace {netns_path}"
         )));
@@ -169,8 +167,14 @@ pub(super) fn check_ifname_free(netns_path: &str, ifname: &str) -> Result<(), Er
 }
 
 /// Applies a delegate's default-route request in the pod and in its cached result.
-fn fix_gateway(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) -> Result<(), Error> {
-    for problem in gateway::apply(&inv.netns, ifname, d)? {
+fn fix_gateway(
+    sandbox: &dyn Sandbox,
+    conf: &NetConf,
+    inv: &Invocation,
+    d: &Delegate,
+    ifname: &str,
+) -> Result<(), Error> {
+    for problem in sandbox.apply_gateway(&inv.netns, ifname, d)? {
         logging::error(&problem);
     }
     let file = cache::path(&conf.cni_dir, d.config.network_name(), &inv.container_id, ifname);
@@ -184,7 +188,13 @@ fn fix_gateway(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &str) -> 
 }
 
 /// ADD: returns the master's result in the multus config's `cniVersion`.
-pub fn add<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exec: E) -> Result<Value, Error> {
+pub fn add<E: Exec>(
+    conf: &NetConf,
+    inv: &Invocation,
+    cluster: &dyn Cluster,
+    sandbox: &dyn Sandbox,
+    exec: E,
+) -> Result<Value, Error> {
     let k8s = K8sArgs::from_args(&inv.args);
     wait_ready(&conf.readiness_indicator_file, READINESS_TIMEOUT)?;
     let pod = match cluster.pod(&k8s).map_err(|e| e.context(format!("[{}]: error getting pod", k8s.describe())))? {
@@ -200,7 +210,7 @@ pub fn add<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, exe
     };
     let delegates = resolve::delegates(conf, &k8s, pod.as_ref(), cluster)
         .map_err(|e| e.context(format!("[{}]: error loading the networks", k8s.describe())))?;
-    add_delegates(conf, inv, delegates, pod.as_ref(), cluster, exec)
+    add_delegates(conf, inv, delegates, pod.as_ref(), cluster, sandbox, exec)
 }
 
 /// Logs an attachment and records upstream's `AddedInterface` event on the pod (`Add <if> [ips]
@@ -235,6 +245,7 @@ pub fn add_delegates<E: Exec>(
     mut delegates: Vec<Delegate>,
     pod: Option<&Pod>,
     cluster: &dyn Cluster,
+    sandbox: &dyn Sandbox,
     exec: E,
 ) -> Result<Value, Error> {
     let k8s = K8sArgs::from_args(&inv.args);
@@ -248,7 +259,7 @@ pub fn add_delegates<E: Exec>(
         let ifname = d.ifname(idx, &inv.ifname);
         let rt = runtime_conf(conf, inv, d, &ifname);
         provide_device_info(conf, inv, d, &ifname);
-        let added = match check_ifname_free(&inv.netns, &ifname) {
+        let added = match check_ifname_free(sandbox, &inv.netns, &ifname) {
             // The name is taken: by another pod's interface, maybe. This delegate added nothing
             // and must not be DELed; only the ones before it are undone.
             Err(e) => Err((e, idx)),
@@ -271,7 +282,7 @@ pub fn add_delegates<E: Exec>(
         added_interface(cluster, pod, &ifname, &result, &d.name);
         statuses.extend(status::from_result(&result, &d.name, d.master, device_info(conf, inv, d, &ifname).as_ref()));
         if gateway::needs_edit(d) && !(result.ips.is_empty() && result.interfaces.is_empty()) {
-            if let Err(e) = fix_gateway(conf, inv, d, &ifname) {
+            if let Err(e) = fix_gateway(sandbox, conf, inv, d, &ifname) {
                 rollback(conf, inv, &cni, &delegates[..=idx], None);
                 return Err(e.context(format!("default-route handling for {}", d.name)));
             }
@@ -483,6 +494,10 @@ pub fn status<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, 
     let Some(list) = cluster_network_list(conf, cluster)? else { return Ok(()) };
     runtime(conf, inv, exec).status_network_list(&list)
 }
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod ops_tests;
 
 #[cfg(test)]
 mod tests {

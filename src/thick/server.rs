@@ -34,6 +34,7 @@ use crate::cni::{CniResult, Exec};
 use crate::multus::conf::NetConf;
 use crate::multus::delegate::Requests;
 use crate::multus::kube::{Cluster, PodLookup};
+use crate::multus::sandbox::Netns;
 use crate::multus::{hotplug, logging, ops};
 
 /// Everything a request needs; shared by the handlers.
@@ -132,7 +133,7 @@ impl Server {
         let (inv, cluster, exec) = (&r.invocation, &*self.cluster, self.exec.clone());
         match r.command {
             Command::Add => {
-                let result = ops::add(&conf, inv, cluster, exec).map_err(|e| {
+                let result = ops::add(&conf, inv, cluster, &Netns, exec).map_err(|e| {
                     e.context(format!("error configuring pod [{}/{}] networking", r.k8s.namespace, r.k8s.name))
                 })?;
                 wire_result(&CniResult::from_value(result, &conf.cni_version)?).map(Some)
@@ -162,9 +163,10 @@ impl Server {
                     PodLookup::Found(pod) => Some(pod),
                     _ => None,
                 };
-                let result = hotplug::add(&settings, inv, &d, pod.as_ref(), &*self.cluster, exec).map_err(|e| {
-                    e.context(format!("error configuring pod [{}/{}] networking", r.k8s.namespace, r.k8s.name))
-                })?;
+                let result =
+                    hotplug::add(&settings, inv, &d, pod.as_ref(), &*self.cluster, &Netns, exec).map_err(|e| {
+                        e.context(format!("error configuring pod [{}/{}] networking", r.k8s.namespace, r.k8s.name))
+                    })?;
                 wire_result(&result).map(Some)
             }
             Command::Del => {

@@ -86,7 +86,7 @@ fn delegates_of_a_resource_get_successive_devices_and_device_info() {
         path: String::new(),
     };
 
-    ops::add(&conf, &inv, &cluster, RawExec::default()).unwrap();
+    ops::add(&conf, &inv, &cluster, &multus::multus::sandbox::Netns, RawExec::default()).unwrap();
     let cni_file = |ifname: &str| devinfo.join(format!("cni/default-vfnet-cid_{ifname}"));
     let adds: Vec<Value> = records(&record).into_iter().filter(|r| r["command"] == "ADD").collect();
     let seen: Vec<(Value, Value, Value, Value, Value)> = adds

@@ -57,3 +57,34 @@ fi
     shim(&node, "DEL", &conf, "chr1").ok();
     assert!(!node.path("multus/chr1").exists());
 }
+
+/// `ChrootExec` on its own (root only, so here rather than in the unit tests): plugins are found
+/// in the chroot's directories, run inside it with their stdin and environment, and a missing
+/// plugin is named by its path inside the chroot's view.
+#[test]
+fn chroot_exec_finds_and_runs_plugins_inside_the_root() {
+    use multus::cni::Exec;
+    use multus::thick::chroot::ChrootExec;
+    crate::support::require_root();
+    let root = tempfile::tempdir().unwrap();
+    install_shell(root.path());
+    std::fs::write(root.path().join("only-in-the-chroot"), "").unwrap();
+    let bin = root.path().join("opt/cni/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("where"),
+        "#!/bin/sh\nread line\nif [ -e /only-in-the-chroot ]; then echo \"inside $PWD $CNI_COMMAND $line\"; else echo outside; fi\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("where"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exec = ChrootExec::new(root.path()).unwrap();
+    let paths = vec![PathBuf::from("/usr/lib/nothing"), PathBuf::from("/opt/cni/bin")];
+    let plugin = exec.find_in_path("where", &paths).unwrap();
+    assert_eq!(plugin, PathBuf::from("/opt/cni/bin/where"), "the path inside the chroot");
+    let out = exec.exec_plugin(&plugin, b"{\"a\":1}\n", &[("CNI_COMMAND".into(), "ADD".into())]).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "inside / ADD {\"a\":1}\n");
+    let e = exec.find_in_path("bridge", &[PathBuf::from("/opt/cni/bin")]).unwrap_err();
+    assert!(e.to_string().contains(&root.path().join("opt/cni/bin").display().to_string()), "{e}");
+    let e = exec.exec_plugin(Path::new("/opt/cni/bin/missing"), b"", &[]).unwrap_err();
+    assert!(e.to_string().contains("failed to execute plugin /opt/cni/bin/missing"), "{e}");
+}

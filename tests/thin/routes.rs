@@ -2,6 +2,7 @@
 //! vanished pod (through the `Cluster` seam: the Kubernetes client that gives that signal is the
 //! API-server issue's; here a fake answers "not found").
 
+use multus::multus::sandbox::Netns;
 use serde_json::{Value, json};
 
 use multus::cni::RawExec;
@@ -49,7 +50,7 @@ fn default_route_moves_to_the_requested_network() {
             .unwrap();
     let inv = inv(&node, "gw1");
     let before = delegates(&node, None);
-    node.node.enter(|| ops::add_delegates(&conf, &inv, before, None, &NoCluster, RawExec::default())).unwrap();
+    node.node.enter(|| ops::add_delegates(&conf, &inv, before, None, &NoCluster, &Netns, RawExec::default())).unwrap();
     assert!(node.pod.routes().contains(&"default via 10.99.0.1 dev eth0".to_string()));
     node.node.enter(|| ops::del(&conf, &inv, &multus::multus::kube::NoCluster, RawExec::default())).unwrap();
 
@@ -62,6 +63,7 @@ fn default_route_moves_to_the_requested_network() {
                 delegates(&node, Some(vec!["10.98.0.1"])),
                 None,
                 &NoCluster,
+                &Netns,
                 RawExec::default(),
             )
         })
@@ -85,7 +87,7 @@ fn two_default_gateways_of_one_family_are_refused_before_anything_runs() {
     ds[0].requests.gateway = Some(vec!["10.99.0.1".parse().unwrap()]);
     let e = node
         .node
-        .enter(|| ops::add_delegates(&conf, &inv(&node, "ecmp"), ds, None, &NoCluster, RawExec::default()))
+        .enter(|| ops::add_delegates(&conf, &inv(&node, "ecmp"), ds, None, &NoCluster, &Netns, RawExec::default()))
         .unwrap_err();
     assert_eq!(e.to_string(), "multus does not support ECMP for default-route");
     assert_eq!(node.pod.link_names(), vec!["lo"]);
@@ -116,7 +118,7 @@ fn a_vanished_pod_gets_a_well_formed_empty_result_in_the_requested_version() {
                 .as_bytes(),
         )
         .unwrap();
-        let r = ops::add(&conf, &inv(&node, "gone"), &PodGone, RawExec::default()).unwrap();
+        let r = ops::add(&conf, &inv(&node, "gone"), &PodGone, &Netns, RawExec::default()).unwrap();
         assert_eq!(r["cniVersion"], v);
         assert_eq!(r["interfaces"], json!([{"name": "eth0", "sandbox": node.pod.path()}]));
         assert_eq!(r["ips"][0]["address"], "0.0.0.0/0");
