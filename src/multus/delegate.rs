@@ -73,6 +73,15 @@ impl DelegateConfig {
         }
     }
 
+    /// The config as a list (a single plugin becomes a one-plugin list, libcni's rule), for the
+    /// operations libcni has only for lists (GC, STATUS).
+    pub fn into_list(self) -> Result<crate::cni::NetworkConfigList, Error> {
+        match self {
+            DelegateConfig::List(l) => Ok(l),
+            DelegateConfig::Single(p) => crate::cni::NetworkConfigList::from_single(p),
+        }
+    }
+
     /// The config as one JSON document (what the scratch cache stores as `Bytes`): a list keeps
     /// every plugin with every key, including plugins loaded from a subdirectory.
     pub fn to_value(&self) -> Value {

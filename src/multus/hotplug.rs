@@ -13,7 +13,8 @@ use super::delegate::{Delegate, DelegateConfig, Requests};
 use super::kube::{Cluster, Pod};
 use super::ops::{self, Invocation};
 use super::sandbox::Sandbox;
-use crate::cni::{CniResult, Error, Exec, NetworkConfigList};
+use crate::cni::skel::Command;
+use crate::cni::{CniResult, Error, Exec};
 
 /// The delegate a hot-plug request carries: its config (one plugin or a list, every key kept)
 /// and the requests that came with it (`ips`, `mac`, `cni-args`).
@@ -55,21 +56,15 @@ pub fn del<E: Exec>(conf: &NetConf, inv: &Invocation, d: &Delegate, exec: E) -> 
 /// CHECK of the attachment on `inv.ifname`.
 pub fn check<E: Exec>(conf: &NetConf, inv: &Invocation, d: &Delegate, exec: E) -> Result<(), Error> {
     let cni = ops::runtime(conf, inv, exec);
-    let rt = ops::runtime_conf(conf, inv, d, &inv.ifname);
-    match d.effective_config() {
-        DelegateConfig::Single(p) => cni.check_network(&p, &rt),
-        DelegateConfig::List(l) => cni.check_network_list(&l, &rt),
-    }
-    .map_err(|e| e.context(format!("DelegateCheck: error checking network {:?}", d.name)))
+    ops::run_delegate(&cni, d, &ops::runtime_conf(conf, inv, d, &inv.ifname), Command::Check)
+        .map(drop)
+        .map_err(|e| e.context(format!("DelegateCheck: error checking network {:?}", d.name)))
 }
 
 /// STATUS of the delegate's network; the plugin's code (50, 51, ...) reaches the caller.
 pub fn status<E: Exec>(conf: &NetConf, inv: &Invocation, d: &Delegate, exec: E) -> Result<(), Error> {
-    let list = match d.effective_config() {
-        DelegateConfig::Single(p) => NetworkConfigList::from_single(p)?,
-        DelegateConfig::List(l) => l,
-    };
-    ops::runtime(conf, inv, exec).status_network_list(&list)
+    let cni = ops::runtime(conf, inv, exec);
+    ops::run_delegate(&cni, d, &ops::runtime_conf(conf, inv, d, &inv.ifname), Command::Status).map(drop)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::cni::cache::{self, Cached};
 use crate::cni::exec::WithTimeout;
 use crate::cni::network::{GcAttachment, validate_interface_name};
 use crate::cni::result::{Cidr, CniResult, Interface, IpConfig};
+use crate::cni::skel::Command;
 use crate::cni::{CniConfig, Error, Exec, NetworkConfigList, RuntimeConf};
 
 /// What the runtime handed us (CNI_* variables).
@@ -141,18 +142,33 @@ fn remove_device_info(conf: &NetConf, inv: &Invocation, d: &Delegate, ifname: &s
     }
 }
 
-pub(super) fn delegate_add<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &RuntimeConf) -> Result<CniResult, Error> {
-    match d.effective_config() {
-        DelegateConfig::Single(p) => cni.add_network(&p, rt),
-        DelegateConfig::List(l) => cni.add_network_list(&l, rt),
+/// The one delegate runner (pod ADD/DEL/CHECK and rollback here, `/delegate` in `hotplug`): a
+/// delegate is one plugin or a list, and each command goes to libcni's matching call. STATUS goes
+/// to the list form of either (libcni has STATUS for lists only). ADD returns the result.
+pub(super) fn run_delegate<E: Exec>(
+    cni: &CniConfig<E>,
+    d: &Delegate,
+    rt: &RuntimeConf,
+    cmd: Command,
+) -> Result<Option<CniResult>, Error> {
+    match (cmd, d.effective_config()) {
+        (Command::Add, DelegateConfig::Single(p)) => cni.add_network(&p, rt).map(Some),
+        (Command::Add, DelegateConfig::List(l)) => cni.add_network_list(&l, rt).map(Some),
+        (Command::Del, DelegateConfig::Single(p)) => cni.del_network(&p, rt).map(|()| None),
+        (Command::Del, DelegateConfig::List(l)) => cni.del_network_list(&l, rt).map(|()| None),
+        (Command::Check, DelegateConfig::Single(p)) => cni.check_network(&p, rt).map(|()| None),
+        (Command::Check, DelegateConfig::List(l)) => cni.check_network_list(&l, rt).map(|()| None),
+        (Command::Status, config) => cni.status_network_list(&config.into_list()?).map(|()| None),
+        (other, _) => Err(Error::InvalidEnv(format!("{} is not a command for one delegate", other.as_str()))),
     }
 }
 
+pub(super) fn delegate_add<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &RuntimeConf) -> Result<CniResult, Error> {
+    run_delegate(cni, d, rt, Command::Add).map(|r| r.expect("ADD returns a result"))
+}
+
 pub(super) fn delegate_del<E: Exec>(cni: &CniConfig<E>, d: &Delegate, rt: &RuntimeConf) -> Result<(), Error> {
-    match d.effective_config() {
-        DelegateConfig::Single(p) => cni.del_network(&p, rt),
-        DelegateConfig::List(l) => cni.del_network_list(&l, rt),
-    }
+    run_delegate(cni, d, rt, Command::Del).map(drop)
 }
 
 /// Refuses an interface name that is invalid or already present in the pod.
@@ -447,11 +463,8 @@ pub fn check<E: Exec>(conf: &NetConf, inv: &Invocation, cluster: &dyn Cluster, e
             continue;
         }
         let rt = runtime_conf(conf, inv, d, &ifname);
-        match cfg {
-            DelegateConfig::Single(p) => cni.check_network(&p, &rt),
-            DelegateConfig::List(l) => cni.check_network_list(&l, &rt),
-        }
-        .map_err(|e| e.context(format!("CHECK of network {:?} ({ifname})", d.name)))?;
+        run_delegate(&cni, d, &rt, Command::Check)
+            .map_err(|e| e.context(format!("CHECK of network {:?} ({ifname})", d.name)))?;
     }
     Ok(())
 }
@@ -466,10 +479,7 @@ fn cluster_network_list(conf: &NetConf, cluster: &dyn Cluster) -> Result<Option<
             None => return Ok(None),
         }
     };
-    Ok(Some(match master.config {
-        DelegateConfig::List(l) => l,
-        DelegateConfig::Single(p) => NetworkConfigList::from_single(p)?,
-    }))
+    master.config.into_list().map(Some)
 }
 
 /// GC of the cluster network. The runtime's `cni.dev/valid-attachments` is honoured (upstream
