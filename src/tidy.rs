@@ -7,7 +7,8 @@
 //! - `netns`, `golang`: `cni` (its error type);
 //! - `multus`: `cni`, `netns`, `golang` — Kubernetes only through `multus::kube::Cluster`;
 //! - `k8s`: `cni`, `multus`, `golang`;
-//! - `thick`: `cni`, `multus`, `golang`, `netns`;
+//! - `thick`: `cni`, `multus`, `golang`, `netns`, and for the daemon's start-up `k8s` (its caches)
+//!   and `confgen` (the config manager);
 //! - `confgen`: `cni`, `multus` (logging), `golang`;
 //! - `bin/`: anything.
 //!
@@ -24,7 +25,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("build_info", &[]),
     ("multus", &["cni", "netns", "golang"]),
     ("k8s", &["cni", "multus", "golang"]),
-    ("thick", &["cni", "multus", "golang", "netns"]),
+    ("thick", &["cni", "multus", "golang", "netns", "k8s", "confgen"]),
     ("confgen", &["cni", "multus", "golang"]),
 ];
 

@@ -1,7 +1,9 @@
 //! The daemon around the server (upstream `cmd/multus-daemon`): its command line, the startup
-//! steps (readiness indicator wait, the user-provided config copy, how delegates are run), and
-//! serving the socket (plus metrics) until a shutdown signal, with a self-check once listening.
-//! The binary decides exit codes and where the cluster comes from.
+//! sequence ([`run`]: readiness indicator wait, the config manager or the user-provided config
+//! copy, how delegates are run, the Kubernetes caches), and serving the socket (plus metrics)
+//! until a shutdown signal or a fatal config-manager condition, with a self-check once
+//! listening. The binary only parses the command line, reads the config and maps [`Exit`] to
+//! the process's exit code.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -19,6 +21,10 @@ use super::server::{self, Server};
 use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::error::Error;
 use crate::cni::{Exec, RawExec};
+use crate::confgen::manager::{Fatal, Manager, ManagerConfig, ManagerHandle};
+use crate::k8s::client as k8s_client;
+use crate::k8s::informer::InformerCluster;
+use crate::multus::kube::{Cluster, NoCluster};
 use crate::multus::logging;
 
 /// How long startup waits for the readiness indicator file, and how often it looks.
@@ -109,6 +115,148 @@ pub fn delegate_exec(config: &DaemonConfig) -> Result<Arc<dyn Exec>, Error> {
         }
         None => Arc::new(RawExec::default()),
     })
+}
+
+/// What the daemon takes from its process besides the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `MULTUS_NODE_NAME`: the node whose pods are watched (every node's when empty).
+    pub node: String,
+    /// `CNI_PATH`: where delegates are found when a request carries none.
+    pub cni_path: String,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        let var = |k: &str| std::env::var(k).unwrap_or_default();
+        Env { node: var("MULTUS_NODE_NAME"), cni_path: var("CNI_PATH") }
+    }
+}
+
+/// Why the daemon stopped: upstream's exit code and what to log.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    fn new(code: u8, message: impl std::fmt::Display) -> Exit {
+        Exit { code, message: message.to_string() }
+    }
+}
+
+/// How long the daemon waits for its pod and NAD caches to fill before serving (upstream: 20 s;
+/// an unsynced cache only means live lookups).
+const CACHE_SYNC: Duration = Duration::from_secs(20);
+
+/// The daemon's view of Kubernetes: watch-fed caches when an API server is configured (the
+/// `kubeconfig` key, else `KUBECONFIG`, else in-cluster settings), else none.
+async fn cluster(config: &DaemonConfig, node: &str) -> Result<Arc<dyn Cluster + Send + Sync>, Exit> {
+    let kubeconfig = config.raw.get("kubeconfig").and_then(|v| v.as_str()).unwrap_or_default();
+    let source = k8s_client::daemon_source(kubeconfig, |k| std::env::var(k).ok());
+    let connected = k8s_client::connect(&source).await;
+    let Some(client) = connected.map_err(|e| Exit::new(1, format!("cannot use the Kubernetes API: {e:#}")))? else {
+        logging::verbose("no Kubernetes API server configured: serving static delegates only");
+        return Ok(Arc::new(NoCluster));
+    };
+    if node.is_empty() {
+        logging::error("MULTUS_NODE_NAME is not set: watching the pods of every node");
+    }
+    let handle = tokio::runtime::Handle::current();
+    Ok(Arc::new(InformerCluster::start(handle, client, node, CACHE_SYNC).await))
+}
+
+/// In `auto` mode the config manager generates `00-multus.conf` (and watches the primary);
+/// otherwise the user's file is copied into cniConfigDir (a failed copy is logged and the daemon
+/// serves on, as upstream; unlike 4.2.1 it keeps running).
+fn config_manager(config: &DaemonConfig) -> Result<Option<ManagerHandle>, Exit> {
+    if !config.is_auto() {
+        let file = Path::new(&config.multus_config_file);
+        match install_user_config(file, &config.cni_config_dir) {
+            Ok(dest) => logging::verbose(&format!("installed {} as {}", file.display(), dest.display())),
+            Err(e) => logging::error(&format!("failed to copy the multus config file: {e}")),
+        }
+        return Ok(None);
+    }
+    ManagerConfig::from_daemon_config(&config.raw)
+        .and_then(Manager::start)
+        .map(Some)
+        .map_err(|e| Exit::new(2, format!("config manager: {e}")))
+}
+
+/// The whole daemon after its config is read: readiness wait, config manager or user config,
+/// delegate executor, Kubernetes caches, serving until SIGTERM/SIGINT or a fatal config-manager
+/// condition, then the drain and the manager's cleanup. Exit codes as upstream: 1 readiness
+/// indicator missing after 45 s or API server unusable, 2 config manager failure (also: the
+/// readiness indicator removed while running), 3 cannot listen or serve.
+pub fn run(config: DaemonConfig, env: Env) -> Result<(), Exit> {
+    if !config.readiness_indicator_file.is_empty() {
+        let file = Path::new(&config.readiness_indicator_file);
+        if !wait_for_file(file, READINESS_WAIT, READINESS_POLL) {
+            return Err(Exit::new(1, format!("readiness indicator file {} did not appear within 45s", file.display())));
+        }
+    }
+    let mut manager = config_manager(&config)?;
+    let fatal = manager.as_mut().and_then(ManagerHandle::take_fatal);
+    let exec = delegate_exec(&config).map_err(|e| Exit::new(1, e))?;
+    // The blocking pool runs the requests' work (at most maxConcurrentRequests at once) and a few
+    // cache lookups: sized to that, not to tokio's default of 512 threads.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(config.max_concurrent_requests + 8)
+        .enable_all()
+        .build()
+        .map_err(|e| Exit::new(3, format!("cannot start the runtime: {e}")))?;
+    let served = rt.block_on(async {
+        let cluster = cluster(&config, &env.node).await?;
+        let server = Server::new(config, cluster, exec, env.cni_path);
+        let signals = signals().map_err(|e| Exit::new(3, format!("cannot handle signals: {e}")))?;
+        // The manager reports on a std channel: one blocking task waits for it.
+        let fatal = async move {
+            match fatal {
+                Some(rx) => tokio::task::spawn_blocking(move || rx.recv().ok()).await.ok().flatten(),
+                None => std::future::pending().await,
+            }
+        };
+        let (why_tx, why_rx) = tokio::sync::oneshot::channel::<Option<Fatal>>();
+        let shutdown = async move {
+            let why = tokio::select! {
+                () = signals => None,
+                Some(f) = fatal => Some(f),
+            };
+            let _ = why_tx.send(why);
+        };
+        serve(server, shutdown, |_| {}).await.map_err(|e| Exit::new(3, format!("cannot serve: {e}")))?;
+        Ok(why_rx.await.ok().flatten())
+    });
+    // Work still running past the shutdown deadline is not waited for (the process exits and its
+    // delegates die with their parent-death signal).
+    rt.shutdown_background();
+    if let Some(m) = manager {
+        if let Err(e) = m.stop() {
+            logging::error(&format!("config manager: {e}"));
+        }
+    }
+    match served? {
+        None => {
+            logging::verbose("multus-daemon stopped");
+            Ok(())
+        }
+        Some(f) => Err(Exit::new(f.exit_code() as u8, format!("config manager: {f}"))),
+    }
+}
+
+/// Lifts the soft limit on open files to the hard one (Go programs do this at start): every
+/// connection is a descriptor, and `maxConnections` bounds them, not the soft default of 1024.
+pub fn raise_open_files_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: get/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// Why serving failed.
