@@ -65,25 +65,32 @@ impl<E: Exec> Exec for WithTimeout<E> {
     }
 }
 
-impl<T: Exec + ?Sized> Exec for &T {
-    fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
-        (**self).exec_plugin(plugin, stdin, env)
-    }
+/// Shared and borrowed executors are executors (the daemon shares one; a rollback borrows one).
+macro_rules! forward_exec {
+    ($($wrapper:ty),*) => {$(
+        impl<T: Exec + ?Sized> Exec for $wrapper {
+            fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
+                (**self).exec_plugin(plugin, stdin, env)
+            }
 
-    fn exec_plugin_timeout(
-        &self,
-        plugin: &Path,
-        stdin: &[u8],
-        env: &[(String, String)],
-        timeout: Duration,
-    ) -> Result<Vec<u8>, Error> {
-        (**self).exec_plugin_timeout(plugin, stdin, env, timeout)
-    }
+            fn exec_plugin_timeout(
+                &self,
+                plugin: &Path,
+                stdin: &[u8],
+                env: &[(String, String)],
+                timeout: Duration,
+            ) -> Result<Vec<u8>, Error> {
+                (**self).exec_plugin_timeout(plugin, stdin, env, timeout)
+            }
 
-    fn find_in_path(&self, name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
-        (**self).find_in_path(name, paths)
-    }
+            fn find_in_path(&self, name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
+                (**self).find_in_path(name, paths)
+            }
+        }
+    )*};
 }
+
+forward_exec!(&T, std::sync::Arc<T>);
 
 /// Finds a regular file `name` in `paths`; names with a path separator are refused.
 pub fn find_in_path(name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
@@ -100,26 +107,6 @@ pub fn find_in_path(name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
         }
     }
     Err(Error::PluginNotFound { name: name.to_string(), paths: paths.to_vec() })
-}
-
-impl<T: Exec + ?Sized> Exec for std::sync::Arc<T> {
-    fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
-        (**self).exec_plugin(plugin, stdin, env)
-    }
-
-    fn exec_plugin_timeout(
-        &self,
-        plugin: &Path,
-        stdin: &[u8],
-        env: &[(String, String)],
-        timeout: Duration,
-    ) -> Result<Vec<u8>, Error> {
-        (**self).exec_plugin_timeout(plugin, stdin, env, timeout)
-    }
-
-    fn find_in_path(&self, name: &str, paths: &[PathBuf]) -> Result<PathBuf, Error> {
-        (**self).find_in_path(name, paths)
-    }
 }
 
 /// Runs plugins as child processes, killing any that outlive `timeout`.
