@@ -73,6 +73,13 @@ impl DelegateConfig {
         }
     }
 
+    /// This config with top-level `deviceID` and `pciBusID` set to `device_id`, on the plugin or
+    /// on every plugin of a list (upstream `delegateAddDeviceID` / `addDeviceIDInConfList`).
+    pub fn with_device_id(&self, device_id: &str) -> DelegateConfig {
+        let id = Value::String(device_id.to_string());
+        self.with_keys(&[("deviceID", id.clone()), ("pciBusID", id)])
+    }
+
     /// The config as a list (a single plugin becomes a one-plugin list, libcni's rule), for the
     /// operations libcni has only for lists (GC, STATUS).
     pub fn into_list(self) -> Result<crate::cni::NetworkConfigList, Error> {
@@ -167,7 +174,7 @@ impl Delegate {
             _ => self.config.clone(),
         };
         if let Some(id) = &self.requests.device_id {
-            c = super::devinfo::inject_device_id(&c, id);
+            c = c.with_device_id(id);
         }
         c
     }
@@ -289,5 +296,26 @@ mod tests {
         d.master = true;
         let runtime = json!({"portMappings":[{"hostPort":80}]}).as_object().unwrap().clone();
         assert_eq!(d.capability_args(&runtime), runtime, "the master gets the runtime's runtimeConfig");
+    }
+
+    #[test]
+    fn device_id_reaches_every_plugin() {
+        let single =
+            DelegateConfig::from_value(json!({"cniVersion":"1.0.0","name":"s","type":"sriov","vlan":5}), "").unwrap();
+        assert_eq!(
+            single.with_device_id("0000:03:02.0").to_value(),
+            json!({"cniVersion":"1.0.0","name":"s","type":"sriov","vlan":5,"deviceID":"0000:03:02.0","pciBusID":"0000:03:02.0"})
+        );
+        let list = DelegateConfig::from_value(
+            json!({"cniVersion":"1.0.0","name":"l","plugins":[{"type":"sriov","deviceID":"old"},{"type":"tuning"}]}),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            list.with_device_id("0000:03:02.1").to_value(),
+            json!({"cniVersion":"1.0.0","name":"l","plugins":[
+                {"type":"sriov","deviceID":"0000:03:02.1","pciBusID":"0000:03:02.1"},
+                {"type":"tuning","deviceID":"0000:03:02.1","pciBusID":"0000:03:02.1"}]})
+        );
     }
 }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::delegate::DelegateConfig;
 use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::error::Error;
 
@@ -156,13 +155,6 @@ pub fn remove(cni_file: &Path) -> Result<(), Error> {
     }
 }
 
-/// The delegate's config with top-level `deviceID` and `pciBusID` set to `device_id`, on the
-/// plugin or on every plugin of a list (upstream `delegateAddDeviceID` / `addDeviceIDInConfList`).
-pub fn inject_device_id(config: &DelegateConfig, device_id: &str) -> DelegateConfig {
-    let id = Value::String(device_id.to_string());
-    config.with_keys(&[("deviceID", id.clone()), ("pciBusID", id)])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,26 +197,5 @@ mod tests {
         );
         assert_eq!(vhost.to_value(), json!({"type":"vhost-user","vhost-user":{"mode":"server","path":"/a&b<c>"}}));
         assert!(DeviceInfo::parse(b"[1]", Path::new("/x/f")).unwrap_err().to_string().contains("/x/f"));
-    }
-
-    #[test]
-    fn device_id_reaches_every_plugin() {
-        let single =
-            DelegateConfig::from_value(json!({"cniVersion":"1.0.0","name":"s","type":"sriov","vlan":5}), "").unwrap();
-        assert_eq!(
-            inject_device_id(&single, "0000:03:02.0").to_value(),
-            json!({"cniVersion":"1.0.0","name":"s","type":"sriov","vlan":5,"deviceID":"0000:03:02.0","pciBusID":"0000:03:02.0"})
-        );
-        let list = DelegateConfig::from_value(
-            json!({"cniVersion":"1.0.0","name":"l","plugins":[{"type":"sriov","deviceID":"old"},{"type":"tuning"}]}),
-            "",
-        )
-        .unwrap();
-        assert_eq!(
-            inject_device_id(&list, "0000:03:02.1").to_value(),
-            json!({"cniVersion":"1.0.0","name":"l","plugins":[
-                {"type":"sriov","deviceID":"0000:03:02.1","pciBusID":"0000:03:02.1"},
-                {"type":"tuning","deviceID":"0000:03:02.1","pciBusID":"0000:03:02.1"}]})
-        );
     }
 }
