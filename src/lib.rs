@@ -9,6 +9,7 @@ pub mod cni;
 pub mod confgen;
 pub mod golang;
 pub mod k8s;
+pub mod logging;
 pub mod multus;
 pub mod netns;
 pub mod thick;

@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 
 use multus::build_info;
-use multus::multus::logging;
+use multus::logging;
 use multus::thick::daemon::{self, Cli, Env};
 use multus::thick::daemon_config::DaemonConfig;
 

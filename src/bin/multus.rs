@@ -8,9 +8,9 @@ use multus::cni::error::Error;
 use multus::cni::skel::{self, CmdArgs, Plugin};
 use multus::cni::{RawExec, version};
 use multus::k8s::cluster::ApiCluster;
+use multus::logging;
 use multus::multus::conf::NetConf;
 use multus::multus::kube::{Cluster, NoCluster};
-use multus::multus::logging;
 use multus::multus::ops::{self, Invocation};
 use multus::multus::sandbox::Netns;
 use serde_json::Value;
@@ -27,7 +27,7 @@ fn cluster(conf: &NetConf) -> Result<Box<dyn Cluster>, Error> {
 
 fn prepare(args: &CmdArgs) -> Result<(NetConf, Invocation), Error> {
     let conf = NetConf::parse(&args.stdin)?;
-    logging::init(&conf);
+    conf.init_logging();
     let inv = Invocation {
         container_id: args.container_id.clone(),
         netns: args.netns.clone(),

@@ -46,7 +46,7 @@ use crate::cni::Error;
 use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::version::Version;
 use crate::golang::{self, Fields};
-use crate::multus::logging;
+use crate::logging;
 
 /// The daemon-config key that keeps 00-multus.conf when the daemon stops (ours; not upstream's).
 pub const KEEP_CONFIG_ON_EXIT_KEY: &str = "keepConfigOnExit";

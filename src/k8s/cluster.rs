@@ -16,8 +16,8 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use super::client::{self, Source};
 use super::devices::DeviceSources;
 use crate::cni::error::{CniError, Error, code};
+use crate::logging;
 use crate::multus::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup, ResourceMap};
-use crate::multus::logging;
 use crate::multus::nad::NetworkAttachmentDefinition;
 use crate::multus::status::{self, NetworkStatus};
 

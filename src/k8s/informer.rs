@@ -19,8 +19,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::cluster::{ApiCluster, nad_resource, pod_from_api};
 use crate::cni::error::Error;
+use crate::logging;
 use crate::multus::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup, ResourceMap};
-use crate::multus::logging;
 use crate::multus::nad::NetworkAttachmentDefinition;
 use crate::multus::status::NetworkStatus;
 

@@ -20,20 +20,7 @@ pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
 pub const RUNTIME_CONFIG_KEYS: &[&str] =
     &["portMappings", "bandwidth", "ips", "mac", "infinibandGUID", "deviceID", "CNIDeviceInfoFile"];
 
-/// Log rotation (upstream's lumberjack options).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogOptions {
-    pub max_age_days: u64,
-    pub max_size_mb: u64,
-    pub max_backups: usize,
-    pub compress: bool,
-}
-
-impl Default for LogOptions {
-    fn default() -> Self {
-        LogOptions { max_age_days: 5, max_size_mb: 100, max_backups: 5, compress: true }
-    }
-}
+pub use crate::logging::LogOptions;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConf {
@@ -220,6 +207,12 @@ impl NetConf {
             rollback_timeout: seconds(&raw, "rollbackTimeoutSeconds", DEFAULT_ROLLBACK_TIMEOUT)?,
             raw,
         })
+    }
+
+    /// Configures the process's log from this config's `logFile`, `logLevel`, `logToStderr`
+    /// and `logOptions`; the first call wins.
+    pub fn init_logging(&self) {
+        crate::logging::init_with(&self.log_file, &self.log_level, self.log_to_stderr, &self.log_options);
     }
 
     /// The search path for delegates: `binDir` first, then the runtime's CNI_PATH.

@@ -11,7 +11,6 @@ pub mod devinfo;
 pub mod gateway;
 pub mod hotplug;
 pub mod kube;
-pub mod logging;
 pub mod nad;
 pub mod ops;
 pub mod resolve;

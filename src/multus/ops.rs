@@ -18,13 +18,14 @@ use super::conf::NetConf;
 use super::delegate::{Delegate, DelegateConfig};
 use super::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup};
 use super::sandbox::Sandbox;
-use super::{devinfo, gateway, logging, resolve, scratch, status};
+use super::{devinfo, gateway, resolve, scratch, status};
 use crate::cni::cache::{self, Cached};
 use crate::cni::exec::WithTimeout;
 use crate::cni::network::{GcAttachment, validate_interface_name};
 use crate::cni::result::{Cidr, CniResult, Interface, IpConfig};
 use crate::cni::skel::Command;
 use crate::cni::{CniConfig, Error, Exec, NetworkConfigList, RuntimeConf};
+use crate::logging;
 
 /// What the runtime handed us (CNI_* variables).
 #[derive(Debug, Clone, Default, PartialEq)]

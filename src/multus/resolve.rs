@@ -164,7 +164,7 @@ fn nad_delegate(
         match devices.next(resource)? {
             Some(id) => d.requests.device_id = Some(id),
             None => {
-                super::logging::verbose(&format!("no device of resource {resource} allocated to pod for {}", d.name))
+                crate::logging::verbose(&format!("no device of resource {resource} allocated to pod for {}", d.name))
             }
         }
     }

@@ -24,8 +24,8 @@ use crate::cni::{Exec, RawExec};
 use crate::confgen::manager::{Fatal, Manager, ManagerConfig, ManagerHandle};
 use crate::k8s::client as k8s_client;
 use crate::k8s::informer::InformerCluster;
+use crate::logging;
 use crate::multus::kube::{Cluster, NoCluster};
-use crate::multus::logging;
 
 /// How long startup waits for the readiness indicator file, and how often it looks.
 pub const READINESS_WAIT: Duration = Duration::from_secs(45);

@@ -31,11 +31,12 @@ use crate::cni::error::{CniError, Error, code};
 use crate::cni::skel::Command;
 use crate::cni::validate;
 use crate::cni::{CniResult, Exec};
+use crate::logging;
 use crate::multus::conf::NetConf;
 use crate::multus::delegate::Requests;
 use crate::multus::kube::{Cluster, PodLookup};
 use crate::multus::sandbox::Netns;
-use crate::multus::{hotplug, logging, ops};
+use crate::multus::{hotplug, ops};
 
 /// Everything a request needs; shared by the handlers.
 pub struct Server {

@@ -26,8 +26,8 @@ use super::client::{Client, ClientError, Reply};
 use crate::cni::error::{CniError, Error, code};
 use crate::cni::result::CniResult;
 use crate::cni::skel::{CmdArgs, Command, Plugin};
+use crate::logging;
 use crate::multus::conf::LogOptions;
-use crate::multus::logging;
 
 pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(60);
 pub const READINESS_POLL: Duration = Duration::from_millis(100);

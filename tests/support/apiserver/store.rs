@@ -650,5 +650,5 @@ impl Watch {
 
 /// Now as RFC 3339 UTC with seconds, as Kubernetes writes timestamps.
 fn rfc3339_now() -> String {
-    multus::multus::logging::rfc3339(SystemTime::now())
+    multus::logging::rfc3339(SystemTime::now())
 }

@@ -1,4 +1,4 @@
-//! multus's log: `RFC3339 [level] message` lines to stderr and/or `logFile`, with upstream's levels
+//! multus's log (every part logs through it; it depends on nothing of the crate): `RFC3339 [level] message` lines to stderr and/or `logFile`, with upstream's levels
 //! (panic < error < verbose < debug; default panic, i.e. quiet) and lumberjack-style rotation
 //! (`maxSize` MB, `maxBackups`, `maxAge` days, `compress`). Never writes to stdout: stdout carries
 //! only the CNI result.
@@ -8,7 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::conf::{LogOptions, NetConf};
+/// Log rotation (upstream's lumberjack options).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogOptions {
+    pub max_age_days: u64,
+    pub max_size_mb: u64,
+    pub max_backups: usize,
+    pub compress: bool,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions { max_age_days: 5, max_size_mb: 100, max_backups: 5, compress: true }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -46,11 +59,6 @@ struct Logger {
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
-
-/// Configures the log from the multus config; the first call wins.
-pub fn init(conf: &NetConf) {
-    init_with(&conf.log_file, &conf.log_level, conf.log_to_stderr, &conf.log_options);
-}
 
 /// Configures the log from its settings (the daemon's config, the shim's few keys); the first
 /// call wins. An empty `file` means no log file.
