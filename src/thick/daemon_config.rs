@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
 /// Connections served at once; more wait in the listen backlog.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Request bytes being received at once over all connections (a slow client holds its share).
-pub const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES: usize = 16 << 20;
+pub const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES: usize = 8 << 20;
 /// How long a client may take to send its headers, and then its body.
 pub const DEFAULT_REQUEST_READ_TIMEOUT_SECONDS: u64 = 10;
 /// How long SIGTERM waits for the requests in flight before the daemon exits anyway.

@@ -277,9 +277,9 @@ fn release_free_memory() {
 
 /// The body, or why it is refused: 413 beyond `max` bytes (checked while reading; the caller
 /// checks Content-Length first).
-async fn read_body(http: HttpRequest, max: usize) -> Result<Vec<u8>, (StatusCode, CniError)> {
+async fn read_body(http: HttpRequest, max: usize) -> Result<axum::body::Bytes, (StatusCode, CniError)> {
     match Limited::new(http.into_body(), max).collect().await {
-        Ok(c) => Ok(c.to_bytes().to_vec()),
+        Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err((StatusCode::PAYLOAD_TOO_LARGE, too_large(max)))
         }
