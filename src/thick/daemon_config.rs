@@ -349,6 +349,22 @@ mod tests {
         assert_eq!(override_config(b"not json", &Map::new(), true).unwrap(), b"not json", "nothing to override");
     }
 
+    /// Upstream decodes daemon-config with Go's encoding/json: keys match ignoring case, the
+    /// last one wins, and the keys the requests share (NetConf) follow the same rule.
+    #[test]
+    fn keys_match_as_go_decodes_them() {
+        let c = DaemonConfig::parse(
+            br#"{"readinessIndicatorFile":"/run/ready","SocketDir":"/s","socketdir":"/t","ChrootDir":"/hostroot",
+            "MultusConfigFile":"auto","CNIVersion":"1.0.0","CNIDir":"/c"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.readiness_indicator_file, "/run/ready");
+        assert_eq!(c.socket_dir, PathBuf::from("/t"), "the last matching key wins");
+        assert_eq!(c.chroot_dir, Some(PathBuf::from("/hostroot")));
+        assert_eq!(c.cni_version, "1.0.0");
+        assert_eq!(c.delegate_settings().unwrap().cni_dir, PathBuf::from("/c"));
+    }
+
     #[test]
     fn delegate_settings_come_from_the_file() {
         let c = DaemonConfig::parse(br#"{"binDir":"/b","cniDir":"/c"}"#).unwrap();
