@@ -4,8 +4,11 @@
 //! Prometheus endpoint is a separate TCP listener ([`metrics_router`]).
 //!
 //! Each operation runs on the blocking pool (`spawn_blocking`): the multus core is synchronous.
-//! At most `maxConcurrentRequests` run at once, the rest wait; bodies above `maxRequestBytes`
-//! are refused with 413. Answers: 200 with `{"Result": <1.1.0 result>}` for ADD, 200 with an
+//! At most `maxConcurrentRequests` run at once, the rest wait; the permit is taken before the
+//! body is read and released when the work ends. Bodies above `maxRequestBytes` are refused with
+//! 413, bodies that do not arrive within `requestReadTimeoutSeconds` with 408, and all bodies
+//! being received share `maxInflightRequestBytes`; [`serve`] bounds connections and header time
+//! and drains on shutdown with a deadline. Answers: 200 with `{"Result": <1.1.0 result>}` for ADD, 200 with an
 //! empty body otherwise, and 400 with a CNI error object (`application/json`) on failure, so the
 //! error's code reaches the shim (upstream 4.2.1 sent text; 4.2.4 started sending the object).
 
