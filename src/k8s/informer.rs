@@ -6,9 +6,11 @@
 //!
 //! Pod lookup (upstream's informer policy): poll the cache every 50 ms for up to 2.5 s for the
 //! sandbox's pod (a fresh pod may not have reached the watch yet, and a recreated pod's cached
-//! copy may still be the old UID), then ask the API server once.
+//! copy may still be the old UID), then ask the API server once. DEL and CHECK do not wait: once
+//! the pod watch has synced, a pod the cache lacks is gone (upstream: NotFound is final on DEL).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -31,6 +33,9 @@ pub struct InformerCluster {
     api: ApiCluster,
     pods: Store<KPod>,
     nads: Store<DynamicObject>,
+    /// Set once the pod watch has listed every pod of the node: from then on, a pod the cache
+    /// does not hold is gone (for a teardown).
+    pods_synced: Arc<AtomicBool>,
 }
 
 /// Drops what the daemon never reads from cached pods (upstream trims the same fields), so a
@@ -78,6 +83,13 @@ impl InformerCluster {
             }
         }));
 
+        let pods_synced = Arc::new(AtomicBool::new(false));
+        let (flag, ready) = (pods_synced.clone(), pods.clone());
+        handle.spawn(async move {
+            if ready.wait_until_ready().await.is_ok() {
+                flag.store(true, Ordering::Release);
+            }
+        });
         let synced = tokio::time::timeout(sync, async {
             let _ = pods.wait_until_ready().await;
             let _ = nads.wait_until_ready().await;
@@ -85,7 +97,7 @@ impl InformerCluster {
         if synced.await.is_err() {
             logging::error(&format!("the caches did not sync within {}s; using live lookups", sync.as_secs()));
         }
-        InformerCluster { api: ApiCluster::on_handle(handle, client), pods, nads }
+        InformerCluster { api: ApiCluster::on_handle(handle, client), pods, nads, pods_synced }
     }
 
     fn cached_pod(&self, args: &K8sArgs) -> Option<Pod> {
@@ -119,6 +131,22 @@ impl Cluster for InformerCluster {
             std::thread::sleep(POLL);
         }
         logging::verbose(&format!("pod {} not in the cache; asking the API server", args.describe()));
+        self.api.pod(args)
+    }
+
+    /// A pod the synced cache does not hold (under the sandbox's UID) is gone: no polling, no
+    /// API request. Before the first list completes, one live lookup.
+    fn teardown_pod(&self, args: &K8sArgs) -> Result<PodLookup, Error> {
+        if args.name.is_empty() || args.namespace.is_empty() {
+            return Ok(PodLookup::NoClient);
+        }
+        if let Some(pod) = self.cached_pod(args) {
+            return Ok(PodLookup::Found(pod));
+        }
+        if self.pods_synced.load(Ordering::Acquire) {
+            logging::verbose(&format!("pod {} is not in the synced cache: gone", args.describe()));
+            return Ok(PodLookup::NotFound);
+        }
         self.api.pod(args)
     }
 

@@ -99,6 +99,13 @@ pub trait Cluster: Send + Sync {
     /// The sandbox's pod, with the implementation's retry policy applied.
     fn pod(&self, args: &K8sArgs) -> Result<PodLookup, Error>;
 
+    /// The pod as DEL and CHECK need it. ADD waits for a pod the caches have not seen yet; a
+    /// teardown does not, because a pod that is gone stays gone (upstream: NotFound is final on
+    /// DEL), and DEL works from the scratch cache anyway.
+    fn teardown_pod(&self, args: &K8sArgs) -> Result<PodLookup, Error> {
+        self.pod(args)
+    }
+
     /// A NetworkAttachmentDefinition; `Ok(None)` when it does not exist or there is no client.
     fn nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, Error>;
 

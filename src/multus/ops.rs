@@ -395,7 +395,7 @@ fn recorded_delegates(
 /// The pod as DEL and CHECK see it: lookup errors and a UID mismatch (a new pod with the same
 /// name) mean "not known", as upstream.
 fn teardown_pod(cluster: &dyn Cluster, k8s: &K8sArgs) -> PodLookup {
-    match cluster.pod(k8s) {
+    match cluster.teardown_pod(k8s) {
         Ok(PodLookup::Found(p)) if p.check_uid(k8s).is_err() => {
             logging::verbose(&format!("pod {} was replaced by a pod with UID {}", k8s.describe(), p.uid));
             PodLookup::NotFound

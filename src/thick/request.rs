@@ -142,7 +142,10 @@ fn command_args(endpoint: Endpoint, req: &Request, override_config: &OverrideCon
 }
 
 /// A runtime that does not pass K8S_POD_UID gets it from the API server (upstream `podUID`);
-/// without a cluster client there is nothing to look up and the UID stays empty.
+/// without a cluster client there is nothing to look up and the UID stays empty. DEL and CHECK
+/// look the pod up as a teardown does (no waiting for it), and a DEL of a pod that is gone goes on
+/// without a UID (upstream refused it, so a force-deleted pod's sandbox kept its interfaces and IPs
+/// when the runtime passed no UID).
 pub fn recover_pod_uid(request: &mut CniRequest, cluster: &dyn Cluster) -> Result<(), Error> {
     if !request.needs_pod() || !request.k8s.uid.is_empty() || !cluster.has_client() {
         return Ok(());
@@ -150,12 +153,15 @@ pub fn recover_pod_uid(request: &mut CniRequest, cluster: &dyn Cluster) -> Resul
     let failed = |e: Error| {
         e.context("could not extract the kubernetes runtime args: missing pod UID; attempted to recover it from the K8s API, but failed")
     };
-    match cluster.pod(&request.k8s).map_err(failed)? {
+    let lookup =
+        if request.command == Command::Add { cluster.pod(&request.k8s) } else { cluster.teardown_pod(&request.k8s) };
+    match lookup.map_err(failed)? {
         PodLookup::Found(pod) => {
             request.k8s.uid = pod.uid.clone();
             request.invocation.args.push(("K8S_POD_UID".into(), pod.uid));
             Ok(())
         }
+        PodLookup::NotFound if request.command == Command::Del => Ok(()),
         other => {
             Err(failed(Error::InvalidEnv(format!("pod {}/{}: {other:?}", request.k8s.namespace, request.k8s.name))))
         }
@@ -347,5 +353,10 @@ mod tests {
         let mut r = extract(Endpoint::Cni, &request(ADD), &no_override, "").unwrap();
         let e = recover_pod_uid(&mut r, &OnePod(PodLookup::NotFound)).unwrap_err();
         assert!(e.to_string().contains("missing pod UID; attempted to recover it from the K8s API"), "{e}");
+        // A DEL of a pod that is gone proceeds without a UID.
+        let del = with(ADD, "CNI_COMMAND", "DEL");
+        let mut r = extract(Endpoint::Cni, &request(&del), &no_override, "").unwrap();
+        recover_pod_uid(&mut r, &OnePod(PodLookup::NotFound)).unwrap();
+        assert_eq!(r.k8s.uid, "");
     }
 }

@@ -280,3 +280,28 @@ fn network_status_write_conflicts_and_failures_through_the_daemon() {
     assert!(c.node.path("ipam/cbr").is_dir(), "the ADD allocated before the status write");
     assert_eq!(c.node.ipam_ips("cbr"), Vec::<String>::new(), "the rolled-back ADD kept its IP");
 }
+
+/// A pod deleted from the API server (force-deleted, evicted) before its sandbox goes: DEL and
+/// CHECK do not poll the cache for it (the daemon used to wait 2.5 s, then GET it), they take the
+/// synced cache's word that it is gone, and DEL still undoes everything from the scratch cache.
+#[test]
+fn del_of_a_deleted_pod_does_not_wait_for_it() {
+    let mut c = Cluster::new();
+    c.pod("gone1", json!({}));
+    c.start_daemon();
+    let conf = c.conf(json!({}));
+    assert_eq!(shim(&c.node, "ADD", &conf, "gone1").code, 0);
+    c.api.delete_pod("default", "gone1");
+    // The daemon's watch sees the deletion within milliseconds; give it ample time.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    c.api.clear_requests();
+    let start = std::time::Instant::now();
+    let del = shim(&c.node, "DEL", &conf, "gone1");
+    eprintln!("DEL of a deleted pod through shim and daemon: {:?}", start.elapsed());
+    assert_eq!(del.code, 0, "{del:?}");
+    let gets: Vec<(String, String)> =
+        c.api.requests().into_iter().filter(|(m, p)| m == "GET" && p.contains("/pods/gone1")).collect();
+    assert!(gets.is_empty(), "the daemon asked the API server for a pod its synced cache says is gone: {gets:?}");
+    c.assert_clean("gone1");
+    assert_eq!(c.node.ipam_ips("cbr"), Vec::<String>::new());
+}
