@@ -43,7 +43,6 @@ fn main() -> ExitCode {
         Err(e) => return fail(1, &e.to_string()),
     };
     logging::init_with(&config.log_file, &config.log_level, config.log_to_stderr, &config.log_options);
-    daemon::raise_open_files_limit();
     let env = Env::from_process();
     logging::verbose(&format!(
         "multus-daemon {} starting with {} (node {:?})",

@@ -597,7 +597,8 @@ mod tests {
         let pidfile = d.path().join("child.pid");
         let body = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
         let p = script(d.path(), "forks", &body);
-        let e = RawExec { timeout: Duration::from_millis(500), forward_stderr: false }
+        // Time enough for a loaded machine to start the shell and its child before the kill.
+        let e = RawExec { timeout: Duration::from_secs(3), forward_stderr: false }
             .exec_plugin(&p, b"", &[])
             .unwrap_err();
         assert!(matches!(e, Error::Timeout { .. }), "{e}");

@@ -115,6 +115,8 @@ pub fn netns(cmd: Command, path: &str) -> Result<(), Error> {
 
 /// `statfs.f_type` of the namespace file system.
 const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+/// `statfs.f_type` of procfs, where kernels before 3.19 put namespace files.
+const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
 
 /// Opens the network namespace at `path` without ever blocking, or says why it is none: the path
 /// is first opened with `O_PATH` (which opens no FIFO, device or socket) and must be on nsfs, then
@@ -136,7 +138,9 @@ pub fn open_netns(path: &str) -> Result<OwnedFd, Error> {
         if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
             return Err(Error::io("failed to stat netns", path, io::Error::last_os_error()));
         }
-        if st.f_type as libc::c_long != NSFS_MAGIC {
+        // Kernels before 3.19 show namespace files on procfs (upstream's `ns.IsNSorErr` accepts both).
+        let fs = st.f_type as libc::c_long;
+        if fs != NSFS_MAGIC && fs != PROC_SUPER_MAGIC {
             return Err(not_a_netns(format!("it is on a file system of type {:#x}, not nsfs", st.f_type)));
         }
         Ok(fd)

@@ -320,7 +320,8 @@ pub fn add_delegates<E: Exec>(
 }
 
 /// Undoes the delegates that were (or may have been) added, last first, then removes the scratch
-/// cache this ADD wrote (nothing is left for a DEL to do); errors are logged. The delegate at
+/// cache this ADD wrote (nothing is left for a DEL to do) or, when a DEL failed, rewrites it with
+/// exactly these delegates; errors are logged. The delegate at
 /// `timed_out` hung on ADD: its DEL gets `rollbackTimeoutSeconds`, not another full timeout.
 fn rollback<E: Exec>(
     conf: &NetConf,
@@ -329,6 +330,7 @@ fn rollback<E: Exec>(
     added: &[Delegate],
     timed_out: Option<usize>,
 ) {
+    let mut failed = false;
     for (idx, d) in added.iter().enumerate().rev() {
         let ifname = d.ifname(idx, &inv.ifname);
         let rt = runtime_conf(conf, inv, d, &ifname);
@@ -340,10 +342,18 @@ fn rollback<E: Exec>(
         };
         if let Err(e) = deleted {
             logging::error(&format!("rollback of {} ({ifname}) failed: {e}", d.name));
+            failed = true;
         }
         remove_device_info(conf, inv, d, &ifname);
     }
-    if let Err(e) = scratch::remove(&conf.cni_dir, &inv.container_id) {
+    // Nothing left to undo: the scratch file goes. A rollback DEL that failed leaves the record of
+    // what this ADD ran (and nothing else), so the runtime's DEL can finish the job.
+    let record = if failed && !added.is_empty() {
+        scratch::save(&conf.cni_dir, &inv.container_id, added)
+    } else {
+        scratch::remove(&conf.cni_dir, &inv.container_id)
+    };
+    if let Err(e) = record {
         logging::error(&format!("rollback: {e}"));
     }
 }

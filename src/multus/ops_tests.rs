@@ -207,6 +207,25 @@ fn a_failing_delegate_rolls_back_itself_and_those_before_it() {
     assert!(cluster.status.lock().unwrap().is_empty(), "no network-status for a failed ADD");
 }
 
+/// When a rollback DEL fails too, the scratch file keeps what this ADD ran (and only that), so the
+/// runtime's DEL finishes the job.
+#[test]
+fn a_failed_rollback_leaves_the_record_for_the_runtimes_del() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, cluster, conf) = (FakeNode::default(), FakeCluster::new(false), multus_conf(dir.path(), json!({})));
+    node.fail("ADD net1");
+    node.fail("DEL net0");
+    assert!(add(&conf, &inv("pod"), &cluster, &node, &node).is_err());
+    assert_eq!(node.links(), ["eth0"], "net0's rollback failed");
+    assert!(scratch_exists(dir.path(), "pod"), "the record of what is left");
+    node.fail.lock().unwrap().clear();
+    node.calls.lock().unwrap().clear();
+    del(&conf, &inv("pod"), &cluster, &node).unwrap();
+    assert_eq!(node.calls(), ["DEL net1 net1", "DEL net0 eth0"], "exactly what the ADD ran");
+    assert_eq!((node.links(), node.ips()), (Vec::<String>::new(), 0));
+    assert!(!scratch_exists(dir.path(), "pod"));
+}
+
 #[test]
 fn a_taken_interface_name_is_refused_and_not_deleted() {
     let dir = tempfile::tempdir().unwrap();

@@ -246,19 +246,6 @@ pub fn run(config: DaemonConfig, env: Env) -> Result<(), Exit> {
     }
 }
 
-/// Lifts the soft limit on open files to the hard one (Go programs do this at start): every
-/// connection is a descriptor, and `maxConnections` bounds them, not the soft default of 1024.
-pub fn raise_open_files_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: get/setrlimit with a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 /// Why serving failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

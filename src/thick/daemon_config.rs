@@ -24,8 +24,9 @@ pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
 /// The largest request body accepted; a multus config with inline delegates is a few KiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
 
-/// Connections served at once; more wait in the listen backlog.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Connections served at once; more wait in the listen backlog (below the usual soft limit of
+/// 1024 open files, which the daemon leaves as it is: delegates inherit it).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Request bytes being received at once over all connections (a slow client holds its share).
 pub const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES: usize = 8 << 20;
 /// How long a client may take to send its headers, and then its body.
@@ -91,11 +92,15 @@ fn bad(key: &str, want: &str) -> Error {
     Error::Decoding(format!("invalid daemon config: {key:?} must be {want}"))
 }
 
-/// A positive count (ours: `maxConcurrentRequests`, `maxRequestBytes`).
-fn count(f: &Fields, key: &str, default: usize) -> Result<usize, Error> {
+/// A positive count of at most `max` (ours: `maxConcurrentRequests`, `maxRequestBytes`, ...).
+fn count(f: &Fields, key: &str, default: usize, max: usize) -> Result<usize, Error> {
     match f.get(key) {
         None => Ok(default),
-        Some(v) => v.as_u64().filter(|n| *n > 0).map(|n| n as usize).ok_or_else(|| bad(key, "a positive integer")),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n > 0 && *n <= max as u64)
+            .map(|n| n as usize)
+            .ok_or_else(|| bad(key, &format!("an integer from 1 to {max}"))),
     }
 }
 
@@ -165,19 +170,26 @@ impl DaemonConfig {
             override_network_name: f.boolean("overrideNetworkName")?,
             readiness_indicator_file: f.string_or("readinessindicatorfile", "")?,
             capabilities,
-            max_concurrent_requests: count(&f, "maxConcurrentRequests", DEFAULT_MAX_CONCURRENT_REQUESTS)?,
-            max_request_bytes: count(&f, "maxRequestBytes", DEFAULT_MAX_REQUEST_BYTES)?,
-            max_connections: count(&f, "maxConnections", DEFAULT_MAX_CONNECTIONS)?,
-            max_inflight_request_bytes: count(&f, "maxInflightRequestBytes", DEFAULT_MAX_INFLIGHT_REQUEST_BYTES)?,
+            max_concurrent_requests: count(&f, "maxConcurrentRequests", DEFAULT_MAX_CONCURRENT_REQUESTS, 4096)?,
+            max_request_bytes: count(&f, "maxRequestBytes", DEFAULT_MAX_REQUEST_BYTES, 64 << 20)?,
+            max_connections: count(&f, "maxConnections", DEFAULT_MAX_CONNECTIONS, 65536)?,
+            max_inflight_request_bytes: count(
+                &f,
+                "maxInflightRequestBytes",
+                DEFAULT_MAX_INFLIGHT_REQUEST_BYTES,
+                1 << 30,
+            )?,
             request_read_timeout: Duration::from_secs(count(
                 &f,
                 "requestReadTimeoutSeconds",
                 DEFAULT_REQUEST_READ_TIMEOUT_SECONDS as usize,
+                3600,
             )? as u64),
             shutdown_timeout: Duration::from_secs(count(
                 &f,
                 "shutdownTimeoutSeconds",
                 DEFAULT_SHUTDOWN_TIMEOUT_SECONDS as usize,
+                3600,
             )? as u64),
             raw: raw.clone(),
         })

@@ -174,7 +174,7 @@ impl Server {
                 wire_result(&result).map(Some)
             }
             Command::Del => {
-                self.cluster.pod(&r.k8s)?;
+                self.cluster.teardown_pod(&r.k8s)?;
                 hotplug::del(&settings, inv, &d, exec).map(|()| None)
             }
             Command::Check => hotplug::check(&settings, inv, &d, exec).map(|()| None),
@@ -185,7 +185,10 @@ impl Server {
 
     async fn handle(self: Arc<Self>, endpoint: Endpoint, http: HttpRequest) -> Response {
         let response = self.clone().answer(endpoint, http).await;
-        self.trim_when_idle();
+        // On the blocking pool: malloc_trim walks the heap, which is no work for a runtime worker.
+        if self.permits.available_permits() == self.config.max_concurrent_requests {
+            tokio::task::spawn_blocking(move || self.trim_when_idle());
+        }
         response
     }
 

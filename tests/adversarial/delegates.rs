@@ -41,7 +41,8 @@ fn hung_delegate_is_killed_with_its_children(node: &Node, out: crate::support::t
     let e: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(e["code"], 11, "{e}");
     assert!(e["msg"].as_str().unwrap().contains("did not finish within"), "{e}");
-    // 2 s for the ADD, 1 s for the rollback DEL; the old code took 600 s.
+    // 3 s for the ADD, 3 s for the rollback DEL (time for a loaded machine to start the scripts);
+    // the old code took 600 s.
     assert!(took < Duration::from_secs(20), "took {took:?}");
     let pids = node.path("pids");
     for cmd in ["ADD", "DEL"] {
@@ -55,7 +56,7 @@ fn hung_delegate_is_killed_with_its_children(node: &Node, out: crate::support::t
 fn thin_hung_delegate_is_killed_with_its_children() {
     let node = Node::new();
     let _reap = Reap(node.path("pids"));
-    let conf = conf_with(&node, vec![hung(&node)], json!({"delegateTimeoutSeconds": 2, "rollbackTimeoutSeconds": 1}));
+    let conf = conf_with(&node, vec![hung(&node)], json!({"delegateTimeoutSeconds": 3, "rollbackTimeoutSeconds": 3}));
     let child = node.node.enter(|| spawn_cni(Path::new(MULTUS), &node, "ADD", &conf, "pod", "eth0", &[]));
     let (out, took) = bounded(child, Duration::from_secs(60));
     hung_delegate_is_killed_with_its_children(&node, out, took);
@@ -66,7 +67,7 @@ fn thick_hung_delegate_is_killed_with_its_children() {
     let node = Node::new();
     let _reap = Reap(node.path("pids"));
     let _daemon =
-        Daemon::start(&node, &daemon_config(&node, json!({"delegateTimeoutSeconds": 2, "rollbackTimeoutSeconds": 1})));
+        Daemon::start(&node, &daemon_config(&node, json!({"delegateTimeoutSeconds": 3, "rollbackTimeoutSeconds": 3})));
     let conf = shim_conf(&node, "1.0.0", json!({"binDir": plugins(&node), "delegates": [hung(&node)]}));
     let child = node.node.enter(|| spawn_cni(Path::new(SHIM_BIN), &node, "ADD", &conf, "pod", "eth0", &[]));
     let (out, took) = bounded(child, Duration::from_secs(60));

@@ -313,8 +313,8 @@ fn api_server_errors_are_retried_within_the_budget_then_reported() {
     assert!(msg.contains("cannot get pod default/p8"), "{msg}");
     let gets = c.api.requests().iter().filter(|(m, p)| m == "GET" && p.contains("/pods/p8")).count();
     // 2.5 s budget at 250 ms intervals: a GET at 0, 0.25, ..., 2.25 s (fewer only when the
-    // server's answers themselves take time).
-    assert!((9..=10).contains(&gets), "{gets} GETs");
+    // server's answers themselves take time); the gaps below pin the interval.
+    assert!((8..=10).contains(&gets), "{gets} GETs");
     let times = times.lock().unwrap().clone();
     assert_eq!(times.len(), gets);
     for pair in times.windows(2) {
