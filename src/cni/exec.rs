@@ -598,9 +598,8 @@ mod tests {
         let body = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
         let p = script(d.path(), "forks", &body);
         // Time enough for a loaded machine to start the shell and its child before the kill.
-        let e = RawExec { timeout: Duration::from_secs(3), forward_stderr: false }
-            .exec_plugin(&p, b"", &[])
-            .unwrap_err();
+        let e =
+            RawExec { timeout: Duration::from_secs(3), forward_stderr: false }.exec_plugin(&p, b"", &[]).unwrap_err();
         assert!(matches!(e, Error::Timeout { .. }), "{e}");
         let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         let gone = |pid: i32| {
