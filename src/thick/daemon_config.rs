@@ -319,6 +319,13 @@ mod tests {
             (r#"{"socketDir": 1}"#, "socketDir"),
             (r#"{"perNodeCertificate": {"enabled": "yes"}}"#, "enabled"),
             (r#"{"maxConcurrentRequests": 0}"#, "maxConcurrentRequests"),
+            (r#"{"maxConcurrentRequests": 4097}"#, "maxConcurrentRequests"),
+            (r#"{"maxRequestBytes": 4294967296}"#, "maxRequestBytes"),
+            (r#"{"maxInflightRequestBytes": 2305843009213693952}"#, "maxInflightRequestBytes"),
+            (r#"{"maxConnections": 65537}"#, "maxConnections"),
+            (r#"{"requestReadTimeoutSeconds": 9223372036854775807}"#, "requestReadTimeoutSeconds"),
+            (r#"{"shutdownTimeoutSeconds": 3601}"#, "shutdownTimeoutSeconds"),
+            (r#"{"delegateTimeoutSeconds": 0}"#, "delegateTimeoutSeconds"),
             (r#"{"delegates": "x"}"#, "delegates"),
         ] {
             let e = DaemonConfig::parse(doc.as_bytes()).unwrap_err();
