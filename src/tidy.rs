@@ -9,7 +9,7 @@
 //! - `multus`: `cni`, `netns`, `golang` — Kubernetes only through `multus::kube::Cluster`;
 //! - `k8s`: `cni`, `multus`, `golang`;
 //! - `thick`: `cni`, `multus`, `golang`, `netns`, and for the daemon's start-up `k8s` (its caches)
-//!   and `confgen` (the config manager);
+//!   and `confgen` (primary selection and file installation, for its config manager);
 //! - `confgen`: `cni`, `golang`;
 //! - `bin/`: anything.
 //!

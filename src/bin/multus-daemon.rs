@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(1, &e.to_string()),
     };
-    logging::init_with(&config.log_file, &config.log_level, config.log_to_stderr, &config.log_options);
+    config.init_logging();
     let env = Env::from_process();
     logging::verbose(&format!(
         "multus-daemon {} starting with {} (node {:?})",

@@ -33,7 +33,7 @@ use clap::{ArgAction, Parser};
 use super::kubeconfig::{self, Tls};
 use super::primary::{self, Rule};
 use super::thin::{self, Generated, ThinOptions};
-use super::{install, manager::AUTO};
+use super::{AUTO, install};
 use crate::cni::Error;
 use crate::cni::cache::{Durability, write_atomic};
 

@@ -142,6 +142,12 @@ impl NetConf {
         let Value::Object(raw) = value else {
             return Err(Error::Decoding("failed to load netconf: not a JSON object".into()));
         };
+        Self::settings_from(&raw)
+    }
+
+    /// [`NetConf::parse_settings`] of an already decoded object (the daemon decodes its config once).
+    pub fn settings_from(raw: &Map<String, Value>) -> Result<NetConf, Error> {
+        let raw = raw.clone();
         let delegates = match get(&raw, "delegates") {
             None | Some(Value::Null) => vec![],
             Some(Value::Array(a)) => {

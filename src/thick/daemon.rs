@@ -17,11 +17,11 @@ use super::api::HEALTH_ENDPOINT;
 use super::chroot::ChrootExec;
 use super::client;
 use super::daemon_config::{DEFAULT_PATH, DaemonConfig};
+use super::manager::{Fatal, Manager, ManagerConfig, ManagerHandle};
 use super::server::{self, Server};
-use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::error::Error;
 use crate::cni::{Exec, RawExec};
-use crate::confgen::manager::{Fatal, Manager, ManagerConfig, ManagerHandle};
+
 use crate::k8s::client as k8s_client;
 use crate::k8s::informer::InformerCluster;
 use crate::logging;
@@ -94,18 +94,6 @@ pub fn wait_for_file(file: &Path, timeout: Duration, interval: Duration) -> bool
     }
 }
 
-/// A non-`auto` `multusConfigFile` is copied into `cniConfigDir` under its own name (atomically,
-/// mode 0644). Returns where it went.
-pub fn install_user_config(file: &Path, cni_config_dir: &Path) -> Result<PathBuf, Error> {
-    let name = file
-        .file_name()
-        .ok_or_else(|| Error::InvalidConfig(format!("multusConfigFile {} names no file", file.display())))?;
-    let bytes = std::fs::read(file).map_err(|e| Error::io("failed to read multusConfigFile", file, e))?;
-    let dest = cni_config_dir.join(name);
-    write_atomic(&dest, &bytes, 0o644, 0o755, Durability::Sync)?;
-    Ok(dest)
-}
-
 /// How delegates run: chrooted into `chrootDir`, else as plain child processes.
 pub fn delegate_exec(config: &DaemonConfig) -> Result<Arc<dyn Exec>, Error> {
     Ok(match &config.chroot_dir {
@@ -167,22 +155,18 @@ async fn cluster(config: &DaemonConfig, node: &str) -> Result<Arc<dyn Cluster + 
     Ok(Arc::new(InformerCluster::start(handle, client, node, CACHE_SYNC).await))
 }
 
-/// In `auto` mode the config manager generates `00-multus.conf` (and watches the primary);
-/// otherwise the user's file is copied into cniConfigDir (a failed copy is logged and the daemon
-/// serves on, as upstream; unlike 4.2.1 it keeps running).
+/// The config manager: in `auto` mode it generates `00-multus.conf` and watches the primary (a
+/// failure to start is fatal, exit 2); otherwise it copies the user's file into cniConfigDir, and
+/// a failed copy is logged and the daemon serves on (as upstream; unlike 4.2.1 it keeps running).
 fn config_manager(config: &DaemonConfig) -> Result<Option<ManagerHandle>, Exit> {
-    if !config.is_auto() {
-        let file = Path::new(&config.multus_config_file);
-        match install_user_config(file, &config.cni_config_dir) {
-            Ok(dest) => logging::verbose(&format!("installed {} as {}", file.display(), dest.display())),
-            Err(e) => logging::error(&format!("failed to copy the multus config file: {e}")),
+    match Manager::start(ManagerConfig::from_daemon(config)) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if !config.is_auto() => {
+            logging::error(&format!("failed to copy the multus config file: {e}"));
+            Ok(None)
         }
-        return Ok(None);
+        Err(e) => Err(Exit::new(2, format!("config manager: {e}"))),
     }
-    ManagerConfig::from_daemon_config(&config.raw)
-        .and_then(Manager::start)
-        .map(Some)
-        .map_err(|e| Exit::new(2, format!("config manager: {e}")))
 }
 
 /// The whole daemon after its config is read: readiness wait, config manager or user config,
@@ -362,19 +346,6 @@ mod tests {
         assert_eq!(parse_args(&args(&["-h"])), Ok(Cli::Help));
         assert_eq!(parse_args(&args(&["-config"])), Err("flag needs an argument: -config".into()));
         assert_eq!(parse_args(&args(&["-cfg", "x"])), Err("flag provided but not defined: -cfg".into()));
-    }
-
-    #[test]
-    fn user_config_is_copied_by_name() {
-        let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("src/70-multus.conf");
-        std::fs::create_dir_all(src.parent().unwrap()).unwrap();
-        std::fs::write(&src, "{\"name\":\"m\"}").unwrap();
-        let dest = install_user_config(&src, &d.path().join("net.d")).unwrap();
-        assert_eq!(dest, d.path().join("net.d/70-multus.conf"));
-        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "{\"name\":\"m\"}");
-        let e = install_user_config(&d.path().join("nope.conf"), d.path()).unwrap_err();
-        assert!(e.to_string().contains("nope.conf"), "{e}");
     }
 
     #[test]

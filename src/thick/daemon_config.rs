@@ -1,7 +1,12 @@
 //! `daemon-config.json`: every key upstream's daemon reads (its `ControllerNetConf` and the
 //! generator's `MultusConf`) with upstream's defaults, the keys this daemon adds, and the
 //! per-request override (every top-level key of the file is copied over each request's config).
-//! Pure: bytes in, struct out; [`DaemonConfig::load`] is the one function that reads the file.
+//! Pure: bytes in, struct out; [`DaemonConfig::load`] is the one function that reads the file and
+//! [`DaemonConfig::parse`] the one that decodes it. Each key is read by one reader, all with Go's
+//! rules (`crate::golang`): the keys written into `00-multus.conf` by [`ThickConf`] (the daemon
+//! logs with the same `logFile`/`logLevel`/`logToStderr`), the settings every request and
+//! `/delegate` runs with by [`NetConf::settings_from`], the rest here. The config manager takes
+//! its part from the parsed struct (`manager::ManagerConfig::from_daemon`).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -10,15 +15,18 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::api::DEFAULT_SOCKET_DIR;
+use super::generate::ThickConf;
 use crate::cni::error::Error;
+use crate::confgen::AUTO;
 use crate::golang::Fields;
-use crate::multus::conf::{LogOptions, NetConf};
+use crate::logging;
+use crate::multus::conf::NetConf;
 
 pub const DEFAULT_PATH: &str = "/etc/cni/net.d/multus.d/daemon-config.json";
 pub const DEFAULT_CNI_CONFIG_DIR: &str = "/etc/cni/net.d";
 pub const DEFAULT_CERT_DURATION: &str = "10m";
-/// `multusConfigFile` value that makes the daemon generate `00-multus.conf`.
-pub const AUTO: &str = "auto";
+/// The key that keeps 00-multus.conf when the daemon stops (ours; not upstream's, issue #1527).
+pub const KEEP_CONFIG_ON_EXIT_KEY: &str = "keepConfigOnExit";
 /// Requests processed at once; more wait for a slot (upstream has no bound: #1346, #1416).
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
 /// The largest request body accepted; a multus config with inline delegates is a few KiB.
@@ -55,23 +63,23 @@ pub struct DaemonConfig {
     /// Ours: the address the metrics listener binds (`metricsBindAddress`); unset means every
     /// address, as upstream's `:<port>`.
     pub metrics_bind_address: Option<IpAddr>,
-    pub log_file: String,
-    pub log_level: String,
-    /// The daemon is quiet unless asked (upstream default false, unlike the thin plugin).
-    pub log_to_stderr: bool,
-    pub log_options: LogOptions,
     pub per_node_certificate: Option<PerNodeCertificate>,
-    /// `cniVersion` of the generated `00-multus.conf`.
-    pub cni_version: String,
+    /// The keys written into the generated `00-multus.conf` (`cniVersion`, `logFile`, `logLevel`,
+    /// `logToStderr` — the daemon is quiet unless asked, unlike the thin plugin —, `capabilities`,
+    /// `overrideNetworkName`, ...).
+    pub generated: ThickConf,
+    /// The multus settings every request and `/delegate` runs with (the defaults, then this file);
+    /// its `log_options` are the daemon's own.
+    pub settings: NetConf,
     /// `auto` (generate `00-multus.conf`) or the path of a file to copy into `cniConfigDir`.
     pub multus_config_file: String,
     pub cni_config_dir: PathBuf,
     pub multus_autoconfig_dir: String,
     pub multus_master_cni: String,
     pub force_cni_version: bool,
-    pub override_network_name: bool,
     pub readiness_indicator_file: String,
-    pub capabilities: Map<String, Value>,
+    /// Ours (`keepConfigOnExit`): leave 00-multus.conf in place when the daemon stops.
+    pub keep_config_on_exit: bool,
     /// Ours (`maxConcurrentRequests`): requests processed at once; the rest wait.
     pub max_concurrent_requests: usize,
     /// Ours (`maxRequestBytes`): larger request bodies are refused with 413.
@@ -117,7 +125,7 @@ impl DaemonConfig {
             return Err(Error::Decoding("invalid daemon config: not a JSON object".into()));
         };
         // Every request gets these keys; a value every request would refuse is refused now.
-        let shared = NetConf::parse_settings(bytes)?;
+        let settings = NetConf::settings_from(&raw)?;
         // Go's encoding/json rules, as upstream decodes this file: case-insensitive keys, null = unset.
         let f = Fields::new(&raw, "invalid daemon config");
         let metrics_port = match f.get("metricsPort") {
@@ -145,7 +153,6 @@ impl DaemonConfig {
                 })
             }
         };
-        let capabilities = f.object("capabilities")?.cloned().unwrap_or_default();
         let chroot_dir = f.string_or("chrootDir", "")?;
         let socket_dir = f.string_or("socketDir", "")?;
         Ok(DaemonConfig {
@@ -153,12 +160,9 @@ impl DaemonConfig {
             socket_dir: PathBuf::from(if socket_dir.is_empty() { DEFAULT_SOCKET_DIR.to_string() } else { socket_dir }),
             metrics_port,
             metrics_bind_address,
-            log_file: f.string_or("logFile", "")?,
-            log_level: f.string_or("logLevel", "")?,
-            log_to_stderr: f.boolean("logToStderr")?,
-            log_options: shared.log_options,
             per_node_certificate,
-            cni_version: f.string_or("cniVersion", "")?,
+            generated: ThickConf::from_daemon_config(&raw)?,
+            settings,
             multus_config_file: match f.string_or("multusConfigFile", "")? {
                 f if f.is_empty() => AUTO.to_string(),
                 f => f,
@@ -167,9 +171,8 @@ impl DaemonConfig {
             multus_autoconfig_dir: f.string_or("multusAutoconfigDir", "")?,
             multus_master_cni: f.string_or("multusMasterCNI", "")?,
             force_cni_version: f.boolean("forceCNIVersion")?,
-            override_network_name: f.boolean("overrideNetworkName")?,
             readiness_indicator_file: f.string_or("readinessindicatorfile", "")?,
-            capabilities,
+            keep_config_on_exit: f.boolean(KEEP_CONFIG_ON_EXIT_KEY)?,
             max_concurrent_requests: count(&f, "maxConcurrentRequests", DEFAULT_MAX_CONCURRENT_REQUESTS, 4096)?,
             max_request_bytes: count(&f, "maxRequestBytes", DEFAULT_MAX_REQUEST_BYTES, 64 << 20)?,
             max_connections: count(&f, "maxConnections", DEFAULT_MAX_CONNECTIONS, 65536)?,
@@ -191,8 +194,14 @@ impl DaemonConfig {
                 DEFAULT_SHUTDOWN_TIMEOUT_SECONDS as usize,
                 3600,
             )? as u64),
-            raw: raw.clone(),
+            raw,
         })
+    }
+
+    /// Starts the daemon's logging as the file asks.
+    pub fn init_logging(&self) {
+        let g = &self.generated;
+        logging::init_with(&g.log_file, &g.log_level, g.log_to_stderr, &self.settings.log_options);
     }
 
     /// True when the daemon generates `00-multus.conf` itself.
@@ -205,11 +214,6 @@ impl DaemonConfig {
     /// daemon's own business and is not copied.
     pub fn override_request_config(&self, config: &[u8]) -> Result<Vec<u8>, Error> {
         override_config(config, &self.raw, self.is_auto())
-    }
-
-    /// The multus settings a `/delegate` request runs with (upstream: the defaults, then this file).
-    pub fn delegate_settings(&self) -> Result<NetConf, Error> {
-        NetConf::parse_settings(&serde_json::to_vec(&self.raw).expect("a JSON object serializes"))
     }
 }
 
@@ -252,7 +256,8 @@ mod tests {
         let c = DaemonConfig::parse(DEPLOYMENT.as_bytes()).unwrap();
         assert_eq!(c.chroot_dir, Some(PathBuf::from("/hostroot")));
         assert_eq!(c.socket_dir, PathBuf::from("/host/run/multus/"));
-        assert_eq!((c.cni_version.as_str(), c.log_level.as_str(), c.log_to_stderr), ("0.3.1", "verbose", true));
+        let g = &c.generated;
+        assert_eq!((g.cni_version.as_str(), g.log_level.as_str(), g.log_to_stderr), ("0.3.1", "verbose", true));
         assert_eq!(c.cni_config_dir, PathBuf::from("/host/etc/cni/net.d"));
         assert_eq!(c.multus_autoconfig_dir, "/host/etc/cni/net.d");
         assert!(c.is_auto());
@@ -265,16 +270,17 @@ mod tests {
         assert_eq!(c.chroot_dir, None);
         assert_eq!(c.socket_dir, PathBuf::from("/run/multus/"));
         assert_eq!((c.metrics_port, c.metrics_bind_address), (None, None));
-        assert_eq!((c.log_file.as_str(), c.log_level.as_str(), c.log_to_stderr), ("", "", false));
-        assert_eq!(c.log_options, LogOptions::default());
+        let g = &c.generated;
+        assert_eq!((g.log_file.as_str(), g.log_level.as_str(), g.log_to_stderr), ("", "", false));
+        assert_eq!(c.settings.log_options, crate::logging::LogOptions::default());
         assert_eq!(c.per_node_certificate, None);
-        assert_eq!(c.cni_version, "");
+        assert_eq!(g.cni_version, "");
         assert_eq!(c.multus_config_file, "auto");
         assert_eq!(c.cni_config_dir, PathBuf::from("/etc/cni/net.d"));
         assert_eq!((c.multus_autoconfig_dir.as_str(), c.multus_master_cni.as_str()), ("", ""));
-        assert!(!c.force_cni_version && !c.override_network_name);
+        assert!(!c.force_cni_version && !g.override_network_name && !c.keep_config_on_exit);
         assert_eq!(c.readiness_indicator_file, "");
-        assert!(c.capabilities.is_empty());
+        assert!(g.capabilities.is_empty());
         assert_eq!((c.max_concurrent_requests, c.max_request_bytes), (64, 1 << 20));
     }
 
@@ -292,8 +298,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.metrics_port, Some(9091));
         assert_eq!(c.metrics_bind_address, Some("127.0.0.1".parse().unwrap()));
-        assert_eq!(c.log_file, "/var/log/multus.log");
-        assert_eq!(c.log_options.max_size_mb, 7);
+        assert_eq!(c.generated.log_file, "/var/log/multus.log");
+        assert_eq!(c.settings.log_options.max_size_mb, 7);
         assert_eq!(
             c.per_node_certificate,
             Some(PerNodeCertificate {
@@ -305,9 +311,9 @@ mod tests {
         );
         assert!(!c.is_auto());
         assert_eq!(c.multus_master_cni, "10-calico.conflist");
-        assert!(c.force_cni_version && c.override_network_name);
+        assert!(c.force_cni_version && c.generated.override_network_name);
         assert_eq!(c.readiness_indicator_file, "/r");
-        assert_eq!(Value::Object(c.capabilities), json!({"portMappings": true}));
+        assert_eq!(c.generated.capabilities, [("portMappings".to_string(), true)].into());
         assert_eq!((c.max_concurrent_requests, c.max_request_bytes), (3, 4096));
     }
 
@@ -327,6 +333,8 @@ mod tests {
             (r#"{"shutdownTimeoutSeconds": 3601}"#, "shutdownTimeoutSeconds"),
             (r#"{"delegateTimeoutSeconds": 0}"#, "delegateTimeoutSeconds"),
             (r#"{"delegates": "x"}"#, "delegates"),
+            (r#"{"capabilities": {"portMappings": "yes"}}"#, "capabilities"),
+            (r#"{"keepConfigOnExit": 1}"#, "keepConfigOnExit"),
         ] {
             let e = DaemonConfig::parse(doc.as_bytes()).unwrap_err();
             assert!(e.to_string().contains(key), "{doc}: {e}");
@@ -380,14 +388,14 @@ mod tests {
         assert_eq!(c.readiness_indicator_file, "/run/ready");
         assert_eq!(c.socket_dir, PathBuf::from("/t"), "the last matching key wins");
         assert_eq!(c.chroot_dir, Some(PathBuf::from("/hostroot")));
-        assert_eq!(c.cni_version, "1.0.0");
-        assert_eq!(c.delegate_settings().unwrap().cni_dir, PathBuf::from("/c"));
+        assert_eq!(c.generated.cni_version, "1.0.0");
+        assert_eq!(c.settings.cni_dir, PathBuf::from("/c"));
     }
 
     #[test]
     fn delegate_settings_come_from_the_file() {
         let c = DaemonConfig::parse(br#"{"binDir":"/b","cniDir":"/c"}"#).unwrap();
-        let s = c.delegate_settings().unwrap();
-        assert_eq!((s.bin_dir, s.cni_dir), (PathBuf::from("/b"), PathBuf::from("/c")));
+        let s = &c.settings;
+        assert_eq!((&s.bin_dir, &s.cni_dir), (&PathBuf::from("/b"), &PathBuf::from("/c")));
     }
 }

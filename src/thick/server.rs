@@ -151,7 +151,7 @@ impl Server {
     }
 
     fn delegate(&self, r: &CniRequest, attrs: api::InterfaceAttributes) -> Result<Option<Vec<u8>>, Error> {
-        let settings = self.config.delegate_settings()?;
+        let settings = &self.config.settings;
         let requests = Requests {
             ips: attrs.ips,
             mac: (!attrs.mac.is_empty()).then_some(attrs.mac),
@@ -168,17 +168,17 @@ impl Server {
                     _ => None,
                 };
                 let result =
-                    hotplug::add(&settings, inv, &d, pod.as_ref(), &*self.cluster, &Netns, exec).map_err(|e| {
+                    hotplug::add(settings, inv, &d, pod.as_ref(), &*self.cluster, &Netns, exec).map_err(|e| {
                         e.context(format!("error configuring pod [{}/{}] networking", r.k8s.namespace, r.k8s.name))
                     })?;
                 wire_result(&result).map(Some)
             }
             Command::Del => {
                 self.cluster.teardown_pod(&r.k8s)?;
-                hotplug::del(&settings, inv, &d, exec).map(|()| None)
+                hotplug::del(settings, inv, &d, exec).map(|()| None)
             }
-            Command::Check => hotplug::check(&settings, inv, &d, exec).map(|()| None),
-            Command::Status => hotplug::status(&settings, inv, &d, exec).map(|()| None),
+            Command::Check => hotplug::check(settings, inv, &d, exec).map(|()| None),
+            Command::Status => hotplug::status(settings, inv, &d, exec).map(|()| None),
             other => Err(Error::InvalidEnv(format!("unknown cmd type: {}", other.as_str()))),
         }
     }

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use multus::confgen::{Fatal, Manager, ManagerConfig};
+use multus::thick::daemon_config::DaemonConfig;
+use multus::thick::manager::{Fatal, Manager, ManagerConfig};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -44,7 +45,7 @@ impl Node {
         for (k, v) in extra.as_object().unwrap() {
             daemon[k] = v.clone();
         }
-        ManagerConfig::from_daemon_config(daemon.as_object().unwrap()).unwrap()
+        ManagerConfig::from_daemon(&DaemonConfig::parse(daemon.to_string().as_bytes()).unwrap())
     }
 
     fn write_primary(&self, name: &str, text: &str) {

@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use multus::confgen::ManagerConfig;
 use multus::confgen::entrypoint::Args;
+use multus::thick::daemon_config::DaemonConfig;
+use multus::thick::manager::ManagerConfig;
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -161,7 +162,7 @@ fn thick_daemonset() {
     let volume = pod["volumes"].as_sequence().unwrap().iter().find(|v| v["name"] == "multus-daemon-config").unwrap();
     assert_eq!(s(&volume["configMap"]["items"][0]["path"]), "daemon-config.json");
     let json: serde_json::Value = serde_json::from_str(s(&cm["data"]["daemon-config.json"])).unwrap();
-    let cfg = ManagerConfig::from_daemon_config(json.as_object().unwrap()).unwrap();
+    let cfg = ManagerConfig::from_daemon(&DaemonConfig::parse(json.to_string().as_bytes()).unwrap());
     assert!(cfg.is_auto());
     let mounted = |p: &str| have.iter().any(|(_, m, _, _)| Path::new(p).starts_with(m));
     let socket_dir = json["socketDir"].as_str().unwrap();

@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::primary;
 use crate::cni::Error;
+use crate::confgen::primary;
 use crate::golang::{self, Fields};
 
 pub const CONF_NAME: &str = "00-multus.conf";

@@ -38,20 +38,16 @@ use std::time::{Duration, Instant};
 
 use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::thick::{self, ThickConf};
-use super::{install, primary};
+use super::daemon_config::DaemonConfig;
+use super::generate::{self as thick, ThickConf};
 use crate::cni::Error;
 use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::version::Version;
-use crate::golang::{self, Fields};
+use crate::confgen::{AUTO, install, primary};
+use crate::golang;
 use crate::logging;
-
-/// The daemon-config key that keeps 00-multus.conf when the daemon stops (ours; not upstream's).
-pub const KEEP_CONFIG_ON_EXIT_KEY: &str = "keepConfigOnExit";
-/// `multusConfigFile` value that selects generation.
-pub const AUTO: &str = "auto";
 
 /// What the manager needs from daemon-config.json.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,25 +76,21 @@ pub struct ManagerConfig {
 }
 
 impl ManagerConfig {
-    /// Reads the keys from a parsed daemon-config.json (Go decoding rules, see `golang`).
-    pub fn from_daemon_config(m: &Map<String, Value>) -> Result<ManagerConfig, Error> {
-        let f = Fields::new(m, "daemon config");
-        Ok(ManagerConfig {
-            conf: ThickConf::from_daemon_config(m)?,
-            cni_config_dir: PathBuf::from(f.string_or("cniConfigDir", "/etc/cni/net.d")?),
-            // Empty is unset, as daemon-config's own reader has it: both agree on auto mode.
-            multus_config_file: match f.string_or("multusConfigFile", AUTO)? {
-                s if s.is_empty() => AUTO.to_string(),
-                s => s,
-            },
-            autoconfig_dir: f.string_or("multusAutoconfigDir", "")?,
-            master_cni: f.string_or("multusMasterCNI", "")?,
-            force_cni_version: f.boolean("forceCNIVersion")?,
-            readiness_indicator_file: f.string("readinessindicatorfile")?.filter(|s| !s.is_empty()).map(PathBuf::from),
-            keep_config_on_exit: f.boolean(KEEP_CONFIG_ON_EXIT_KEY)?,
+    /// The manager's part of the daemon's config (read once, by [`DaemonConfig::parse`]).
+    pub fn from_daemon(c: &DaemonConfig) -> ManagerConfig {
+        ManagerConfig {
+            conf: c.generated.clone(),
+            cni_config_dir: c.cni_config_dir.clone(),
+            multus_config_file: c.multus_config_file.clone(),
+            autoconfig_dir: c.multus_autoconfig_dir.clone(),
+            master_cni: c.multus_master_cni.clone(),
+            force_cni_version: c.force_cni_version,
+            readiness_indicator_file: (!c.readiness_indicator_file.is_empty())
+                .then(|| PathBuf::from(&c.readiness_indicator_file)),
+            keep_config_on_exit: c.keep_config_on_exit,
             primary_timeout: Duration::from_secs(120),
             poll_interval: Duration::from_secs(1),
-        })
+        }
     }
 
     pub fn is_auto(&self) -> bool {
@@ -177,7 +169,10 @@ impl Manager {
             let name = src.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
                 Error::InvalidConfig(format!("multusConfigFile {:?} has no file name", cfg.multus_config_file))
             })?;
-            install::copy_atomic(&src, &cfg.cni_config_dir, name)
+            // The directory is created as in auto mode (the runtime may not have made it yet).
+            std::fs::create_dir_all(&cfg.cni_config_dir)
+                .map_err(|e| Error::io("failed to create", &cfg.cni_config_dir, e))
+                .and_then(|()| install::copy_atomic(&src, &cfg.cni_config_dir, name))
                 .map_err(|e| e.context("failed to copy the user provided multusConfigFile"))?;
             logging::verbose(&format!("copied {} to {}", src.display(), conf_path.display()));
             status.lock().expect("status lock").writes = 1;
@@ -644,10 +639,13 @@ mod tests {
 
     use super::*;
 
+    fn from_daemon_config(v: Value) -> Result<ManagerConfig, Error> {
+        DaemonConfig::parse(&serde_json::to_vec(&v).unwrap()).map(|c| ManagerConfig::from_daemon(&c))
+    }
+
     #[test]
     fn daemon_config_defaults_and_keys() {
-        let c =
-            ManagerConfig::from_daemon_config(&json!({"cniVersion": "0.3.1"}).as_object().unwrap().clone()).unwrap();
+        let c = from_daemon_config(json!({"cniVersion": "0.3.1"})).unwrap();
         assert_eq!(c.cni_config_dir, PathBuf::from("/etc/cni/net.d"));
         assert!(c.is_auto());
         assert_eq!(c.conf_path(), PathBuf::from("/etc/cni/net.d/00-multus.conf"));
@@ -656,13 +654,10 @@ mod tests {
         assert!(!c.keep_config_on_exit);
         assert_eq!(c.primary_timeout, Duration::from_secs(120));
 
-        let c = ManagerConfig::from_daemon_config(
-            &json!({"cniConfigDir": "/host/etc/cni/net.d", "multusConfigFile": "/tmp/multus-conf/70-multus.conf",
+        let c = from_daemon_config(
+            json!({"cniConfigDir": "/host/etc/cni/net.d", "multusConfigFile": "/tmp/multus-conf/70-multus.conf",
                 "multusAutoconfigDir": "/a", "multusMasterCNI": "10-x.conf", "forceCNIVersion": true,
-                "readinessindicatorfile": "/run/ready", "keepConfigOnExit": true})
-            .as_object()
-            .unwrap()
-            .clone(),
+                "readinessindicatorfile": "/run/ready", "keepConfigOnExit": true}),
         )
         .unwrap();
         assert!(!c.is_auto());
@@ -670,28 +665,18 @@ mod tests {
         assert_eq!(c.master_cni, "10-x.conf");
         assert!(c.force_cni_version && c.keep_config_on_exit);
         assert_eq!(c.readiness_indicator_file, Some(PathBuf::from("/run/ready")));
-        assert!(
-            ManagerConfig::from_daemon_config(&json!({"keepConfigOnExit": "yes"}).as_object().unwrap().clone())
-                .is_err()
-        );
-        // An empty multusConfigFile is auto mode for the manager as for DaemonConfig (it used to
-        // be "copy the file ''" here while the daemon called the manager as auto).
-        let raw = json!({"multusConfigFile": "", "cniVersion": "1.0.0"}).as_object().unwrap().clone();
-        let c = ManagerConfig::from_daemon_config(&raw).unwrap();
+        assert!(from_daemon_config(json!({"keepConfigOnExit": "yes"})).is_err());
+        // An empty multusConfigFile is auto mode, as upstream (it used to be "copy the file ''"
+        // here while the daemon called the manager as auto).
+        let c = from_daemon_config(json!({"multusConfigFile": "", "cniVersion": "1.0.0"})).unwrap();
         assert!(c.is_auto());
-        let daemon = crate::thick::daemon_config::DaemonConfig::parse(&serde_json::to_vec(&raw).unwrap()).unwrap();
-        assert_eq!(daemon.is_auto(), c.is_auto());
     }
 
     #[test]
     fn auto_mode_needs_a_dir_a_version_and_no_recursion() {
-        let mut c = ManagerConfig::from_daemon_config(
-            &json!({"cniVersion": "0.4.0", "multusAutoconfigDir": "/e", "cniConfigDir": "/e/"})
-                .as_object()
-                .unwrap()
-                .clone(),
-        )
-        .unwrap();
+        let mut c =
+            from_daemon_config(json!({"cniVersion": "0.4.0", "multusAutoconfigDir": "/e", "cniConfigDir": "/e/"}))
+                .unwrap();
         assert!(validate_auto(&c).is_ok());
         c.master_cni = "00-multus.conf".into();
         assert!(validate_auto(&c).unwrap_err().to_string().contains("our own output"));
