@@ -3,11 +3,24 @@
 //! decoding of daemon-config keys, `json.Marshal`'s HTML escaping, and `path/filepath`'s
 //! `Join`/`Clean` (the generated `clusterNetwork` is such a path).
 //!
-//! Pure functions only; nothing here touches the file system.
+//! Pure functions only; nothing here touches the file system. Low level: it uses nothing of the
+//! crate, and its [`FieldError`] converts into each layer's error.
 
 use serde_json::{Map, Value};
 
-use crate::cni::Error;
+/// A key whose value Go would refuse to decode; the message names the document and the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FieldError(pub String);
+
+/// Go's `strconv.ParseBool` (pflag's `--flag=value`, libcni's list flags given as strings).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
 
 /// The value `encoding/json` would decode into the struct field tagged `name`: every key that
 /// equals `name` ignoring ASCII case sets the field, so the last such key in document order wins.
@@ -29,15 +42,20 @@ impl<'a> Fields<'a> {
         Fields { map, what }
     }
 
-    fn bad(&self, key: &str, want: &str) -> Error {
-        Error::Decoding(format!("{}: {key:?} must be {want}", self.what))
+    fn bad(&self, key: &str, want: &str) -> FieldError {
+        FieldError(format!("{}: {key:?} must be {want}", self.what))
+    }
+
+    /// An error about `key` in this document's words (for rules beyond the value's type).
+    pub fn invalid(&self, key: &str, want: &str) -> FieldError {
+        self.bad(key, want)
     }
 
     pub fn get(&self, key: &str) -> Option<&'a Value> {
         field(self.map, key).filter(|v| !v.is_null())
     }
 
-    pub fn string(&self, key: &str) -> Result<Option<String>, Error> {
+    pub fn string(&self, key: &str) -> Result<Option<String>, FieldError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -45,20 +63,24 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn string_or(&self, key: &str, default: &str) -> Result<String, Error> {
+    pub fn string_or(&self, key: &str, default: &str) -> Result<String, FieldError> {
         Ok(self.string(key)?.unwrap_or_else(|| default.to_string()))
     }
 
-    pub fn boolean(&self, key: &str) -> Result<bool, Error> {
+    pub fn boolean(&self, key: &str) -> Result<bool, FieldError> {
+        self.boolean_or(key, false)
+    }
+
+    pub fn boolean_or(&self, key: &str, default: bool) -> Result<bool, FieldError> {
         match self.get(key) {
-            None => Ok(false),
+            None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
             Some(_) => Err(self.bad(key, "a boolean")),
         }
     }
 
     /// A Go `int`: a JSON number without a fraction.
-    pub fn integer(&self, key: &str) -> Result<Option<i64>, Error> {
+    pub fn integer(&self, key: &str) -> Result<Option<i64>, FieldError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.as_i64().map(Some).ok_or_else(|| self.bad(key, "an integer")),
@@ -66,7 +88,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A Go `map[string]bool`.
-    pub fn bool_map(&self, key: &str) -> Result<Option<Vec<(String, bool)>>, Error> {
+    pub fn bool_map(&self, key: &str) -> Result<Option<Vec<(String, bool)>>, FieldError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Object(o)) => o
@@ -78,7 +100,20 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn object(&self, key: &str) -> Result<Option<&'a Map<String, Value>>, Error> {
+    /// A Go `[]string`.
+    pub fn strings(&self, key: &str) -> Result<Option<Vec<String>>, FieldError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| self.bad(key, "a list of strings")))
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(self.bad(key, "a list of strings")),
+        }
+    }
+
+    pub fn object(&self, key: &str) -> Result<Option<&'a Map<String, Value>>, FieldError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Object(o)) => Ok(Some(o)),
@@ -91,7 +126,24 @@ impl<'a> Fields<'a> {
 /// escaped as `\u003c`-style sequences. Those characters can only occur inside JSON strings,
 /// so replacing them in the serialized text is exact.
 pub fn marshal(v: &Value) -> String {
-    crate::cni::cache::go_html_escape(&serde_json::to_string(v).expect("a JSON value serializes"))
+    html_escape(&serde_json::to_string(v).expect("a JSON value serializes"))
+}
+
+/// Go's encoder escapes these even inside strings; they never appear outside strings in JSON,
+/// so replacing them in the encoded text is exact.
+pub fn html_escape(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `filepath.Clean`: the shortest lexically equivalent path (no `//`, `.`, or resolvable `..`).

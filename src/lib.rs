@@ -7,6 +7,7 @@
 pub mod build_info;
 pub mod cni;
 pub mod confgen;
+pub mod files;
 pub mod golang;
 pub mod k8s;
 pub mod logging;

@@ -52,6 +52,6 @@ fn main() -> ExitCode {
     ));
     match daemon::run(config, env) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(exit) => fail(exit.code, &exit.message),
+        Err(exit) => fail(exit.code(), &exit.to_string()),
     }
 }

@@ -5,8 +5,6 @@
 //! are atomic (temp file + rename) with dir 0700 and file 0600. Legacy files that hold a bare
 //! result are read too.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -15,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::config::sorted_keys;
 use super::error::Error;
+use crate::files::{Durability, write_atomic};
 
 pub const KIND_V1: &str = "cniCacheV1";
 
@@ -107,31 +106,14 @@ pub fn read(file: &Path) -> Result<Cached, Error> {
 pub fn write(file: &Path, info: &CachedInfo) -> Result<(), Error> {
     // No fsync: like libcni. After a power loss the namespaces are gone too, and a cache lost
     // with them reads as missing or corrupt, which DEL handles (it proceeds without prevResult).
-    write_atomic(file, &encode(info)?, 0o600, 0o700, Durability::Rename)
+    Ok(write_atomic(file, &encode(info)?, 0o600, 0o700, Durability::Rename)?)
 }
 
 /// The document as Go libcni writes it: struct field order, sorted map keys (see [`new_info`])
 /// and Go's HTML-safe escaping of `<`, `>`, `&`, U+2028 and U+2029.
 pub fn encode(info: &CachedInfo) -> Result<Vec<u8>, Error> {
     let text = serde_json::to_string(info).map_err(|e| Error::Internal(format!("encoding cache: {e}")))?;
-    Ok(go_html_escape(&text).into_bytes())
-}
-
-/// Go's encoder escapes these even inside strings; they never appear outside strings in JSON,
-/// so replacing them in the encoded text is exact.
-pub(crate) fn go_html_escape(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    for c in json.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
-    out
+    Ok(crate::golang::html_escape(&text).into_bytes())
 }
 
 /// Removes an attachment's cache; a missing file is fine.
@@ -163,59 +145,6 @@ pub fn attachments(cache_dir: &Path, container_id: Option<&str>) -> Result<Vec<C
         }
     }
     Ok(out)
-}
-
-/// How hard [`write_atomic`] works to survive a crash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Temp file + rename: readers see the old or the new content, never a partial one.
-    Rename,
-    /// Also fsync the file before the rename and the directory after: the new content survives a
-    /// power loss (for config files that a node must find intact after a reboot).
-    Sync,
-}
-
-/// Writes a file by temp + rename in its own directory, so readers see the old or the new content.
-pub fn write_atomic(
-    file: &Path,
-    bytes: &[u8],
-    file_mode: u32,
-    dir_mode: u32,
-    durability: Durability,
-) -> Result<(), Error> {
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let open = || std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(file_mode).open(&tmp);
-    // The directory is made on first use only: making sure of it before every write cost two
-    // syscalls per cache file on every ADD.
-    let mut f = match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(dir_mode)
-                .create(dir)
-                .map_err(|e| Error::io("failed to create directory", dir, e))?;
-            open()
-        }
-        opened => opened,
-    }
-    .map_err(|e| Error::io("failed to write", file, e))?;
-    let result = (|| {
-        f.write_all(bytes)?;
-        if durability == Durability::Sync {
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, file)?;
-        if durability == Durability::Sync {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    result.map_err(|e: std::io::Error| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("failed to write", file, e)
-    })
 }
 
 /// Builds a cache document for a successful ADD.
@@ -250,42 +179,4 @@ pub fn new_info(
 /// Decodes base64 the way the cache stores configs (for tools and tests).
 pub fn decode_config(s: &str) -> Result<Vec<u8>, Error> {
     base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| Error::Decoding(format!("cache config: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn write_atomic_makes_missing_directories_and_leaves_no_temp_file() {
-        let d = tempfile::tempdir().unwrap();
-        let file = d.path().join("a/b/results/net-c1-eth0");
-        write_atomic(&file, b"one", 0o600, 0o700, Durability::Rename).unwrap();
-        write_atomic(&file, b"two", 0o600, 0o700, Durability::Rename).unwrap();
-        assert_eq!(std::fs::read(&file).unwrap(), b"two");
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!((mode(&file), mode(file.parent().unwrap()), mode(&d.path().join("a"))), (0o600, 0o700, 0o700));
-        assert_eq!(names(file.parent().unwrap()), vec!["net-c1-eth0"]);
-    }
-
-    #[test]
-    fn a_failed_write_keeps_the_old_file_and_removes_its_temp_file() {
-        let d = tempfile::tempdir().unwrap();
-        // A directory in the way: the rename fails after the temp file was written.
-        let file = d.path().join("taken");
-        std::fs::create_dir(&file).unwrap();
-        std::fs::write(file.join("keep"), b"x").unwrap();
-        let e = write_atomic(&file, b"new", 0o600, 0o700, Durability::Rename).unwrap_err();
-        assert!(e.to_string().contains("taken"), "{e}");
-        assert_eq!(names(d.path()), vec!["taken"]);
-        assert_eq!(names(&file), vec!["keep"]);
-    }
 }

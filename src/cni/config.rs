@@ -93,11 +93,8 @@ fn parse_bool_field(raw: &Map<String, Value>, key: &str) -> Result<bool, Error> 
     match raw.get(key) {
         None => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) => match s.as_str() {
-            "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-            "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-            _ => Err(Error::Decoding(format!("error parsing configuration list: invalid {key} value {s:?}"))),
-        },
+        Some(Value::String(s)) => crate::golang::parse_bool(s)
+            .ok_or_else(|| Error::Decoding(format!("error parsing configuration list: invalid {key} value {s:?}"))),
         Some(other) => Err(Error::Decoding(format!("error parsing configuration list: invalid {key} type {other}"))),
     }
 }

@@ -136,13 +136,33 @@ impl Error {
         Error::Context { context: context.into(), source: Box::new(self) }
     }
 
-    /// Joins teardown errors: none → Ok, one → itself, more → [`Error::Multiple`].
-    pub fn join(mut errors: Vec<Error>) -> Result<(), Error> {
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(errors.remove(0)),
-            _ => Err(Error::Multiple(errors)),
+    /// Joins teardown errors: none → Ok, one → itself, more → one flat [`Error::Multiple`] (a
+    /// joined list inside another is spliced in, so messages and the first code stay readable).
+    pub fn join(errors: Vec<Error>) -> Result<(), Error> {
+        let mut flat = Vec::new();
+        for e in errors {
+            match e {
+                Error::Multiple(v) => flat.extend(v),
+                e => flat.push(e),
+            }
         }
+        match flat.len() {
+            0 => Ok(()),
+            1 => Err(flat.remove(0)),
+            _ => Err(Error::Multiple(flat)),
+        }
+    }
+}
+
+impl From<crate::files::FileError> for Error {
+    fn from(e: crate::files::FileError) -> Error {
+        Error::Io { context: e.context, path: e.path, source: e.source }
+    }
+}
+
+impl From<crate::golang::FieldError> for Error {
+    fn from(e: crate::golang::FieldError) -> Error {
+        Error::Decoding(e.0)
     }
 }
 
@@ -174,5 +194,13 @@ mod tests {
         assert_eq!(joined.code(), 4);
         assert_eq!(joined.to_string(), "a; b");
         assert!(Error::join(vec![]).is_ok());
+        let nested = Error::join(vec![
+            joined,
+            Error::Io { context: "x", path: "/p".into(), source: std::io::ErrorKind::Other.into() },
+        ]);
+        match nested.unwrap_err() {
+            Error::Multiple(v) => assert_eq!(v.len(), 3, "flattened: {v:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! the cleanup on exit. The binary adds only the signal flag and the exit code.
 //!
 //! Sequence: check the directories → copy `--multus-bin-file` to `<cni-bin-dir>/multus`
-//! (atomic, `install::copy_atomic`) → either copy `--multus-conf-file` into the conf dir, or
+//! (atomic, `files::copy_atomic`) → either copy `--multus-conf-file` into the conf dir, or
 //! (`auto`) write the kubeconfig and the generated config → watch → on SIGTERM/SIGINT, with
 //! `--cleanup-config-on-exit`, delete what was generated or copied.
 //!
@@ -30,20 +30,16 @@ use std::time::{Duration, Instant};
 
 use clap::{ArgAction, Parser};
 
+use super::AUTO;
+use super::Error;
 use super::kubeconfig::{self, Tls};
 use super::primary::{self, Rule};
 use super::thin::{self, Generated, ThinOptions};
-use super::{AUTO, install};
-use crate::cni::Error;
-use crate::cni::cache::{Durability, write_atomic};
+use crate::files::{Durability, copy_atomic, write_atomic};
 
 /// Go's `strconv.ParseBool`, which pflag uses for `--flag=value`.
 fn go_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("invalid boolean {s:?}")),
-    }
+    crate::golang::parse_bool(s).ok_or_else(|| format!("invalid boolean {s:?}"))
 }
 
 /// The flags, named as upstream's pflag flags. Booleans take `--flag` or `--flag=false`.
@@ -322,7 +318,7 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, stop: &AtomicBool)
     must_exist(&args.cni_bin_dir, "cni-bin-dir")?;
     if !args.skip_multus_binary_copy {
         must_exist(&args.multus_bin_file, "multus-bin-file")?;
-        let target = install::copy_atomic(&args.multus_bin_file, &args.cni_bin_dir, "multus")?;
+        let target = copy_atomic(&args.multus_bin_file, &args.cni_bin_dir, "multus")?;
         say(&format!("multus binary is copied to {}", target.display()));
     }
 
@@ -330,9 +326,9 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, stop: &AtomicBool)
         let src = Path::new(&args.multus_conf_file);
         must_exist(src, "multus-conf-file")?;
         let name = src.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            Error::InvalidConfig(format!("--multus-conf-file {:?} has no file name", args.multus_conf_file))
+            Error::Invalid(format!("--multus-conf-file {:?} has no file name", args.multus_conf_file))
         })?;
-        let target = install::copy_atomic(src, &args.cni_conf_dir, name)?;
+        let target = copy_atomic(src, &args.cni_conf_dir, name)?;
         say(&format!("multus config file {} is copied to {}", src.display(), target.display()));
         while !sleep_unless_stopped(Duration::from_secs(3600), stop) {}
         if args.cleanup_config_on_exit {

@@ -1,16 +1,10 @@
-//! Installing files onto the host: an atomic copy into a directory (temp file in the
-//! destination directory, permissions of the source, fsync, rename over the target), and what
-//! `install_multus` copies for each mode.
-//!
-//! The rename replaces the directory entry, never the old file's contents, so a target that is
-//! being executed (a shim the runtime is running: `cp: Text file busy`, issue #1221) or read
-//! is never a problem: running processes keep the old inode, new executions get the new file.
+//! What `install_multus` copies onto the host for each mode, with `crate::files::copy_atomic`
+//! (a shim the runtime is running is replaced, never rewritten: issue #1221).
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::cni::Error;
+use super::Error;
+use crate::files::copy_atomic;
 
 /// Where the images keep the binaries (upstream's layout).
 pub const SOURCE_DIR: &str = "/usr/src/multus-cni/bin";
@@ -36,71 +30,14 @@ impl Flavor {
     }
 }
 
-/// Copies `src` to `<dest_dir>/<name>` atomically, with the source's permission bits.
-pub fn copy_atomic(src: &Path, dest_dir: &Path, name: &str) -> Result<PathBuf, Error> {
-    let mut input = std::fs::File::open(src).map_err(|e| Error::io("failed to open", src, e))?;
-    let meta = input.metadata().map_err(|e| Error::io("failed to stat", src, e))?;
-    if !meta.is_file() {
-        return Err(Error::InvalidConfig(format!("{} is not a regular file", src.display())));
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    let target = dest_dir.join(name);
-    let tmp = dest_dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        // A temp file left by a crashed run of the same pid would make create_new fail.
-        let _ = std::fs::remove_file(&tmp);
-        let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        std::io::copy(&mut input, &mut out)?;
-        out.flush()?;
-        // Set after writing so the umask cannot narrow it and the file is never executable half-written.
-        out.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, &target)?;
-        std::fs::File::open(dest_dir)?.sync_all()
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("failed to install", &target, e)
-    })?;
-    Ok(target)
-}
-
 /// `install_multus`: copies the flavor's binaries from `source_dir` into `dest_dir`.
 pub fn install(flavor: Flavor, source_dir: &Path, dest_dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    flavor.binaries().iter().map(|name| copy_atomic(&source_dir.join(name), dest_dir, name)).collect()
+    flavor.binaries().iter().map(|name| Ok(copy_atomic(&source_dir.join(name), dest_dir, name)?)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn copy_keeps_content_and_mode_and_leaves_no_temp_file() {
-        let src = tempfile::tempdir().unwrap();
-        let dst = tempfile::tempdir().unwrap();
-        let f = src.path().join("multus");
-        std::fs::write(&f, b"new binary").unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o751)).unwrap();
-        std::fs::write(dst.path().join("multus"), b"old").unwrap();
-
-        let out = copy_atomic(&f, dst.path(), "multus").unwrap();
-        assert_eq!(out, dst.path().join("multus"));
-        assert_eq!(std::fs::read(&out).unwrap(), b"new binary");
-        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o7777, 0o751);
-        let names: Vec<_> = std::fs::read_dir(dst.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("multus")]);
-    }
-
-    #[test]
-    fn missing_source_or_destination_are_errors_naming_the_path() {
-        let dst = tempfile::tempdir().unwrap();
-        let err = copy_atomic(Path::new("/nonexistent/multus"), dst.path(), "multus").unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/multus"), "{err}");
-        let src = tempfile::NamedTempFile::new().unwrap();
-        let err = copy_atomic(src.path(), &dst.path().join("missing"), "x").unwrap_err();
-        assert!(err.to_string().contains("missing/x"), "{err}");
-        assert!(copy_atomic(dst.path(), dst.path(), "dir").is_err());
-    }
 
     #[test]
     fn flavors_name_upstream_binaries() {

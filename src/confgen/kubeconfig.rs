@@ -10,7 +10,7 @@
 
 use base64::Engine;
 
-use crate::cni::Error;
+use super::Error;
 
 /// Where Kubernetes mounts the pod's service-account token and CA.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -38,9 +38,9 @@ pub fn server_url(env: &dyn Fn(&str) -> Option<String>) -> Result<String, Error>
     let get = |k: &str| env(k).filter(|v| !v.is_empty());
     let protocol = get("KUBERNETES_SERVICE_PROTOCOL").unwrap_or_else(|| "https".into());
     let host = get("KUBERNETES_SERVICE_HOST")
-        .ok_or_else(|| Error::InvalidEnv("KUBERNETES_SERVICE_HOST is not set: not running in a pod?".into()))?;
+        .ok_or_else(|| Error::Invalid("KUBERNETES_SERVICE_HOST is not set: not running in a pod?".into()))?;
     let port = get("KUBERNETES_SERVICE_PORT")
-        .ok_or_else(|| Error::InvalidEnv("KUBERNETES_SERVICE_PORT is not set: not running in a pod?".into()))?;
+        .ok_or_else(|| Error::Invalid("KUBERNETES_SERVICE_PORT is not set: not running in a pod?".into()))?;
     Ok(format!("{protocol}://{}", join_host_port(&host, &port)))
 }
 

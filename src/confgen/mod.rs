@@ -9,10 +9,13 @@
 //! `pkg/server/config`).
 
 pub mod entrypoint;
+pub mod error;
 pub mod install;
 pub mod kubeconfig;
 pub mod primary;
 pub mod thin;
+
+pub use error::Error;
 
 /// `multusConfigFile` value that makes multus generate its config (both modes).
 pub const AUTO: &str = "auto";

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::cni::Error;
+use super::Error;
 use crate::cni::version::Version;
 
 /// The name our own generated files start with.
@@ -73,8 +73,8 @@ pub fn find(dir: &Path, rule: Rule) -> Result<Option<String>, Error> {
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Map<String, Value>, Error> {
     match serde_json::from_slice(bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::Decoding(format!("primary CNI config {}: not a JSON object", path.display()))),
-        Err(e) => Err(Error::Decoding(format!("primary CNI config {}: {e}", path.display()))),
+        Ok(_) => Err(Error::Invalid(format!("primary CNI config {}: not a JSON object", path.display()))),
+        Err(e) => Err(Error::Invalid(format!("primary CNI config {}: {e}", path.display()))),
     }
 }
 
@@ -85,7 +85,7 @@ pub fn load(path: &Path) -> Result<Map<String, Value>, Error> {
 }
 
 fn bad(what: &str) -> Error {
-    Error::InvalidConfig(format!("primary CNI config: {what}"))
+    Error::Invalid(format!("primary CNI config: {what}"))
 }
 
 /// `plugins` of a conflist; `None` for a single-plugin config (absent or null).
@@ -159,18 +159,18 @@ pub fn check_version_compatibility(multus_version: &str, primary: &Map<String, V
         "" => None,
         v => Version::parse(v).ok(),
     }
-    .ok_or_else(|| Error::InvalidConfig(format!("couldn't get top level cni version from {multus_version:?}")))?;
+    .ok_or_else(|| Error::Invalid(format!("couldn't get top level cni version from {multus_version:?}")))?;
     if top < Version::V0_4_0 {
         return Ok(());
     }
     let delegate = primary
         .get("cniVersion")
         .and_then(Value::as_str)
-        .ok_or_else(|| Error::InvalidConfig("couldn't get cni version of delegate".into()))?;
+        .ok_or_else(|| Error::Invalid("couldn't get cni version of delegate".into()))?;
     let v = Version::parse(delegate)
-        .map_err(|_| Error::InvalidConfig(format!("couldn't parse cni version {delegate:?} of delegate")))?;
+        .map_err(|_| Error::Invalid(format!("couldn't parse cni version {delegate:?} of delegate")))?;
     if delegate.is_empty() || v < Version::V0_4_0 {
-        return Err(Error::IncompatibleVersion(format!(
+        return Err(Error::Incompatible(format!(
             "delegate cni version is {delegate} while top level cni version is {multus_version}"
         )));
     }

@@ -20,8 +20,8 @@
 
 use serde_json::{Map, Value};
 
+use super::Error;
 use super::primary;
-use crate::cni::Error;
 use crate::cni::version::Version;
 
 pub const CONF_NAME: &str = "00-multus.conf";
@@ -84,7 +84,7 @@ fn quote(s: &str) -> String {
 }
 
 fn invalid(msg: String) -> Error {
-    Error::InvalidConfig(msg)
+    Error::Invalid(msg)
 }
 
 /// The `cniVersion` the file gets and the master as it is embedded.

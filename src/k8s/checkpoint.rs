@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::cni::error::Error;
+use super::Error;
 
 /// Where the kubelet keeps its device-plugin checkpoint.
 pub const DEFAULT_PATH: &str = "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint";
@@ -113,7 +113,7 @@ where
 impl Checkpoint {
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Checkpoint, Error> {
         serde_json::from_slice(bytes)
-            .map_err(|e| Error::Decoding(format!("cannot parse device-plugin checkpoint {}: {e}", path.display())))
+            .map_err(|e| Error::Malformed(format!("cannot parse device-plugin checkpoint {}: {e}", path.display())))
     }
 
     /// The pod's devices by resource name: every entry with this pod UID, in file order, all
@@ -121,7 +121,7 @@ impl Checkpoint {
     /// as upstream.
     pub fn pod_resources(&self, pod_uid: &str) -> Result<BTreeMap<String, Vec<String>>, Error> {
         if pod_uid.is_empty() {
-            return Err(Error::Internal("cannot look up a pod in the device-plugin checkpoint: empty pod UID".into()));
+            return Err(Error::Devices("cannot look up a pod in the device-plugin checkpoint: empty pod UID".into()));
         }
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for e in self.data.pod_device_entries.iter().filter(|e| e.pod_uid == pod_uid) {
@@ -133,7 +133,8 @@ impl Checkpoint {
 
 /// Reads and parses the checkpoint at `path`.
 pub fn read(path: &Path) -> Result<Checkpoint, Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("failed to read device-plugin checkpoint", path, e))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| crate::files::FileError::new("failed to read device-plugin checkpoint", path, e))?;
     Checkpoint::parse(&bytes, path)
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::cni::error::Error;
+use super::Error;
 
 /// How long one connection attempt to the API server may take. A refused connection fails at
 /// once; this bounds a black-holed one so the pod lookup's retry budget stays meaningful.
@@ -43,7 +43,7 @@ pub async fn connect(source: &Source) -> Result<Option<kube::Client>, Error> {
     let Some(config) = config(source).await? else { return Ok(None) };
     kube::Client::try_from(config)
         .map(Some)
-        .map_err(|e| Error::InvalidConfig(format!("cannot create the kubernetes client: {e}")))
+        .map_err(|e| Error::Config(format!("cannot create the kubernetes client: {e}")))
 }
 
 /// The client settings for `source`; `Ok(None)` for [`Source::None`].
@@ -52,13 +52,13 @@ pub async fn config(source: &Source) -> Result<Option<kube::Config>, Error> {
         Source::None => return Ok(None),
         Source::Kubeconfig(path) => {
             let kc = Kubeconfig::read_from(path)
-                .map_err(|e| Error::InvalidConfig(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+                .map_err(|e| Error::Config(format!("cannot read kubeconfig {}: {e}", path.display())))?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
-                .map_err(|e| Error::InvalidConfig(format!("invalid kubeconfig {}: {e}", path.display())))?
+                .map_err(|e| Error::Config(format!("invalid kubeconfig {}: {e}", path.display())))?
         }
         Source::InCluster => kube::Config::incluster()
-            .map_err(|e| Error::InvalidConfig(format!("cannot use the in-cluster Kubernetes settings: {e}")))?,
+            .map_err(|e| Error::Config(format!("cannot use the in-cluster Kubernetes settings: {e}")))?,
     };
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);

@@ -13,9 +13,11 @@ use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod as KPo
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 
+use super::Error;
 use super::client::{self, Source};
 use super::devices::DeviceSources;
-use crate::cni::error::{CniError, Error, code};
+use super::error::is_transient;
+use crate::cni::Error as Cni;
 use crate::logging;
 use crate::multus::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup, ResourceMap};
 use crate::multus::nad::NetworkAttachmentDefinition;
@@ -70,21 +72,6 @@ pub fn nad_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&gvk, "network-attachment-definitions")
 }
 
-/// The CNI error for a failed API call: "try again later" when it may pass, else internal.
-pub fn api_error(what: &str, e: &kube::Error) -> Error {
-    let code = if is_transient(e) { code::TRY_AGAIN_LATER } else { code::INTERNAL };
-    Error::Cni(CniError::new(code, format!("{what}: {e}"), ""))
-}
-
-/// Errors worth retrying: the server is overloaded or unreachable (upstream `isCriticalErr`).
-pub fn is_transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(r) => matches!(r.code, 429 | 500 | 502 | 503 | 504),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
-
 fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(r) if r.code == code)
 }
@@ -110,7 +97,7 @@ impl ApiCluster {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Internal(format!("cannot start the kubernetes client runtime: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("cannot start the kubernetes client runtime: {e}")))?;
         let client = rt.block_on(client::connect(&source))?;
         Ok(client.map(|client| ApiCluster::with(Driver::Own(rt), client)))
     }
@@ -168,7 +155,7 @@ impl ApiCluster {
         let api: Api<KPod> = Api::namespaced(self.client.clone(), namespace);
         self.driver
             .block_on(self.retrying(|| api.get_opt(name)))
-            .map_err(|e| api_error(&format!("cannot get pod {namespace}/{name}"), &e))
+            .map_err(|e| Error::api(format!("cannot get pod {namespace}/{name}"), e))
     }
 
     async fn write_status(&self, pod: &Pod, value: &str) -> Result<(), kube::Error> {
@@ -233,7 +220,7 @@ impl Cluster for ApiCluster {
         true
     }
 
-    fn pod(&self, args: &K8sArgs) -> Result<PodLookup, Error> {
+    fn pod(&self, args: &K8sArgs) -> Result<PodLookup, Cni> {
         if args.name.is_empty() || args.namespace.is_empty() {
             // Not a Kubernetes pod (no K8S_POD_* in CNI_ARGS): nothing to look up.
             return Ok(PodLookup::NoClient);
@@ -244,25 +231,26 @@ impl Cluster for ApiCluster {
         })
     }
 
-    fn nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, Error> {
+    fn nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, Cni> {
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &nad_resource());
         let obj = self
             .driver
             .block_on(self.retrying(|| api.get_opt(name)))
-            .map_err(|e| api_error(&format!("cannot get network-attachment-definition {namespace}/{name}"), &e))?;
+            .map_err(|e| Error::api(format!("cannot get network-attachment-definition {namespace}/{name}"), e))?;
         obj.map(|o| {
             let v = serde_json::to_value(o).expect("an object serializes");
             serde_json::from_value(v).map_err(|e| {
-                Error::Decoding(format!("network-attachment-definition {namespace}/{name} is malformed: {e}"))
+                Error::Malformed(format!("network-attachment-definition {namespace}/{name} is malformed: {e}"))
             })
         })
         .transpose()
+        .map_err(Cni::from)
     }
 
-    fn set_network_status(&self, pod: &Pod, entries: &[NetworkStatus]) -> Result<(), Error> {
+    fn set_network_status(&self, pod: &Pod, entries: &[NetworkStatus]) -> Result<(), Cni> {
         let value = status::annotation(entries);
         self.driver.block_on(self.write_status(pod, &value)).map_err(|e| {
-            api_error(&format!("cannot write the network-status of pod {}/{}", pod.namespace, pod.name), &e)
+            Error::api(format!("cannot write the network-status of pod {}/{}", pod.namespace, pod.name), e).into()
         })
     }
 
@@ -274,7 +262,7 @@ impl Cluster for ApiCluster {
         }
     }
 
-    fn resource_map(&self, pod: &Pod) -> Result<ResourceMap, Error> {
-        self.driver.block_on(self.devices.resource_map_async(pod)).map(|m| m.resources)
+    fn resource_map(&self, pod: &Pod) -> Result<ResourceMap, Cni> {
+        Ok(self.driver.block_on(self.devices.resource_map_async(pod)).map(|m| m.resources)?)
     }
 }

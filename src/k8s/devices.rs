@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cni::error::Error;
+use super::Error;
 use crate::k8s::checkpoint;
 use crate::k8s::podresources::{self, ListPodResourcesResponse};
 use crate::multus::kube::Pod;
@@ -53,7 +53,7 @@ pub fn from_pod_resources(
     namespace: &str,
 ) -> Result<BTreeMap<String, Vec<String>>, Error> {
     if name.is_empty() || namespace.is_empty() {
-        return Err(Error::Internal(format!(
+        return Err(Error::Devices(format!(
             "cannot look up pod resources: pod name ({name:?}) or namespace ({namespace:?}) is empty"
         )));
     }

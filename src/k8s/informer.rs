@@ -19,8 +19,9 @@ use kube::api::{Api, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
+use super::Error;
 use super::cluster::{ApiCluster, nad_resource, pod_from_api};
-use crate::cni::error::Error;
+use crate::cni::Error as Cni;
 use crate::logging;
 use crate::multus::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup, ResourceMap};
 use crate::multus::nad::NetworkAttachmentDefinition;
@@ -116,7 +117,7 @@ impl Cluster for InformerCluster {
         true
     }
 
-    fn pod(&self, args: &K8sArgs) -> Result<PodLookup, Error> {
+    fn pod(&self, args: &K8sArgs) -> Result<PodLookup, Cni> {
         if args.name.is_empty() || args.namespace.is_empty() {
             return Ok(PodLookup::NoClient);
         }
@@ -136,7 +137,7 @@ impl Cluster for InformerCluster {
 
     /// A pod the synced cache does not hold (under the sandbox's UID) is gone: no polling, no
     /// API request. Before the first list completes, one live lookup.
-    fn teardown_pod(&self, args: &K8sArgs) -> Result<PodLookup, Error> {
+    fn teardown_pod(&self, args: &K8sArgs) -> Result<PodLookup, Cni> {
         if args.name.is_empty() || args.namespace.is_empty() {
             return Ok(PodLookup::NoClient);
         }
@@ -150,20 +151,21 @@ impl Cluster for InformerCluster {
         self.api.pod(args)
     }
 
-    fn nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, Error> {
+    fn nad(&self, namespace: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>, Cni> {
         let key = ObjectRef::new_with(name, nad_resource()).within(namespace);
         match self.nads.get(&key) {
             Some(obj) => {
                 let v = serde_json::to_value(obj.as_ref()).expect("an object serializes");
                 serde_json::from_value(v).map(Some).map_err(|e| {
-                    Error::Decoding(format!("network-attachment-definition {namespace}/{name} is malformed: {e}"))
+                    Error::Malformed(format!("network-attachment-definition {namespace}/{name} is malformed: {e}"))
+                        .into()
                 })
             }
             None => self.api.nad(namespace, name),
         }
     }
 
-    fn set_network_status(&self, pod: &Pod, entries: &[NetworkStatus]) -> Result<(), Error> {
+    fn set_network_status(&self, pod: &Pod, entries: &[NetworkStatus]) -> Result<(), Cni> {
         self.api.set_network_status(pod, entries)
     }
 
@@ -171,7 +173,7 @@ impl Cluster for InformerCluster {
         self.api.event(pod, kind, reason, message)
     }
 
-    fn resource_map(&self, pod: &Pod) -> Result<ResourceMap, Error> {
+    fn resource_map(&self, pod: &Pod) -> Result<ResourceMap, Cni> {
         self.api.resource_map(pod)
     }
 }

@@ -4,11 +4,14 @@
 //! device-plugin checkpoint (`podresources`, `checkpoint`), and the device IDs a pod was given
 //! (`devices`).
 //! The rules (what to look up, what to write) stay in `crate::multus`, which reaches all of this
-//! only through `multus::kube::Cluster`.
+//! only through `multus::kube::Cluster`, where this layer's [`Error`] becomes a `cni::Error`.
 
 pub mod checkpoint;
 pub mod client;
 pub mod cluster;
 pub mod devices;
+pub mod error;
 pub mod informer;
 pub mod podresources;
+
+pub use error::Error;

@@ -326,9 +326,9 @@ impl ListError {
 }
 
 /// Upstream turns these into plain Go errors, which reach the runtime as CNI code 999.
-impl From<ListError> for crate::cni::error::Error {
+impl From<ListError> for super::Error {
     fn from(e: ListError) -> Self {
-        crate::cni::error::Error::Internal(e.to_string())
+        super::Error::Devices(e.to_string())
     }
 }
 

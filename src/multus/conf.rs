@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::cni::error::Error;
+use crate::golang::Fields;
 
 pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
 pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
@@ -67,57 +68,24 @@ pub const DEFAULT_ROLLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest timeout either key accepts (one hour).
 pub const MAX_TIMEOUT_SECONDS: u64 = 3600;
 
-fn seconds(raw: &Map<String, Value>, key: &str, default: Duration) -> Result<Duration, Error> {
-    match get(raw, key) {
-        None | Some(Value::Null) => Ok(default),
+/// What every error about this document starts with (upstream's wording).
+const WHAT: &str = "failed to load netconf";
+
+fn seconds(f: &Fields, key: &str, default: Duration) -> Result<Duration, Error> {
+    match f.get(key) {
+        None => Ok(default),
         Some(v) => match v.as_u64() {
             Some(n) if (1..=MAX_TIMEOUT_SECONDS).contains(&n) => Ok(Duration::from_secs(n)),
-            _ => Err(bad(key, &format!("a whole number of seconds from 1 to {MAX_TIMEOUT_SECONDS}"))),
+            _ => Err(f.invalid(key, &format!("a whole number of seconds from 1 to {MAX_TIMEOUT_SECONDS}")).into()),
         },
     }
 }
 
-fn bad(key: &str, want: &str) -> Error {
-    Error::Decoding(format!("failed to load netconf: {key:?} must be {want}"))
-}
-
-/// The value of the field tagged `key`, Go's way (see the module doc).
-fn get<'a>(raw: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    crate::golang::field(raw, key)
-}
-
-fn string(raw: &Map<String, Value>, key: &str, default: &str) -> Result<String, Error> {
-    match get(raw, key) {
-        None | Some(Value::Null) => Ok(default.to_string()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(bad(key, "a string")),
-    }
-}
-
-fn boolean(raw: &Map<String, Value>, key: &str, default: bool) -> Result<bool, Error> {
-    match get(raw, key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(bad(key, "a boolean")),
-    }
-}
-
-fn strings(raw: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, Error> {
-    match get(raw, key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad(key, "a list of strings")))
-            .collect::<Result<_, _>>()
-            .map(Some),
-        Some(_) => Err(bad(key, "a list of strings")),
-    }
-}
-
-fn number(v: &Map<String, Value>, key: &str, default: u64) -> Result<u64, Error> {
-    match get(v, key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(n) => n.as_u64().ok_or_else(|| bad(&format!("logOptions.{key}"), "a non-negative integer")),
+/// A `logOptions` count: a non-negative integer.
+fn count(f: &Fields, key: &str, default: u64) -> Result<u64, Error> {
+    match f.get(key) {
+        None => Ok(default),
+        Some(n) => n.as_u64().ok_or_else(|| f.invalid(key, "a non-negative integer").into()),
     }
 }
 
@@ -147,71 +115,69 @@ impl NetConf {
 
     /// [`NetConf::parse_settings`] of an already decoded object (the daemon decodes its config once).
     pub fn settings_from(raw: &Map<String, Value>) -> Result<NetConf, Error> {
-        let raw = raw.clone();
-        let delegates = match get(&raw, "delegates") {
-            None | Some(Value::Null) => vec![],
+        let f = Fields::new(raw, WHAT);
+        let delegates = match f.get("delegates") {
+            None => vec![],
             Some(Value::Array(a)) => {
                 for (i, d) in a.iter().enumerate() {
                     if !d.is_object() {
-                        return Err(bad(&format!("delegates[{i}]"), "a JSON object"));
+                        return Err(f.invalid(&format!("delegates[{i}]"), "a JSON object").into());
                     }
                 }
                 a.clone()
             }
-            Some(_) => return Err(bad("delegates", "a list of configs")),
+            Some(_) => return Err(f.invalid("delegates", "a list of configs").into()),
         };
-        let log_options = match get(&raw, "logOptions") {
-            None | Some(Value::Null) => LogOptions::default(),
-            Some(Value::Object(o)) => {
-                let d = LogOptions::default();
+        let log_options = match f.object("logOptions")? {
+            None => LogOptions::default(),
+            Some(o) => {
+                let (d, lo) = (LogOptions::default(), Fields::new(o, "failed to load netconf: logOptions"));
                 LogOptions {
-                    max_age_days: number(o, "maxAge", d.max_age_days)?,
-                    max_size_mb: number(o, "maxSize", d.max_size_mb)?,
-                    max_backups: number(o, "maxBackups", d.max_backups as u64)? as usize,
-                    compress: boolean(o, "compress", d.compress)?,
+                    max_age_days: count(&lo, "maxAge", d.max_age_days)?,
+                    max_size_mb: count(&lo, "maxSize", d.max_size_mb)?,
+                    max_backups: count(&lo, "maxBackups", d.max_backups as u64)? as usize,
+                    compress: lo.boolean_or("compress", d.compress)?,
                 }
             }
-            Some(_) => return Err(bad("logOptions", "an object")),
         };
-        let runtime_config = match get(&raw, "runtimeConfig") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(o)) => o
+        let runtime_config = match f.object("runtimeConfig")? {
+            None => Map::new(),
+            Some(o) => o
                 .iter()
                 .filter(|(k, _)| RUNTIME_CONFIG_KEYS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            Some(_) => return Err(bad("runtimeConfig", "an object")),
         };
         // globalNamespaces is a comma-separated string upstream; an empty one means ["default"].
-        let global = string(&raw, "globalNamespaces", "")?;
+        let global = f.string_or("globalNamespaces", "")?;
         let global_namespaces: Vec<String> =
             global.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
         Ok(NetConf {
-            cni_version: string(&raw, "cniVersion", "")?,
-            name: string(&raw, "name", "")?,
-            conf_dir: PathBuf::from(string(&raw, "confDir", DEFAULT_CONF_DIR)?),
-            cni_dir: PathBuf::from(string(&raw, "cniDir", DEFAULT_CNI_DIR)?),
-            bin_dir: PathBuf::from(string(&raw, "binDir", DEFAULT_BIN_DIR)?),
+            cni_version: f.string_or("cniVersion", "")?,
+            name: f.string_or("name", "")?,
+            conf_dir: PathBuf::from(f.string_or("confDir", DEFAULT_CONF_DIR)?),
+            cni_dir: PathBuf::from(f.string_or("cniDir", DEFAULT_CNI_DIR)?),
+            bin_dir: PathBuf::from(f.string_or("binDir", DEFAULT_BIN_DIR)?),
             delegates,
-            cluster_network: string(&raw, "clusterNetwork", "")?,
-            default_networks: strings(&raw, "defaultNetworks")?.unwrap_or_default(),
-            kubeconfig: string(&raw, "kubeconfig", "")?,
-            log_file: string(&raw, "logFile", "")?,
-            log_level: string(&raw, "logLevel", "")?,
-            log_to_stderr: boolean(&raw, "logToStderr", true)?,
+            cluster_network: f.string_or("clusterNetwork", "")?,
+            default_networks: f.strings("defaultNetworks")?.unwrap_or_default(),
+            kubeconfig: f.string_or("kubeconfig", "")?,
+            log_file: f.string_or("logFile", "")?,
+            log_level: f.string_or("logLevel", "")?,
+            log_to_stderr: f.boolean_or("logToStderr", true)?,
             log_options,
             runtime_config,
-            readiness_indicator_file: string(&raw, "readinessindicatorfile", "")?,
-            namespace_isolation: boolean(&raw, "namespaceIsolation", false)?,
+            readiness_indicator_file: f.string_or("readinessindicatorfile", "")?,
+            namespace_isolation: f.boolean_or("namespaceIsolation", false)?,
             global_namespaces: if global_namespaces.is_empty() { vec!["default".into()] } else { global_namespaces },
-            system_namespaces: strings(&raw, "systemNamespaces")?.unwrap_or_else(|| vec!["kube-system".into()]),
-            multus_namespace: string(&raw, "multusNamespace", "kube-system")?,
-            retry_delete_on_error: boolean(&raw, "retryDeleteOnError", false)?,
-            auxiliary_cni_chain_name: string(&raw, "auxiliaryCNIChainName", "")?,
-            device_info_dir: PathBuf::from(string(&raw, "deviceInfoDir", super::devinfo::BASE_DIR)?),
-            delegate_timeout: seconds(&raw, "delegateTimeoutSeconds", DEFAULT_DELEGATE_TIMEOUT)?,
-            rollback_timeout: seconds(&raw, "rollbackTimeoutSeconds", DEFAULT_ROLLBACK_TIMEOUT)?,
-            raw,
+            system_namespaces: f.strings("systemNamespaces")?.unwrap_or_else(|| vec!["kube-system".into()]),
+            multus_namespace: f.string_or("multusNamespace", "kube-system")?,
+            retry_delete_on_error: f.boolean_or("retryDeleteOnError", false)?,
+            auxiliary_cni_chain_name: f.string_or("auxiliaryCNIChainName", "")?,
+            device_info_dir: PathBuf::from(f.string_or("deviceInfoDir", super::devinfo::BASE_DIR)?),
+            delegate_timeout: seconds(&f, "delegateTimeoutSeconds", DEFAULT_DELEGATE_TIMEOUT)?,
+            rollback_timeout: seconds(&f, "rollbackTimeoutSeconds", DEFAULT_ROLLBACK_TIMEOUT)?,
+            raw: raw.clone(),
         })
     }
 

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::error::Error;
+use crate::files::{Durability, write_atomic};
 
 /// Upstream's `baseDevInfoPath`.
 pub const BASE_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo";
@@ -113,7 +113,7 @@ impl DeviceInfo {
     /// The bytes upstream writes: Go's `json.Marshal` of the struct (field order, HTML-safe escapes).
     pub fn to_go_json(&self) -> Vec<u8> {
         let text = serde_json::to_string(self).expect("device info serializes");
-        crate::cni::cache::go_html_escape(&text).into_bytes()
+        crate::golang::html_escape(&text).into_bytes()
     }
 
     /// The network-status `device-info` value.
@@ -143,7 +143,7 @@ pub fn copy_dp_to_cni(base: &Path, resource_name: &str, device_id: &str, cni_fil
     if std::fs::symlink_metadata(cni_file).is_ok() {
         return Err(Error::Internal(format!("device information file already exists: {}", cni_file.display())));
     }
-    write_atomic(cni_file, &info.to_go_json(), 0o444, 0o755, Durability::Rename)
+    Ok(write_atomic(cni_file, &info.to_go_json(), 0o444, 0o755, Durability::Rename)?)
 }
 
 /// On DEL: removes the CNI file; a missing one is fine.

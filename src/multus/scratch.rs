@@ -14,8 +14,8 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use super::delegate::{Delegate, DelegateConfig, Requests};
-use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::error::Error;
+use crate::files::{Durability, write_atomic};
 
 pub fn path(cni_dir: &Path, container_id: &str) -> PathBuf {
     cni_dir.join(container_id)
@@ -91,7 +91,7 @@ pub fn encode(delegates: &[Delegate]) -> Vec<u8> {
 /// ADD here, and a scratch cache lost to a power cut reads as missing or corrupt, which DEL handles
 /// (it rebuilds the delegates from the configuration where that is possible).
 pub fn save(cni_dir: &Path, container_id: &str, delegates: &[Delegate]) -> Result<(), Error> {
-    write_atomic(&path(cni_dir, container_id), &encode(delegates), 0o600, 0o700, Durability::Rename)
+    Ok(write_atomic(&path(cni_dir, container_id), &encode(delegates), 0o600, 0o700, Durability::Rename)?)
 }
 
 /// Parses a scratch document, ours or Go multus's.

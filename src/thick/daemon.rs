@@ -121,16 +121,37 @@ impl Env {
     }
 }
 
-/// Why the daemon stopped: upstream's exit code and what to log.
-#[derive(Debug)]
-pub struct Exit {
-    pub code: u8,
-    pub message: String,
+/// Why the daemon stopped (its start-up and run errors), with upstream's exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Exit {
+    #[error("readiness indicator file {} did not appear within 45s", .0.display())]
+    NotReady(PathBuf),
+    #[error("cannot use the Kubernetes API: {0}")]
+    Kubernetes(#[source] crate::k8s::Error),
+    #[error("cannot run delegates: {0}")]
+    Delegates(#[source] Error),
+    #[error("config manager: {0}")]
+    ConfigManager(#[source] crate::confgen::Error),
+    /// The manager gave up while running (no primary in time, readiness indicator removed).
+    #[error("config manager: {0}")]
+    Fatal(Fatal),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot handle signals: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot serve: {0}")]
+    Serve(#[source] ServeError),
 }
 
 impl Exit {
-    fn new(code: u8, message: impl std::fmt::Display) -> Exit {
-        Exit { code, message: message.to_string() }
+    /// Upstream's exit codes: 1 not ready or unusable API server, 2 config manager, 3 cannot serve.
+    pub fn code(&self) -> u8 {
+        match self {
+            Exit::NotReady(_) | Exit::Kubernetes(_) | Exit::Delegates(_) => 1,
+            Exit::ConfigManager(_) => 2,
+            Exit::Fatal(f) => f.exit_code() as u8,
+            Exit::Runtime(_) | Exit::Signals(_) | Exit::Serve(_) => 3,
+        }
     }
 }
 
@@ -144,7 +165,7 @@ async fn cluster(config: &DaemonConfig, node: &str) -> Result<Arc<dyn Cluster + 
     let kubeconfig = config.raw.get("kubeconfig").and_then(|v| v.as_str()).unwrap_or_default();
     let source = k8s_client::daemon_source(kubeconfig, |k| std::env::var(k).ok());
     let connected = k8s_client::connect(&source).await;
-    let Some(client) = connected.map_err(|e| Exit::new(1, format!("cannot use the Kubernetes API: {e:#}")))? else {
+    let Some(client) = connected.map_err(Exit::Kubernetes)? else {
         logging::verbose("no Kubernetes API server configured: serving static delegates only");
         return Ok(Arc::new(NoCluster));
     };
@@ -165,7 +186,7 @@ fn config_manager(config: &DaemonConfig) -> Result<Option<ManagerHandle>, Exit> 
             logging::error(&format!("failed to copy the multus config file: {e}"));
             Ok(None)
         }
-        Err(e) => Err(Exit::new(2, format!("config manager: {e}"))),
+        Err(e) => Err(Exit::ConfigManager(e)),
     }
 }
 
@@ -178,23 +199,23 @@ pub fn run(config: DaemonConfig, env: Env) -> Result<(), Exit> {
     if !config.readiness_indicator_file.is_empty() {
         let file = Path::new(&config.readiness_indicator_file);
         if !wait_for_file(file, READINESS_WAIT, READINESS_POLL) {
-            return Err(Exit::new(1, format!("readiness indicator file {} did not appear within 45s", file.display())));
+            return Err(Exit::NotReady(file.to_path_buf()));
         }
     }
     let mut manager = config_manager(&config)?;
     let fatal = manager.as_mut().and_then(ManagerHandle::take_fatal);
-    let exec = delegate_exec(&config).map_err(|e| Exit::new(1, e))?;
+    let exec = delegate_exec(&config).map_err(Exit::Delegates)?;
     // The blocking pool runs the requests' work (at most maxConcurrentRequests at once) and a few
     // cache lookups: sized to that, not to tokio's default of 512 threads.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(config.max_concurrent_requests + 8)
         .enable_all()
         .build()
-        .map_err(|e| Exit::new(3, format!("cannot start the runtime: {e}")))?;
+        .map_err(Exit::Runtime)?;
     let served = rt.block_on(async {
         let cluster = cluster(&config, &env.node).await?;
         let server = Server::new(config, cluster, exec, env.cni_path);
-        let signals = signals().map_err(|e| Exit::new(3, format!("cannot handle signals: {e}")))?;
+        let signals = signals().map_err(Exit::Signals)?;
         // The manager reports on a std channel: one blocking task waits for it.
         let fatal = async move {
             match fatal {
@@ -210,7 +231,7 @@ pub fn run(config: DaemonConfig, env: Env) -> Result<(), Exit> {
             };
             let _ = why_tx.send(why);
         };
-        serve(server, shutdown, |_| {}).await.map_err(|e| Exit::new(3, format!("cannot serve: {e}")))?;
+        serve(server, shutdown, |_| {}).await.map_err(Exit::Serve)?;
         Ok(why_rx.await.ok().flatten())
     });
     // Work still running past the shutdown deadline is not waited for (the process exits and its
@@ -226,7 +247,7 @@ pub fn run(config: DaemonConfig, env: Env) -> Result<(), Exit> {
             logging::verbose("multus-daemon stopped");
             Ok(())
         }
-        Some(f) => Err(Exit::new(f.exit_code() as u8, format!("config manager: {f}"))),
+        Some(f) => Err(Exit::Fatal(f)),
     }
 }
 

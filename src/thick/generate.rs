@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::cni::Error;
+use crate::confgen::Error;
 use crate::confgen::primary;
 use crate::golang::{self, Fields};
 
@@ -147,7 +147,7 @@ pub fn generate(conf: &ThickConf, cluster_network: &str, primary: &Map<String, V
         match primary.get("name") {
             Some(Value::String(n)) if !n.is_empty() => n.clone(),
             _ => {
-                return Err(Error::InvalidConfig(
+                return Err(Error::Invalid(
                     "cannot override the network name: the primary CNI config has no name".into(),
                 ));
             }

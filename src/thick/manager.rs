@@ -42,10 +42,10 @@ use serde_json::Value;
 
 use super::daemon_config::DaemonConfig;
 use super::generate::{self as thick, ThickConf};
-use crate::cni::Error;
-use crate::cni::cache::{Durability, write_atomic};
 use crate::cni::version::Version;
-use crate::confgen::{AUTO, install, primary};
+use crate::confgen::Error;
+use crate::confgen::{AUTO, primary};
+use crate::files::{Durability, copy_atomic, write_atomic};
 use crate::golang;
 use crate::logging;
 
@@ -167,12 +167,12 @@ impl Manager {
         if !cfg.is_auto() {
             let src = PathBuf::from(&cfg.multus_config_file);
             let name = src.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-                Error::InvalidConfig(format!("multusConfigFile {:?} has no file name", cfg.multus_config_file))
+                Error::Invalid(format!("multusConfigFile {:?} has no file name", cfg.multus_config_file))
             })?;
             // The directory is created as in auto mode (the runtime may not have made it yet).
             std::fs::create_dir_all(&cfg.cni_config_dir)
                 .map_err(|e| Error::io("failed to create", &cfg.cni_config_dir, e))
-                .and_then(|()| install::copy_atomic(&src, &cfg.cni_config_dir, name))
+                .and_then(|()| Ok(copy_atomic(&src, &cfg.cni_config_dir, name)?))
                 .map_err(|e| e.context("failed to copy the user provided multusConfigFile"))?;
             logging::verbose(&format!("copied {} to {}", src.display(), conf_path.display()));
             status.lock().expect("status lock").writes = 1;
@@ -191,10 +191,10 @@ impl Manager {
         let mut watcher = notify::recommended_watcher(move |ev| {
             let _ = events.send(Msg::Fs(ev));
         })
-        .map_err(|e| Error::Internal(format!("failed to create a file watcher: {e}")))?;
+        .map_err(|e| Error::Setup(format!("failed to create a file watcher: {e}")))?;
         let watch = |w: &mut notify::RecommendedWatcher, dir: &Path| {
             w.watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| Error::InvalidConfig(format!("failed to watch {}: {e}", dir.display())))
+                .map_err(|e| Error::Invalid(format!("failed to watch {}: {e}", dir.display())))
         };
         let autoconfig_dir = PathBuf::from(&cfg.autoconfig_dir);
         watch(&mut watcher, &autoconfig_dir)?;
@@ -218,17 +218,17 @@ impl Manager {
         let thread = std::thread::Builder::new()
             .name("multus-config-manager".into())
             .spawn(move || worker.run(fatal_tx))
-            .map_err(|e| Error::Internal(format!("failed to start the config manager thread: {e}")))?;
+            .map_err(|e| Error::Setup(format!("failed to start the config manager thread: {e}")))?;
         Ok(ManagerHandle { tx, thread: Some(thread), fatal: Some(fatal_rx), idle_fatal: None, status, conf_path })
     }
 }
 
 fn validate_auto(cfg: &ManagerConfig) -> Result<(), Error> {
     if cfg.autoconfig_dir.is_empty() {
-        return Err(Error::InvalidConfig("multusAutoconfigDir must be set when multusConfigFile is \"auto\"".into()));
+        return Err(Error::Invalid("multusAutoconfigDir must be set when multusConfigFile is \"auto\"".into()));
     }
     if cfg.conf.cni_version.is_empty() || Version::parse(&cfg.conf.cni_version).is_err() {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::Invalid(format!(
             "the CNI version is mandatory when multusConfigFile is \"auto\"; cniVersion is {:?}",
             cfg.conf.cni_version
         )));
@@ -237,7 +237,7 @@ fn validate_auto(cfg: &ManagerConfig) -> Result<(), Error> {
         let primary = golang::join(&cfg.autoconfig_dir, &cfg.master_cni);
         let own = golang::join(&cfg.cni_config_dir.to_string_lossy(), thick::CONF_NAME);
         if primary == own {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::Invalid(format!(
                 "cannot use {primary} as the primary CNI config: it is our own output"
             )));
         }
@@ -299,7 +299,7 @@ impl ManagerHandle {
             return Ok(());
         };
         let _ = self.tx.send(Msg::Stop);
-        thread.join().unwrap_or_else(|_| Err(Error::Internal("the config manager thread panicked".into())))
+        thread.join().unwrap_or_else(|_| Err(Error::Setup("the config manager thread panicked".into())))
     }
 }
 
@@ -430,7 +430,7 @@ impl Worker {
         let dir = Path::new(&self.cfg.autoconfig_dir);
         let name = if self.cfg.master_cni.is_empty() {
             primary::find(dir, primary::Rule::Thick)?
-                .ok_or_else(|| Error::InvalidConfig(format!("no CNI config found in {}", dir.display())))?
+                .ok_or_else(|| Error::Invalid(format!("no CNI config found in {}", dir.display())))?
         } else {
             self.cfg.master_cni.clone()
         };
@@ -630,7 +630,7 @@ fn force_cni_version(path: &Path, version: &str) -> Result<(), Error> {
     let mut primary = primary::load(path)?;
     primary.insert("cniVersion".into(), Value::String(version.into()));
     let bytes = serde_json::to_vec(&primary).expect("a map serializes");
-    write_atomic(path, &bytes, 0o644, 0o755, Durability::Sync)
+    Ok(write_atomic(path, &bytes, 0o644, 0o755, Durability::Sync)?)
 }
 
 #[cfg(test)]
@@ -639,7 +639,7 @@ mod tests {
 
     use super::*;
 
-    fn from_daemon_config(v: Value) -> Result<ManagerConfig, Error> {
+    fn from_daemon_config(v: Value) -> Result<ManagerConfig, crate::cni::Error> {
         DaemonConfig::parse(&serde_json::to_vec(&v).unwrap()).map(|c| ManagerConfig::from_daemon(&c))
     }
 

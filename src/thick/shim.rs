@@ -26,6 +26,7 @@ use super::client::{Client, ClientError, Reply};
 use crate::cni::error::{CniError, Error, code};
 use crate::cni::result::CniResult;
 use crate::cni::skel::{CmdArgs, Command, Plugin};
+use crate::golang::Fields;
 use crate::logging;
 use crate::multus::conf::LogOptions;
 
@@ -44,35 +45,24 @@ pub struct ShimConf {
     pub return_del_errors: bool,
 }
 
+/// What every error about the shim's config starts with (upstream's wording).
+const WHAT: &str = "invalid CNI configuration passed to multus-shim: failed to gather the multus configuration";
+
 impl ShimConf {
     pub fn parse(stdin: &[u8]) -> Result<ShimConf, Error> {
-        let invalid = |what: String| {
-            Error::Decoding(format!(
-                "invalid CNI configuration passed to multus-shim: failed to gather the multus configuration: {what}"
-            ))
-        };
-        let v: Value = serde_json::from_slice(stdin).map_err(|e| invalid(e.to_string()))?;
-        // Go's encoding/json matching, as upstream's shim decodes its config (see `golang::field`).
+        let v: Value = serde_json::from_slice(stdin).map_err(|e| Error::Decoding(format!("{WHAT}: {e}")))?;
+        // Go's encoding/json rules, as upstream's shim decodes its config (see `golang::Fields`).
         let empty = serde_json::Map::new();
-        let obj = v.as_object().unwrap_or(&empty);
-        let get = |k: &str| crate::golang::field(obj, k);
-        let string = |k: &str| match get(k) {
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(invalid(format!("{k:?} must be a string"))),
-        };
-        let boolean = |k: &str| match get(k) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(invalid(format!("{k:?} must be a boolean"))),
-        };
-        let readiness_timeout = match get("daemonReadinessTimeoutSeconds") {
-            None | Some(Value::Null) => DEFAULT_READINESS_TIMEOUT,
+        let f = Fields::new(v.as_object().unwrap_or(&empty), WHAT);
+        let string = |k: &str| f.string_or(k, "").map_err(Error::from);
+        let boolean = |k: &str| f.boolean(k).map_err(Error::from);
+        let readiness_timeout = match f.get("daemonReadinessTimeoutSeconds") {
+            None => DEFAULT_READINESS_TIMEOUT,
             Some(n) => n
                 .as_f64()
                 .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86400.0)
                 .map(Duration::from_secs_f64)
-                .ok_or_else(|| invalid("\"daemonReadinessTimeoutSeconds\" must be a number of seconds".into()))?,
+                .ok_or_else(|| f.invalid("daemonReadinessTimeoutSeconds", "a number of seconds"))?,
         };
         let socket_dir = string("daemonSocketDir")?;
         Ok(ShimConf {

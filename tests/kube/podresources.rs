@@ -174,7 +174,9 @@ fn a_failing_kubelet_is_an_error_not_a_fallback() {
         FakeKubelet::start(dir.path(), Behaviour::Fail { code: code::UNAVAILABLE, message: "not ready".into() });
     let e = resource_map(&kubelet.socket, &checkpoint, &sriov_pod()).unwrap_err();
     assert!(e.to_string().contains("not ready"), "{e}");
-    assert_eq!(e.code(), 999, "upstream's plain error reaches the runtime as CNI code 999");
+    assert!(matches!(e, multus::k8s::Error::Devices(_)), "{e:?}");
+    let cni = multus::cni::Error::from(e);
+    assert_eq!(cni.code(), 999, "upstream's plain error reaches the runtime as CNI code 999");
     drop(kubelet);
 
     // A stale socket file (nobody listening) exists too: upstream's stat says "use the kubelet".
