@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn the_node_package_list_matches_its_lockfile() {
-        let meta = metadata_for(&crate::project_root(), "aarch64-unknown-linux-gnu").unwrap();
+        let meta = metadata_for(&crate::project::root(), "aarch64-unknown-linux-gnu").unwrap();
         let list = dep_list(&meta, "multus").unwrap();
         let roots: Vec<&DepPackage> = list.packages.iter().filter(|p| p.root).collect();
         assert_eq!(roots.len(), 1);

@@ -36,7 +36,7 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     if cni || thick {
         cmd!(sh, "bash scripts/install-test-deps.sh").run()?;
         // Time the binaries that ship (static, release, verified), not cargo's host build.
-        let root = crate::project_root();
+        let root = crate::project::root();
         let out = root.join("target/bench-artifacts");
         let mut bins = vec!["multus".to_string()];
         if thick {
@@ -44,12 +44,12 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
         }
         build::run(
             sh,
-            build::Args {
+            &build::Options {
                 arches: vec!["amd64".into()],
                 release: true,
                 bins,
-                target_dir: None,
-                out_dir: Some(out.clone()),
+                target_dir: root.join("target/xbuild"),
+                out_dir: out.clone(),
             },
         )?;
         let dir = out.join("linux-amd64");
@@ -80,7 +80,7 @@ const IMAGE_REPS: u32 = 5;
 fn image_throughput(sh: &Shell) -> anyhow::Result<()> {
     use crate::image::{self, spec::Source};
 
-    let root = crate::project_root();
+    let root = crate::project::root();
     let manifest_path = root.join("target/release-artifacts/manifest.json");
     let manifest = image::read_manifest(&manifest_path)?;
     let specs = image::select_specs(&root.join("images"), &[])?;
@@ -190,26 +190,26 @@ fn image_throughput(sh: &Shell) -> anyhow::Result<()> {
 }
 
 fn build_times(sh: &Shell) -> anyhow::Result<()> {
-    let root = crate::project_root();
+    let root = crate::project::root();
     let targets = crate::targets::load(&root)?;
     let mut rows: Vec<(String, String, Duration, Duration)> = Vec::new();
     for t in &targets {
         let base = root.join("target/bench-build").join(&t.arch);
         let _ = std::fs::remove_dir_all(&base);
-        let args = build::Args {
+        let args = build::Options {
             arches: vec![t.arch.clone()],
             release: true,
             bins: vec![],
-            target_dir: Some(base.join("target")),
-            out_dir: Some(base.join("out")),
+            target_dir: base.join("target"),
+            out_dir: base.join("out"),
         };
         let start = Instant::now();
-        let m = build::run(sh, args.clone())?;
+        let m = build::run(sh, &args)?;
         let cold = start.elapsed();
         // Warm: one source file of the library changed, everything else cached.
         cmd!(sh, "touch src/lib.rs").run()?;
         let start = Instant::now();
-        build::run(sh, args)?;
+        build::run(sh, &args)?;
         let warm = start.elapsed();
         rows.push((t.arch.clone(), m.targets[0].toolchain.clone(), cold, warm));
         let _ = std::fs::remove_dir_all(&base);

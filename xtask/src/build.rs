@@ -36,6 +36,31 @@ pub struct Args {
     pub out_dir: Option<PathBuf>,
 }
 
+/// What `build` runs with (defaults resolved; `release` and `bench` build one field by field).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Empty: every target of cross/targets.toml.
+    pub arches: Vec<String>,
+    pub release: bool,
+    /// Empty: every binary of the node package.
+    pub bins: Vec<String>,
+    pub target_dir: PathBuf,
+    pub out_dir: PathBuf,
+}
+
+impl Args {
+    pub fn resolve(self) -> Options {
+        let root = crate::project::root();
+        Options {
+            arches: self.arches,
+            release: self.release,
+            bins: self.bins,
+            target_dir: self.target_dir.unwrap_or_else(|| root.join("target/xbuild")),
+            out_dir: self.out_dir.unwrap_or_else(|| root.join("target/release-artifacts")),
+        }
+    }
+}
+
 /// What was built: consumed by the image step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -148,13 +173,12 @@ fn hot_text(root: &Path, target_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dst)
 }
 
-pub fn run(sh: &Shell, args: Args) -> anyhow::Result<Manifest> {
-    let root = crate::project_root();
+pub fn run(sh: &Shell, args: &Options) -> anyhow::Result<Manifest> {
+    let root = crate::project::root();
     let all = targets::load(&root)?;
     let chosen = targets::select(&all, &args.arches)?;
-    let bins = if args.bins.is_empty() { crate::node_binaries()? } else { args.bins.clone() };
-    let target_dir = args.target_dir.clone().unwrap_or_else(|| root.join("target/xbuild"));
-    let out_dir = args.out_dir.clone().unwrap_or_else(|| root.join("target/release-artifacts"));
+    let bins = if args.bins.is_empty() { crate::project::node_binaries()? } else { args.bins.clone() };
+    let (target_dir, out_dir) = (&args.target_dir, &args.out_dir);
     let profile = if args.release { "release" } else { "debug" };
     let stamp = stamp(sh)?;
 

@@ -232,7 +232,7 @@ pub(crate) mod tests {
     }
 
     fn targets() -> Vec<Target> {
-        crate::targets::load(&crate::project_root()).unwrap()
+        crate::targets::load(&crate::project::root()).unwrap()
     }
 
     #[test]

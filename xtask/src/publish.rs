@@ -14,7 +14,8 @@ use anyhow::{Context, bail};
 
 use crate::image::layout::{self, Layout};
 use crate::image::oci::{self, Descriptor, MT_INDEX, MT_MANIFEST};
-use crate::registry::{self, BlobOutcome, Client, Target, auth::Creds, retry::Policy};
+use crate::registry::access::{Access, AccessArgs};
+use crate::registry::{self, BlobOutcome, Client, retry::Policy};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
@@ -24,30 +25,51 @@ pub struct Args {
     /// The OCI layout to push (default target/oci/layout).
     #[arg(long)]
     pub layout: Option<PathBuf>,
-    /// Plain HTTP; only for a loopback registry (127.0.0.0/8, ::1, localhost).
-    #[arg(long)]
-    pub insecure: bool,
-    /// PEM file of the CA(s) to trust for the registry's TLS certificate (instead of the web roots).
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// User name (or MULTUS_REGISTRY_USERNAME) for Basic auth or the token endpoint.
-    #[arg(long)]
-    pub username: Option<String>,
-    /// Password (or MULTUS_REGISTRY_PASSWORD; prefer the variable: arguments are visible in ps).
-    #[arg(long)]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// Try a cross-repository mount from this repository of the same registry first (repeatable).
     #[arg(long = "mount-from")]
     pub mount_from: Vec<String>,
     /// Blobs larger than this are uploaded in chunks of this size; 0 = always in one PUT.
-    #[arg(long, default_value_t = 16 << 20)]
+    #[arg(long, default_value_t = DEFAULT_CHUNK_SIZE)]
     pub chunk_size: usize,
     /// Tries per request and upload sessions per blob.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = DEFAULT_ATTEMPTS)]
     pub attempts: u32,
     /// First backoff (doubles per retry, capped at 15 s, with jitter).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = DEFAULT_BACKOFF_MS)]
     pub backoff_ms: u64,
+}
+
+pub const DEFAULT_CHUNK_SIZE: usize = 16 << 20;
+pub const DEFAULT_ATTEMPTS: u32 = 6;
+pub const DEFAULT_BACKOFF_MS: u64 = 500;
+
+/// What `publish` runs with: every default resolved, every flag checked (`release` builds one
+/// field by field, so a field added here must be decided there too).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub registry: String,
+    pub layout: PathBuf,
+    pub access: Access,
+    pub mount_from: Vec<String>,
+    pub chunk_size: usize,
+    pub attempts: u32,
+    pub backoff_ms: u64,
+}
+
+impl Args {
+    pub fn resolve(self) -> anyhow::Result<Options> {
+        Ok(Options {
+            registry: self.registry,
+            layout: self.layout.unwrap_or_else(|| crate::project::root().join("target/oci/layout")),
+            access: self.access.resolve()?,
+            mount_from: self.mount_from,
+            chunk_size: self.chunk_size,
+            attempts: self.attempts,
+            backoff_ms: self.backoff_ms,
+        })
+    }
 }
 
 /// What to push, in order.
@@ -111,27 +133,9 @@ fn visit(layout: &Layout, d: &Descriptor, p: &mut Plan, seen: &mut BTreeSet<Stri
     Ok(())
 }
 
-fn env_or(arg: &Option<String>, var: &str) -> Option<String> {
-    arg.clone().or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
-}
-
-/// Registry credentials from the arguments or MULTUS_REGISTRY_USERNAME/_PASSWORD: both or neither.
-pub fn creds(username: &Option<String>, password: &Option<String>) -> anyhow::Result<Option<Creds>> {
-    Ok(match (env_or(username, "MULTUS_REGISTRY_USERNAME"), env_or(password, "MULTUS_REGISTRY_PASSWORD")) {
-        (Some(username), Some(password)) => Some(Creds { username, password }),
-        (None, None) => None,
-        _ => bail!("give both a user name and a password (--username/--password or MULTUS_REGISTRY_*), or neither"),
-    })
-}
-
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let root = crate::project_root();
-    let dir = args.layout.clone().unwrap_or_else(|| root.join("target/oci/layout"));
-    let target = Target::parse(&args.registry, args.insecure)?;
-    if args.insecure && args.ca.is_some() {
-        bail!("--insecure (plain HTTP) and --ca (TLS) contradict each other");
-    }
-    let creds = creds(&args.username, &args.password)?;
+pub fn run(args: &Options) -> anyhow::Result<()> {
+    let dir = &args.layout;
+    let target = args.access.target(&args.registry)?;
     for m in &args.mount_from {
         registry::check_repo(m).with_context(|| format!("--mount-from {m}"))?;
     }
@@ -140,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let start = Instant::now();
     eprintln!("==> verify {}", dir.display());
-    let (layout, v) = layout::read_verified(&dir).context("the layout failed verification; nothing was pushed")?;
+    let (layout, v) = layout::read_verified(dir).context("the layout failed verification; nothing was pushed")?;
     eprintln!("  ok {} blobs ({} bytes), {} manifests, {} layers", v.blobs, v.bytes, v.manifests, v.layers);
     let plan = plan(&layout)?;
     eprintln!(
@@ -151,13 +155,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         target.scheme,
         target.name()
     );
-    let transport = registry::http::Ureq::new(args.ca.as_deref())?;
+    let transport = args.access.transport()?;
     let policy = Policy {
         attempts: args.attempts,
         base: Duration::from_millis(args.backoff_ms),
         max: Duration::from_secs(15).max(Duration::from_millis(args.backoff_ms)),
     };
-    let mut c = Client::new(&transport, target.clone(), creds, policy);
+    let mut c = Client::new(&transport, target.clone(), args.access.creds.clone(), policy);
     c.ping()?;
 
     eprintln!("==> blobs");

@@ -17,22 +17,20 @@ use serde::Serialize;
 use sha2::Digest as _;
 use xshell::Shell;
 
-use crate::{Phases, build, image, publish, scan, sign, targets};
+use crate::registry::access::{Access, AccessArgs};
+use crate::report::Phases;
+use crate::{build, image, publish, scan, sign, targets};
 
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     /// Print the plan as JSON and stop.
     #[arg(long)]
     pub dry_run: bool,
-    /// Publish to HOST[:PORT]/REPO after the gate (credentials from MULTUS_REGISTRY_USERNAME/_PASSWORD).
+    /// Publish to HOST[:PORT]/REPO after the gate.
     #[arg(long)]
     pub registry: Option<String>,
-    /// Plain HTTP to a loopback registry.
-    #[arg(long)]
-    pub insecure: bool,
-    /// CA bundle for the registry's TLS certificate.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// Sign with this cosign.key (password from COSIGN_PASSWORD; cosign.pub expected beside it).
     #[arg(long)]
     pub key: Option<PathBuf>,
@@ -271,15 +269,16 @@ fn merge_prebuilt(out: &Path, from: &Path, order: &[String]) -> anyhow::Result<b
 }
 
 pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
-    let root = crate::project_root();
+    let root = crate::project::root();
     let all = targets::load(&root)?;
     let chosen = targets::select(&all, &args.arches)?;
     let stamp = build::stamp(sh)?;
-    let bins = crate::node_binaries()?;
+    let bins = crate::project::node_binaries()?;
     let images: Vec<String> = image::select_specs(&root.join("images"), &[])?.into_iter().map(|s| s.name).collect();
     let publishing = args.registry.is_some();
+    let access = args.access.clone().resolve()?;
     if let Some(r) = &args.registry {
-        crate::registry::Target::parse(r, args.insecure)?;
+        access.target(r)?;
     }
     let identity = match (&args.identity, &args.registry) {
         (Some(i), _) => i.clone(),
@@ -309,7 +308,7 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
         rustsec_db: rel(&db),
         key: key.clone(),
         identity: identity.clone(),
-        registry: args.registry.clone().map(|r| (r, args.insecure)),
+        registry: args.registry.clone().map(|r| (r, access.insecure)),
         out: rel(&out_dir),
     });
     if args.dry_run {
@@ -323,7 +322,7 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
             "Trivy is not installed and this run publishes: refusing to publish unscanned images (install Trivy, or --allow-unscanned)"
         );
     }
-    if publishing && matches!(key, KeyChoice::DevelopmentKey { .. }) && !args.insecure {
+    if publishing && matches!(key, KeyChoice::DevelopmentKey { .. }) && !access.insecure {
         bail!(
             "publishing to {} needs --key or --keyless (the development key is for local and loopback use)",
             identity
@@ -334,7 +333,8 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     }
 
     let mut phases = Phases::default();
-    let result = run_phases(sh, &args, &root, &out_dir, &chosen, &identity, &mut phases);
+    let resolved = Resolved { root: &root, out_dir: &out_dir, access: &access, rustsec_db: &db, identity: &identity };
+    let result = run_phases(sh, &args, &resolved, &chosen, &mut phases);
     eprint!("{}", phases.summary());
     let s = result?;
     eprintln!("release summary:");
@@ -409,47 +409,58 @@ fn write_deployments(
     Ok(written)
 }
 
+/// What `run` decided before any phase ran.
+struct Resolved<'a> {
+    root: &'a Path,
+    out_dir: &'a Path,
+    access: &'a Access,
+    rustsec_db: &'a Path,
+    identity: &'a str,
+}
+
 fn run_phases(
     sh: &Shell,
     args: &Args,
-    root: &Path,
-    out_dir: &Path,
+    resolved: &Resolved,
     chosen: &[targets::Target],
-    identity: &str,
     phases: &mut Phases,
 ) -> anyhow::Result<Outcome> {
+    let Resolved { root, out_dir, access, rustsec_db, identity } = *resolved;
     match &args.prebuilt {
         Some(from) => {
             let order: Vec<String> = chosen.iter().map(|t| t.platform.clone()).collect();
             phases.run("merge prebuilt", || merge_prebuilt(&out_dir.join("release-artifacts"), from, &order))?;
         }
         None => {
-            let b = build::Args {
+            let b = build::Options {
                 arches: args.arches.clone(),
                 release: true,
                 bins: vec![],
-                target_dir: None,
-                out_dir: Some(out_dir.join("release-artifacts")),
+                target_dir: root.join("target/xbuild"),
+                out_dir: out_dir.join("release-artifacts"),
             };
-            phases.run("build", || build::run(sh, b))?;
+            phases.run("build", || build::run(sh, &b))?;
         }
     }
     let out = phases.run("image", || {
-        image::run(image::Args {
-            manifest: Some(out_dir.join("release-artifacts/manifest.json")),
-            out_dir: Some(out_dir.join("oci")),
-            ..Default::default()
+        image::run(&image::Options {
+            manifest: out_dir.join("release-artifacts/manifest.json"),
+            out_dir: out_dir.join("oci"),
+            images_dir: root.join("images"),
+            images: vec![],
         })
     })?;
     let gate = phases.run("scan", || {
-        scan::run(scan::Args {
-            layout: Some(out.layout_dir.clone()),
-            rustsec_db: args.rustsec_db.clone(),
+        scan::run(&scan::Options {
+            layout: out.layout_dir.clone(),
+            out_dir: out_dir.join("scan"),
+            policy: root.join("trivy.yaml"),
+            waivers: root.join(".trivyignore.yaml"),
+            rustsec_db: rustsec_db.to_path_buf(),
             trivy: args.trivy.clone(),
             trivy_args: args.trivy_args.clone(),
             require_trivy: args.registry.is_some() && !args.allow_unscanned,
-            out_dir: Some(out_dir.join("scan")),
-            ..Default::default()
+            today: scan::today(),
         })
     })?;
     let scan_line = match &gate.trivy {
@@ -462,13 +473,14 @@ fn run_phases(
         }
     };
     let (signed, public_pem) = phases.run("sign", || {
-        sign::run_sign(sign::SignArgs {
-            layout: Some(out.layout_dir.clone()),
+        sign::run_sign(&sign::SignOptions {
+            layout: out.layout_dir.clone(),
             key: args.key.clone(),
             keyless: args.keyless,
-            identity: Some(identity.to_string()),
-            sbom_dir: Some(out_dir.join("sbom")),
-            ..Default::default()
+            identity: identity.to_string(),
+            sbom_dir: out_dir.join("sbom"),
+            fulcio_url: sign::keyless::FULCIO.into(),
+            rekor_url: sign::keyless::REKOR.into(),
         })
     })?;
     let pub_path = out_dir.join("oci/cosign.pub");
@@ -491,30 +503,24 @@ fn run_phases(
     let (verified, verified_from) = match &args.registry {
         Some(r) => {
             phases.run("publish", || {
-                publish::run(publish::Args {
+                publish::run(&publish::Options {
                     registry: r.clone(),
-                    layout: Some(out.layout_dir.clone()),
-                    insecure: args.insecure,
-                    ca: args.ca.clone(),
-                    username: None,
-                    password: None,
+                    layout: out.layout_dir.clone(),
+                    access: access.clone(),
                     mount_from: vec![],
-                    chunk_size: 16 << 20,
-                    attempts: 6,
-                    backoff_ms: 500,
+                    chunk_size: publish::DEFAULT_CHUNK_SIZE,
+                    attempts: publish::DEFAULT_ATTEMPTS,
+                    backoff_ms: publish::DEFAULT_BACKOFF_MS,
                 })
             })?;
             let v = phases.run("verify", || {
                 let mut all = Vec::new();
                 for t in &top_refs {
-                    let c = sign::run_verify(sign::VerifyArgs {
+                    let c = sign::run_verify(&sign::VerifyOptions {
                         reference: format!("{r}:{t}"),
                         key: pub_path.clone(),
                         identity: Some(identity.to_string()),
-                        insecure: args.insecure,
-                        ca: args.ca.clone(),
-                        username: None,
-                        password: None,
+                        access: access.clone(),
                     })?;
                     all.extend(c.into_iter().map(|c| (format!("{r}:{t}"), c.digest)));
                 }
@@ -524,14 +530,11 @@ fn run_phases(
         }
         None => {
             let v = phases.run("verify", || {
-                let c = sign::run_verify(sign::VerifyArgs {
+                let c = sign::run_verify(&sign::VerifyOptions {
                     reference: format!("oci:{}", out.layout_dir.display()),
                     key: pub_path.clone(),
                     identity: Some(identity.to_string()),
-                    insecure: false,
-                    ca: None,
-                    username: None,
-                    password: None,
+                    access: Access::default(),
                 })?;
                 Ok(c.into_iter().map(|c| (c.reference, c.digest)).collect::<Vec<_>>())
             })?;
@@ -601,7 +604,7 @@ mod tests {
     #[test]
     fn the_local_plan_is_golden() {
         let p = plan(&input());
-        crate::golden("release-plan-local.json", &(serde_json::to_string_pretty(&p).unwrap() + "\n"));
+        crate::report::golden("release-plan-local.json", &(serde_json::to_string_pretty(&p).unwrap() + "\n"));
         assert!(describe(&p).contains("5. verify   signatures, attestations and digests from target/oci/layout"));
     }
 
@@ -623,7 +626,7 @@ mod tests {
             registry: Some(("ghcr.io/multus-rs/multus-rs".into(), false)),
             ..input()
         });
-        crate::golden("release-plan-ci.json", &(serde_json::to_string_pretty(&p).unwrap() + "\n"));
+        crate::report::golden("release-plan-ci.json", &(serde_json::to_string_pretty(&p).unwrap() + "\n"));
     }
 
     #[test]

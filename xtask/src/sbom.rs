@@ -181,7 +181,7 @@ mod tests {
             created: "2026-01-01T00:00:00Z",
         };
         let doc = bom(&s, &bins, &lic);
-        crate::golden("sbom.cdx.json", &crate::canonical_json(doc.clone()));
+        crate::report::golden("sbom.cdx.json", &crate::report::canonical_json(doc.clone()));
         assert_eq!(doc, bom(&s, &bins, &lic), "deterministic");
         assert_eq!(spdx("MIT/Apache-2.0"), "MIT OR Apache-2.0");
     }

@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn the_shipped_table_is_valid_and_maps_platforms() {
-        let all = load(&crate::project_root()).unwrap();
+        let all = load(&crate::project::root()).unwrap();
         let plats: Vec<&str> = all.iter().map(|t| t.platform.as_str()).collect();
         assert_eq!(plats, ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"]);
         let arm = all.iter().find(|t| t.arch == "arm64").unwrap();
@@ -165,7 +165,7 @@ elf_endian = "little"
 
     #[test]
     fn selection() {
-        let all = load(&crate::project_root()).unwrap();
+        let all = load(&crate::project::root()).unwrap();
         assert_eq!(select(&all, &[]).unwrap().len(), 4);
         let s = select(&all, &["s390x".into(), "amd64".into()]).unwrap();
         assert_eq!(s.iter().map(|t| t.arch.as_str()).collect::<Vec<_>>(), ["amd64", "s390x"]);

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use crate::Phases;
+use crate::report::Phases;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,7 +47,7 @@ fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()
             install_tools(sh)
         })?;
         phases.run("install cross toolchains", || {
-            let sysroot = crate::toolchain::debian_sysroot(&crate::project_root());
+            let sysroot = crate::toolchain::debian_sysroot(&crate::project::root());
             cmd!(sh, "bash scripts/install-cross-toolchains.sh {sysroot}")
                 .run()
                 .context("scripts/install-cross-toolchains.sh failed")

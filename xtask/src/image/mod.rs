@@ -21,7 +21,7 @@ use sha2::Digest as _;
 use crate::build;
 use oci::{Blob, Descriptor, ImageConfig, Index, Platform};
 
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     /// The build manifest to package (default target/release-artifacts/manifest.json).
     #[arg(long)]
@@ -35,6 +35,28 @@ pub struct Args {
     /// Only this image (repeatable; default every description in the images directory).
     #[arg(long = "image")]
     pub images: Vec<String>,
+}
+
+/// What `image` runs with (defaults resolved; `release` builds one field by field).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub manifest: PathBuf,
+    pub out_dir: PathBuf,
+    pub images_dir: PathBuf,
+    /// Empty: every description in `images_dir`.
+    pub images: Vec<String>,
+}
+
+impl Args {
+    pub fn resolve(self) -> Options {
+        let root = crate::project::root();
+        Options {
+            manifest: self.manifest.unwrap_or_else(|| root.join("target/release-artifacts/manifest.json")),
+            out_dir: self.out_dir.unwrap_or_else(|| root.join("target/oci")),
+            images_dir: self.images_dir.unwrap_or_else(|| root.join("images")),
+            images: self.images,
+        }
+    }
 }
 
 /// Identity shared by every image of one build.
@@ -406,14 +428,12 @@ pub fn select_specs(dir: &Path, names: &[String]) -> anyhow::Result<Vec<spec::Im
     Ok(all.into_iter().filter(|s| names.is_empty() || names.contains(&s.name)).collect())
 }
 
-pub fn run(args: Args) -> anyhow::Result<Output> {
-    let root = crate::project_root();
-    let manifest_path = args.manifest.clone().unwrap_or_else(|| root.join("target/release-artifacts/manifest.json"));
-    let out_dir = args.out_dir.clone().unwrap_or_else(|| root.join("target/oci"));
-    let images_dir = args.images_dir.clone().unwrap_or_else(|| root.join("images"));
-    let manifest = read_manifest(&manifest_path)?;
+pub fn run(args: &Options) -> anyhow::Result<Output> {
+    let root = crate::project::root();
+    let (manifest_path, out_dir, images_dir) = (&args.manifest, &args.out_dir, &args.images_dir);
+    let manifest = read_manifest(manifest_path)?;
     let manifest_dir = manifest_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let specs = select_specs(&images_dir, &args.images)?;
+    let specs = select_specs(images_dir, &args.images)?;
     let meta = Meta {
         version: manifest.version.clone(),
         commit: manifest.commit.clone(),
@@ -432,7 +452,7 @@ pub fn run(args: Args) -> anyhow::Result<Output> {
     eprintln!("==> assemble layers, configs, manifests, indexes");
     let images = assemble(&root, &manifest, &manifest_dir, &specs, &meta, false)?;
     let layout = layout_for(&images);
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let layout_dir = out_dir.join("layout");
     let archive = out_dir.join("oci-archive.tar");
     eprintln!("==> write {} and {}", layout_dir.display(), archive.display());

@@ -269,7 +269,7 @@ optional = true
 
     #[test]
     fn the_shipped_descriptions_parse_and_put_passthru_where_upstream_has_it() {
-        let specs = load_dir(&crate::project_root().join("images")).unwrap();
+        let specs = load_dir(&crate::project::root().join("images")).unwrap();
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["thick", "thin"]);
         let all = ["passthru", "multus", "multus-daemon", "multus-shim", "install_multus", "thin_entrypoint"];

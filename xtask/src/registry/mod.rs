@@ -8,6 +8,7 @@
 //! retried as they are; a blob upload that fails is restarted as a whole new session, after a
 //! HEAD has checked that the blob did not land in the meantime.
 
+pub mod access;
 pub mod auth;
 pub mod http;
 pub mod retry;

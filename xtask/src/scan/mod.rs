@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::image::{layout, oci};
 use policy::{Decision, Finding, Policy, Verdict};
 
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     /// The OCI layout to scan (default target/oci/layout).
     #[arg(long)]
@@ -55,6 +55,42 @@ pub struct Args {
     /// The date waivers are checked against, YYYY-MM-DD (default today, UTC).
     #[arg(long, hide = true)]
     pub today: Option<String>,
+}
+
+/// What `scan` runs with (defaults resolved; `release` builds one field by field).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub layout: PathBuf,
+    pub out_dir: PathBuf,
+    pub policy: PathBuf,
+    pub waivers: PathBuf,
+    pub rustsec_db: PathBuf,
+    /// `None`: `trivy` on PATH.
+    pub trivy: Option<PathBuf>,
+    pub trivy_args: Vec<String>,
+    pub require_trivy: bool,
+    /// YYYY-MM-DD, what waivers are checked against.
+    pub today: String,
+}
+
+impl Args {
+    pub fn resolve(self) -> anyhow::Result<Options> {
+        let root = crate::project::root();
+        Ok(Options {
+            layout: self.layout.unwrap_or_else(|| root.join("target/oci/layout")),
+            out_dir: self.out_dir.unwrap_or_else(|| root.join("target/scan")),
+            policy: self.policy.unwrap_or_else(|| root.join("trivy.yaml")),
+            waivers: self.waivers.unwrap_or_else(|| root.join(".trivyignore.yaml")),
+            rustsec_db: self.rustsec_db.unwrap_or_else(default_rustsec_db),
+            trivy: self.trivy,
+            trivy_args: self.trivy_args,
+            require_trivy: self.require_trivy,
+            today: match self.today {
+                Some(t) => policy::date_of(&t).context("--today")?.to_string(),
+                None => today(),
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,7 +137,7 @@ pub fn default_rustsec_db() -> PathBuf {
     match std::env::var_os("MULTUS_RUSTSEC_DB").filter(|v| !v.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => {
-            let root = crate::project_root();
+            let root = crate::project::root();
             root.parent().unwrap_or(&root).join("shared/data/rustsec-advisory-db")
         }
     }
@@ -147,37 +183,29 @@ fn rel(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string())
 }
 
-pub fn run(args: Args) -> anyhow::Result<Gate> {
-    let root = crate::project_root();
-    let dir = args.layout.clone().unwrap_or_else(|| root.join("target/oci/layout"));
-    let out_dir = args.out_dir.clone().unwrap_or_else(|| root.join("target/scan"));
-    let policy_path = args.policy.clone().unwrap_or_else(|| root.join("trivy.yaml"));
-    let waivers_path = args.waivers.clone().unwrap_or_else(|| root.join(".trivyignore.yaml"));
-    let db_dir = args.rustsec_db.clone().unwrap_or_else(default_rustsec_db);
-    let today = match &args.today {
-        Some(t) => policy::date_of(t).context("--today")?.to_string(),
-        None => today(),
-    };
+pub fn run(args: &Options) -> anyhow::Result<Gate> {
+    let (dir, out_dir, policy_path, waivers_path) = (&args.layout, &args.out_dir, &args.policy, &args.waivers);
+    let (db_dir, today) = (&args.rustsec_db, args.today.clone());
 
     let policy = policy::parse_policy(
-        &std::fs::read_to_string(&policy_path)
+        &std::fs::read_to_string(policy_path)
             .with_context(|| format!("reading the policy {}", policy_path.display()))?,
     )
     .with_context(|| format!("in {}", policy_path.display()))?;
-    let waivers = match std::fs::read_to_string(&waivers_path) {
+    let waivers = match std::fs::read_to_string(waivers_path) {
         Ok(t) => policy::parse_waivers(&t).with_context(|| format!("in {}", waivers_path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
         Err(e) => return Err(e).with_context(|| format!("reading {}", waivers_path.display())),
     };
     eprintln!("==> verify {}", dir.display());
-    let (l, _) = layout::read_verified(&dir).context("the layout failed verification; nothing was scanned")?;
+    let (l, _) = layout::read_verified(dir).context("the layout failed verification; nothing was scanned")?;
     let targets = platform_images(&l);
     if targets.is_empty() {
         bail!("{}: index.json names no per-platform image to scan", dir.display());
     }
     std::fs::create_dir_all(out_dir.join("trivy")).with_context(|| format!("creating {}", out_dir.display()))?;
 
-    let db = rustsec::load(&db_dir)?;
+    let db = rustsec::load(db_dir)?;
     eprintln!("==> RustSec: {} advisories from {}", db.count, db.source);
     let mut findings: Vec<Finding> = Vec::new();
     let mut errors = Vec::new();
@@ -224,7 +252,7 @@ pub fn run(args: Args) -> anyhow::Result<Gate> {
                 let output = out_dir.join(format!("trivy/{image}.json"));
                 let a = trivy::scan_args(
                     &policy,
-                    &policy_path,
+                    policy_path,
                     &format!("{layout_s}:{image}"),
                     &output,
                     &ignorefile,
@@ -255,15 +283,15 @@ pub fn run(args: Args) -> anyhow::Result<Gate> {
         trivy: trivy_status,
         rustsec_db: db.source.clone(),
         rustsec_advisories: db.count,
-        policy_file: rel(&root, &policy_path),
+        policy_file: rel(&crate::project::root(), policy_path),
         policy,
-        waivers_file: rel(&root, &waivers_path),
+        waivers_file: rel(&crate::project::root(), waivers_path),
         waivers: waivers.len(),
         images,
         verdict,
     };
     let md = summary::render(&gate);
-    std::fs::write(out_dir.join("report.json"), crate::canonical_json(serde_json::to_value(&gate)?))?;
+    std::fs::write(out_dir.join("report.json"), crate::report::canonical_json(serde_json::to_value(&gate)?))?;
     std::fs::write(out_dir.join("gate.sarif"), sarif::render(&gate))?;
     std::fs::write(out_dir.join("summary.md"), &md)?;
     if let Some(p) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
@@ -362,8 +390,8 @@ mod tests {
     fn sarif_and_markdown_are_golden() {
         let g = gate();
         assert!(!g.verdict.passed);
-        crate::golden("gate.sarif", &sarif::render(&g));
-        crate::golden("summary.md", &summary::render(&g));
+        crate::report::golden("gate.sarif", &sarif::render(&g));
+        crate::report::golden("summary.md", &summary::render(&g));
         let sarif: serde_json::Value = serde_json::from_str(&sarif::render(&g)).unwrap();
         assert_eq!(
             sarif["runs"][1]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],

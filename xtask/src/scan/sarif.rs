@@ -98,5 +98,5 @@ pub fn render(gate: &Gate) -> String {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "runs": [run(gate, Scanner::Trivy), run(gate, Scanner::Rustsec)],
     });
-    crate::canonical_json(doc)
+    crate::report::canonical_json(doc)
 }

@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn the_payload_is_cosigns_byte_for_byte() {
         let p = payload("127.0.0.1:5000/multus", DIGEST);
-        crate::golden("simplesigning-payload.json", &(String::from_utf8(p.clone()).unwrap() + "\n"));
+        crate::report::golden("simplesigning-payload.json", &(String::from_utf8(p.clone()).unwrap() + "\n"));
         assert_eq!(parse_payload(&p).unwrap(), ("127.0.0.1:5000/multus".to_string(), DIGEST.to_string()));
         let other = String::from_utf8(p).unwrap().replace(SIGNATURE_TYPE, "atomic container signature");
         assert!(parse_payload(other.as_bytes()).is_err());
@@ -263,8 +263,8 @@ mod tests {
     fn the_signature_manifest_and_its_config_are_golden() {
         let layer = signature_layer(payload("ghcr.io/multus-rs/multus-rs", DIGEST), b"0123456789", &BTreeMap::new());
         let (m, c, blobs) = artifact_manifest(&[layer]).unwrap();
-        crate::golden("signature-manifest.json", &(String::from_utf8(m.bytes.clone()).unwrap() + "\n"));
-        crate::golden("signature-config.json", &(String::from_utf8(c.bytes.clone()).unwrap() + "\n"));
+        crate::report::golden("signature-manifest.json", &(String::from_utf8(m.bytes.clone()).unwrap() + "\n"));
+        crate::report::golden("signature-config.json", &(String::from_utf8(c.bytes.clone()).unwrap() + "\n"));
         assert_eq!(blobs.len(), 1);
         assert_eq!(
             sig_tag(DIGEST).unwrap(),
@@ -280,7 +280,7 @@ mod tests {
             b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
         );
         let st = statement("ghcr.io/x/y", DIGEST, PREDICATE_CYCLONEDX, r#"{"bomFormat":"CycloneDX"}"#).unwrap();
-        crate::golden("in-toto-statement.json", &(String::from_utf8(st.clone()).unwrap() + "\n"));
+        crate::report::golden("in-toto-statement.json", &(String::from_utf8(st.clone()).unwrap() + "\n"));
         assert_eq!(parse_statement(&st).unwrap(), (DIGEST.to_string(), PREDICATE_CYCLONEDX.to_string()));
         let env = envelope(&st, b"sig");
         let (back, sigs) = parse_envelope(&env).unwrap();

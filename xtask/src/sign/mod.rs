@@ -25,7 +25,8 @@ use base64::Engine as _;
 
 use crate::image::layout::{self, Layout};
 use crate::image::oci::{self, Descriptor, MT_INDEX, MT_MANIFEST, MT_SIMPLESIGNING};
-use crate::registry::{self, Client, Target};
+use crate::registry::access::{Access, AccessArgs};
+use crate::registry::{self, Client};
 
 /// The password of a cosign key, as cosign takes it: COSIGN_PASSWORD (which may be empty).
 pub fn password() -> anyhow::Result<Vec<u8>> {
@@ -61,7 +62,7 @@ pub fn dev_key(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(k)
 }
 
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct SignArgs {
     /// The OCI layout to sign (default target/oci/layout).
     #[arg(long)]
@@ -84,6 +85,37 @@ pub struct SignArgs {
     pub fulcio_url: String,
     #[arg(long, default_value = keyless::REKOR, hide = true)]
     pub rekor_url: String,
+}
+
+/// What `sign` runs with (defaults resolved; `release` builds one field by field).
+#[derive(Clone, Debug)]
+pub struct SignOptions {
+    pub layout: PathBuf,
+    /// `None`: the development key under target/dev-keys (made on first use).
+    pub key: Option<PathBuf>,
+    pub keyless: bool,
+    pub identity: String,
+    pub sbom_dir: PathBuf,
+    pub fulcio_url: String,
+    pub rekor_url: String,
+}
+
+impl SignArgs {
+    pub fn resolve(self) -> anyhow::Result<SignOptions> {
+        let root = crate::project::root();
+        Ok(SignOptions {
+            layout: self.layout.unwrap_or_else(|| root.join("target/oci/layout")),
+            key: self.key,
+            keyless: self.keyless,
+            identity: match self.identity {
+                Some(i) => i,
+                None => default_identity(&root)?,
+            },
+            sbom_dir: self.sbom_dir.unwrap_or_else(|| root.join("target/sbom")),
+            fulcio_url: self.fulcio_url,
+            rekor_url: self.rekor_url,
+        })
+    }
 }
 
 /// `ghcr.io/owner/name` from `https://github.com/owner/name`.
@@ -224,7 +256,7 @@ pub fn sign_layout(
         };
         let mut bom = crate::sbom::bom(&subject, &bins, licenses);
         let file = sbom_dir.join(format!("{}.cdx.json", name.replace('/', "_")));
-        std::fs::write(&file, crate::canonical_json(bom.clone()))
+        std::fs::write(&file, crate::report::canonical_json(bom.clone()))
             .with_context(|| format!("writing {}", file.display()))?;
         bom.sort_all_objects();
         let st = cosign::statement(identity, &d.digest, cosign::PREDICATE_CYCLONEDX, &serde_json::to_string(&bom)?)?;
@@ -249,14 +281,9 @@ pub fn sign_layout(
 }
 
 /// `cargo xtask sign`.
-pub fn run_sign(args: SignArgs) -> anyhow::Result<(Signed, String)> {
-    let root = crate::project_root();
-    let dir = args.layout.clone().unwrap_or_else(|| root.join("target/oci/layout"));
-    let identity = match &args.identity {
-        Some(i) => i.clone(),
-        None => default_identity(&root)?,
-    };
-    let sbom_dir = args.sbom_dir.clone().unwrap_or_else(|| root.join("target/sbom"));
+pub fn run_sign(args: &SignOptions) -> anyhow::Result<(Signed, String)> {
+    let root = crate::project::root();
+    let (dir, identity, sbom_dir) = (&args.layout, &args.identity, &args.sbom_dir);
     let meta = cargo_metadata::MetadataCommand::new()
         .current_dir(&root)
         .other_options(vec!["--locked".into()])
@@ -283,7 +310,7 @@ pub fn run_sign(args: SignArgs) -> anyhow::Result<(Signed, String)> {
         Signing::Key(key::load(&path, &pw)?)
     };
     eprintln!("==> sign {} as {identity}", dir.display());
-    let signed = sign_layout(&dir, &signing, &identity, &sbom_dir, &licenses)?;
+    let signed = sign_layout(dir, &signing, identity, sbom_dir, &licenses)?;
     eprintln!(
         "summary: {} signatures, {} SBOM attestations in {}",
         signed.signed.len(),
@@ -470,16 +497,28 @@ pub struct VerifyArgs {
     /// The repository the signatures must name (default: the registry's HOST/REPO; for a layout, any).
     #[arg(long)]
     pub identity: Option<String>,
-    /// Plain HTTP to a loopback registry.
-    #[arg(long)]
-    pub insecure: bool,
-    /// CA bundle for the registry's TLS certificate.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    #[arg(long)]
-    pub username: Option<String>,
-    #[arg(long)]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// What `verify` runs with.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    pub reference: String,
+    pub key: PathBuf,
+    pub identity: Option<String>,
+    pub access: Access,
+}
+
+impl VerifyArgs {
+    pub fn resolve(self) -> anyhow::Result<VerifyOptions> {
+        Ok(VerifyOptions {
+            reference: self.reference,
+            key: self.key,
+            identity: self.identity,
+            access: self.access.resolve()?,
+        })
+    }
 }
 
 /// `HOST[:PORT]/REPO` and the tag or digest of a registry reference.
@@ -500,7 +539,7 @@ pub fn cosign_command(key: &str, name: &str, digest: &str) -> String {
     format!("cosign verify --key {key} --insecure-ignore-tlog=true {name}@{digest}")
 }
 
-pub fn run_verify(args: VerifyArgs) -> anyhow::Result<Vec<Checked>> {
+pub fn run_verify(args: &VerifyOptions) -> anyhow::Result<Vec<Checked>> {
     let pem = std::fs::read_to_string(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
     let spki = key::parse_public_pem(&pem).with_context(|| args.key.display().to_string())?;
     let key_s = args.key.display().to_string();
@@ -539,10 +578,10 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<Vec<Checked>> {
         }
     } else {
         let (name, reference) = split_reference(&args.reference)?;
-        let target = Target::parse(&name, args.insecure)?;
-        let transport = registry::http::Ureq::new(args.ca.as_deref())?;
-        let creds = crate::publish::creds(&args.username, &args.password)?;
-        let client = Client::new(&transport, target.clone(), creds, registry::retry::Policy::default());
+        let target = args.access.target(&name)?;
+        let transport = args.access.transport()?;
+        let client =
+            Client::new(&transport, target.clone(), args.access.creds.clone(), registry::retry::Policy::default());
         let mut src = RegistrySource(client);
         let identity = args.identity.clone().unwrap_or_else(|| target.name());
         let c = verify_reference(&mut src, &reference, &spki, Some(&identity))
@@ -573,6 +612,6 @@ mod tests {
         assert!(split_reference("127.0.0.1:5000/a").is_err());
         assert_eq!(epoch_of("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000);
         assert_eq!(epoch_of(&oci::rfc3339(951_782_400)).unwrap(), 951_782_400);
-        assert_eq!(default_identity(&crate::project_root()).unwrap(), "ghcr.io/multus-rs/multus-rs");
+        assert_eq!(default_identity(&crate::project::root()).unwrap(), "ghcr.io/multus-rs/multus-rs");
     }
 }
