@@ -8,5 +8,5 @@ mod support;
 
 mod apiserver;
 mod devices;
+mod networks;
 mod podresources;
-mod thin;

@@ -14,6 +14,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -230,4 +231,26 @@ pub fn test_plugin_dir() -> PathBuf {
     let dir = exe.parent().unwrap().parent().unwrap().join("examples");
     assert!(dir.join("cni-recorder").exists(), "test plugin missing at {}: build with `cargo test`", dir.display());
     dir
+}
+
+/// Waits until `cond` holds, polling; panics with `what` if it never does. A wait for an
+/// outcome, not a timing assertion: the deadline is only there so a broken build fails instead
+/// of hanging.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The file's content, or `None` when it does not exist.
+pub fn read(path: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// The file's permission bits.
+pub fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }

@@ -87,15 +87,15 @@ fn auto_mode_generates_00_multus_conf_and_exits_2_when_readiness_goes() {
     );
     let mut d = Daemon::start(&node, &config);
     let generated = auto.join("00-multus.conf");
-    crate::eventually("00-multus.conf is generated", || generated.exists());
-    let v: Value = serde_json::from_str(&crate::read(&generated).unwrap()).unwrap();
+    crate::support::eventually("00-multus.conf is generated", || generated.exists());
+    let v: Value = serde_json::from_str(&crate::support::read(&generated).unwrap()).unwrap();
     assert_eq!(
         v,
         json!({"capabilities": {"portMappings": true}, "cniVersion": "1.0.0", "logFile": node.path("daemon.log"),
             "logLevel": "debug", "name": "multus-cni-network", "clusterNetwork": auto.join("10-cbr.conflist"),
             "type": "multus-shim"})
     );
-    assert_eq!(crate::mode(&generated), 0o600);
+    assert_eq!(crate::support::mode(&generated), 0o600);
     // The default network went away: the daemon withdraws multus's config and exits 2, as upstream.
     std::fs::remove_file(&ready).unwrap();
     assert_eq!(d.wait_exit(), 2, "{}", d.stderr());
@@ -110,7 +110,7 @@ fn idle_daemon_in_auto_mode_uses_no_cpu() {
     let node = Node::new();
     let (config, generated) = crate::support::thick::auto_mode_config(&node, json!({}));
     let d = Daemon::start(&node, &config);
-    crate::eventually("00-multus.conf is generated", || generated.exists());
+    crate::support::eventually("00-multus.conf is generated", || generated.exists());
     std::thread::sleep(Duration::from_secs(1));
     let before = d.cpu_time();
     std::thread::sleep(Duration::from_secs(10));
@@ -121,7 +121,7 @@ fn idle_daemon_in_auto_mode_uses_no_cpu() {
         &generated.with_file_name("10-cbr.conflist"),
         &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [{"type": "bridge", "capabilities": {"portMappings": true}}]}),
     );
-    crate::eventually("00-multus.conf follows the primary", || {
-        crate::read(&generated).is_some_and(|t| t.contains("portMappings"))
+    crate::support::eventually("00-multus.conf follows the primary", || {
+        crate::support::read(&generated).is_some_and(|t| t.contains("portMappings"))
     });
 }

@@ -10,7 +10,7 @@ use multus::thick::manager::{Fatal, Manager, ManagerConfig};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::{eventually, mode, read};
+use crate::support::{eventually, mode, read};
 
 /// `<tmp>/net.d` as both the autoconfig and the output dir (the deployment's layout), and a
 /// separate directory for the readiness indicator file.

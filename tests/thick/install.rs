@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output};
 
-use crate::{mode, read};
+use crate::support::{mode, read};
 
 /// A process running the binary at a path; killed on drop.
 struct Busy(Child);
