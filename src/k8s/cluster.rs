@@ -132,6 +132,11 @@ impl ApiCluster {
         &self.client
     }
 
+    /// The event this cluster's component records for `pod`.
+    pub fn event_for(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) -> Event {
+        event_object(pod, kind, reason, message, &self.component)
+    }
+
     /// Runs `f` until it succeeds, fails for good, or the retry budget is spent.
     async fn retrying<T, F, Fut>(&self, mut f: F) -> Result<T, kube::Error>
     where
@@ -158,15 +163,28 @@ impl ApiCluster {
             .map_err(|e| Error::api(format!("cannot get pod {namespace}/{name}"), e))
     }
 
-    async fn write_status(&self, pod: &Pod, value: &str) -> Result<(), kube::Error> {
+    /// Read-modify-write of `pods/status` (upstream's `UpdateStatus` + RetryOnConflict). The pod
+    /// read back must still be the sandbox's pod: one deleted and recreated under the same name
+    /// meanwhile (another UID, not a static pod) is refused, as upstream's `SetNetworkStatus` does.
+    async fn write_status(&self, pod: &Pod, value: &str) -> Result<(), Error> {
         let api: Api<KPod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let what = || format!("cannot write the network-status of pod {}/{}", pod.namespace, pod.name);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let Some(mut current) = api.get_opt(&pod.name).await? else {
+            let Some(mut current) = api.get_opt(&pod.name).await.map_err(|e| Error::api(what(), e))? else {
                 logging::verbose(&format!("pod {}/{} is gone; network-status not written", pod.namespace, pod.name));
                 return Ok(());
             };
+            let now = pod_from_api(&current);
+            if !pod.uid.is_empty() && now.uid != pod.uid && !now.is_static() {
+                return Err(Error::Stale(format!(
+                    "{}: expected pod UID {:?} but got {:?} from Kube API (the pod was recreated)",
+                    what(),
+                    pod.uid,
+                    now.uid
+                )));
+            }
             current
                 .metadata
                 .annotations
@@ -179,8 +197,51 @@ impl ApiCluster {
                     logging::verbose(&format!("network-status of {}/{}: conflict, retrying", pod.namespace, pod.name));
                 }
                 Err(e) if is_status(&e, 404) => return Ok(()),
-                Err(e) => return Err(e),
+                Err(e) => return Err(Error::api(what(), e)),
             }
+        }
+    }
+}
+
+/// Events recorded off the request's path, as client-go's broadcaster does: a bounded queue
+/// drained by one task on the daemon's runtime. `record` never waits; when the queue is full (the
+/// API server is slow or gone) the event is dropped with a log line — an event is best effort,
+/// a pod's ADD is not.
+pub struct EventQueue {
+    tx: tokio::sync::mpsc::Sender<Event>,
+}
+
+impl EventQueue {
+    /// Events waiting at most (client-go's broadcaster queues 1000 for a whole kubelet).
+    pub const CAPACITY: usize = 256;
+
+    pub fn start(handle: &tokio::runtime::Handle, client: kube::Client) -> EventQueue {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(Self::CAPACITY);
+        handle.spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let ns = ev.metadata.namespace.clone().unwrap_or_default();
+                let api: Api<Event> = Api::namespaced(client.clone(), &ns);
+                if let Err(e) = api.create(&PostParams::default(), &ev).await {
+                    let (reason, name) = (ev.reason.as_deref().unwrap_or(""), ev.involved_object.name.as_deref());
+                    logging::error(&format!("cannot record event {reason} on pod {ns}/{}: {e}", name.unwrap_or("")));
+                }
+            }
+        });
+        EventQueue { tx }
+    }
+
+    pub fn record(&self, ev: Event) {
+        if let Err(e) = self.tx.try_send(ev) {
+            let ev = match e {
+                tokio::sync::mpsc::error::TrySendError::Full(ev)
+                | tokio::sync::mpsc::error::TrySendError::Closed(ev) => ev,
+            };
+            logging::error(&format!(
+                "event queue full: dropping event {} on pod {}/{}",
+                ev.reason.as_deref().unwrap_or(""),
+                ev.metadata.namespace.as_deref().unwrap_or(""),
+                ev.involved_object.name.as_deref().unwrap_or("")
+            ));
         }
     }
 }
@@ -249,14 +310,12 @@ impl Cluster for ApiCluster {
 
     fn set_network_status(&self, pod: &Pod, entries: &[NetworkStatus]) -> Result<(), Cni> {
         let value = status::annotation(entries);
-        self.driver.block_on(self.write_status(pod, &value)).map_err(|e| {
-            Error::api(format!("cannot write the network-status of pod {}/{}", pod.namespace, pod.name), e).into()
-        })
+        Ok(self.driver.block_on(self.write_status(pod, &value))?)
     }
 
     fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &pod.namespace);
-        let ev = event_object(pod, kind, reason, message, &self.component);
+        let ev = self.event_for(pod, kind, reason, message);
         if let Err(e) = self.driver.block_on(api.create(&PostParams::default(), &ev)) {
             logging::error(&format!("cannot record event {reason} on pod {}/{}: {e}", pod.namespace, pod.name));
         }

@@ -25,6 +25,9 @@ pub enum Error {
     /// A file (the device-plugin checkpoint) could not be read.
     #[error(transparent)]
     File(#[from] FileError),
+    /// The object is no longer the one the request is about (a pod recreated under its name).
+    #[error("{0}")]
+    Stale(String),
     /// The devices a pod was given cannot be found out (PodResources API, checkpoint).
     #[error("{0}")]
     Devices(String),
@@ -64,7 +67,7 @@ impl From<Error> for crate::cni::Error {
             Error::Config(m) => Cni::InvalidConfig(m),
             Error::Malformed(m) => Cni::Decoding(m),
             Error::File(f) => f.into(),
-            Error::Devices(m) | Error::Runtime(m) => Cni::Internal(m),
+            Error::Stale(m) | Error::Devices(m) | Error::Runtime(m) => Cni::Internal(m),
         }
     }
 }

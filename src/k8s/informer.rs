@@ -20,7 +20,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::Error;
-use super::cluster::{ApiCluster, nad_resource, pod_from_api};
+use super::cluster::{ApiCluster, EventQueue, nad_resource, pod_from_api};
 use crate::cni::Error as Cni;
 use crate::logging;
 use crate::multus::kube::{Cluster, EventType, K8sArgs, Pod, PodLookup, ResourceMap};
@@ -37,6 +37,8 @@ pub struct InformerCluster {
     /// Set once the pod watch has listed every pod of the node: from then on, a pod the cache
     /// does not hold is gone (for a teardown).
     pods_synced: Arc<AtomicBool>,
+    /// Events go out from here, off the requests' path.
+    events: EventQueue,
 }
 
 /// Drops what the daemon never reads from cached pods (upstream trims the same fields), so a
@@ -98,7 +100,8 @@ impl InformerCluster {
         if synced.await.is_err() {
             logging::error(&format!("the caches did not sync within {}s; using live lookups", sync.as_secs()));
         }
-        InformerCluster { api: ApiCluster::on_handle(handle, client), pods, nads, pods_synced }
+        let events = EventQueue::start(&handle, client.clone());
+        InformerCluster { api: ApiCluster::on_handle(handle, client), pods, nads, pods_synced, events }
     }
 
     fn cached_pod(&self, args: &K8sArgs) -> Option<Pod> {
@@ -169,8 +172,10 @@ impl Cluster for InformerCluster {
         self.api.set_network_status(pod, entries)
     }
 
+    /// Queued: the event's POST is not on the ADD's critical path (the thin plugin, a process
+    /// that exits after the ADD, posts synchronously).
     fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {
-        self.api.event(pod, kind, reason, message)
+        self.events.record(self.api.event_for(pod, kind, reason, message))
     }
 
     fn resource_map(&self, pod: &Pod) -> Result<ResourceMap, Cni> {

@@ -402,6 +402,40 @@ pub fn assert_status_subresource_written(requests: &[(String, String)], pod: &st
     );
 }
 
+/// A pod deleted and recreated under the same name while its old sandbox's ADD runs: the
+/// network-status write finds another UID, refuses (as upstream), and the ADD is rolled back; the
+/// new pod never gets the old sandbox's status.
+#[test]
+fn a_pod_recreated_during_add_does_not_get_the_old_sandboxs_status() {
+    let c = Cluster::new();
+    let old = c.pod("p14", json!({}));
+    let handle = c.api.handle();
+    let gets = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    c.api.on_request(Box::new(move |req| {
+        // The second GET is the status write's read: the pod is replaced just before it.
+        if req.method == "GET"
+            && req.path.ends_with("/pods/p14")
+            && gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+        {
+            handle.delete_pod("default", "p14");
+            let mut new = old.clone();
+            new["metadata"]["uid"] = json!("uid-p14-new");
+            handle.create_pod(new);
+        }
+        None
+    }));
+    let conf = c.conf(json!({}));
+    let (rc, out) = c.multus("ADD", &conf, "p14");
+    assert_eq!(rc, 1, "{out}");
+    let (code, msg) = error_of(&out);
+    assert!(msg.contains("expected pod UID \"uid-p14\" but got \"uid-p14-new\""), "{code}: {msg}");
+    c.only_lo();
+    assert_eq!(c.node.ipam_ips("cbr"), Vec::<String>::new(), "the refused ADD kept its IP");
+    let now = c.api.pod("default", "p14").unwrap();
+    assert_eq!(now["metadata"]["uid"], "uid-p14-new");
+    assert!(now["metadata"]["annotations"].get(STATUS).is_none(), "the new pod got the old sandbox's status: {now}");
+}
+
 /// A network-status write that fails for good (not a conflict) fails the ADD, and the ADD undoes
 /// every delegate: no interface, no IP.
 #[test]

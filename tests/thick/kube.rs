@@ -149,8 +149,10 @@ fn a_pod_with_a_cluster_network_and_nads_through_the_daemon() {
         "the daemon watches only its node's pods: {:?}",
         c.api.requests()
     );
-    let added: Vec<Value> = c.api.events().into_iter().filter(|e| e["reason"] == "AddedInterface").collect();
-    assert_eq!(added.len(), 4, "{added:?}");
+    // Events are posted off the ADD's path: wait for them.
+    let added = || c.api.events().into_iter().filter(|e| e["reason"] == "AddedInterface").count();
+    crate::support::eventually("four AddedInterface events", || added() >= 4);
+    assert_eq!(added(), 4, "{:?}", c.api.events());
 
     assert_eq!(shim(&c.node, "CHECK", &conf, "pod1").ok().stdout, "");
     assert_eq!(shim(&c.node, "DEL", &conf, "pod1").ok().stdout, "");
@@ -198,7 +200,9 @@ fn a_missing_nad_fails_the_add_through_the_shim_with_nothing_left() {
     let e = add.json();
     assert!(e["msg"].as_str().unwrap().contains("cannot find a network-attachment-definition (nowhere)"), "{e}");
     assert_eq!(c.node.pod.link_names(), vec!["lo"]);
-    assert!(c.api.events().iter().any(|e| e["reason"] == "NoNetworkFound"));
+    crate::support::eventually("the NoNetworkFound event", || {
+        c.api.events().iter().any(|e| e["reason"] == "NoNetworkFound")
+    });
 }
 
 /// A hot-plug `/delegate` ADD for a pod the API server knows records upstream's `AddedInterface`
@@ -223,6 +227,7 @@ fn a_hot_plugged_interface_is_reported_as_an_event() {
     let r = crate::harness::curl(&socket, "POST", "/delegate", Some(&request("ADD")));
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(c.node.pod.addrs("net5"), vec!["10.77.0.5/24"]);
+    crate::support::eventually("the AddedInterface event", || !c.api.events().is_empty());
     let added: Vec<(Value, Value)> = c
         .api
         .events()
