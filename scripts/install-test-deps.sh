@@ -30,7 +30,8 @@ PKGS+=(python3-jsonschema)
 # The kubelet PodResources tests (tests/kube/podresources.rs): a real gRPC implementation, Python
 # grpcio, as the judge of our hand-written client and fake kubelet. Debian's python3-grpc-tools is
 # from 2018, so grpcio comes from PyPI into a venv under target/tools (Debian's python3-venv above).
-PIP=(grpcio==1.85.3 grpcio-tools==1.85.1 protobuf==7.36.2)
+# prometheus_client's text parser judges the daemon's /metrics (tests/thick/http.rs).
+PIP=(grpcio==1.85.3 grpcio-tools==1.85.1 protobuf==7.36.2 prometheus-client==0.21.1)
 GRPC_VENV="$(cd "$(dirname "$0")/.." && pwd)/target/tools/grpc-venv"
 
 missing=()
@@ -67,7 +68,7 @@ else
   rm -rf "$tmp"
 fi
 
-if "$GRPC_VENV/bin/python" -c "import grpc, grpc_tools, google.protobuf" 2>/dev/null; then
+if "$GRPC_VENV/bin/python" -c "import grpc, grpc_tools, google.protobuf, prometheus_client" 2>/dev/null; then
   echo "install-test-deps: grpc venv present ($GRPC_VENV)"
 else
   echo "install-test-deps: installing ${PIP[*]} into $GRPC_VENV"

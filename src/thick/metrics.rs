@@ -1,16 +1,44 @@
-//! The daemon's Prometheus metrics: upstream's request counter
-//! `multus_server_request_total{code,handler,method}` (labels as promhttp fills them: the
-//! endpoint or `NotFound`, the status code, the lower-case method) and the process's resident
-//! memory, rendered in the text exposition format. No registry crate: two metrics do not need one.
+//! The daemon's Prometheus metrics, through the `prometheus` client crate: upstream's request
+//! counter `multus_server_request_total{code,handler,method}` (labels as promhttp fills them: the
+//! endpoint or `NotFound`, the status code, the lower-case method) and the standard process
+//! collector (`process_cpu_seconds_total`, `process_open_fds`, `process_max_fds`,
+//! `process_virtual_memory_bytes`, `process_virtual_memory_max_bytes`,
+//! `process_resident_memory_bytes`, `process_start_time_seconds`, `process_threads`), the series
+//! upstream's Go registry exports and dashboards are built on. Rendered in the text exposition
+//! format 0.0.4.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 
 use super::api::{CNI_ENDPOINT, DELEGATE_ENDPOINT, HEALTH_ENDPOINT};
 
-#[derive(Debug, Default)]
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(u16, &'static str, String), u64>>,
+    registry: Registry,
+    requests: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("multus_server_request_total", "Counter of HTTP requests"),
+            &["code", "handler", "method"],
+        )
+        .expect("a valid metric definition");
+        registry.register(Box::new(requests.clone())).expect("registered once");
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("registered once");
+        Metrics { registry, requests }
+    }
 }
 
 /// The `handler` label of a request path (upstream curries it per registered route).
@@ -25,37 +53,15 @@ pub fn handler_label(path: &str) -> &'static str {
 
 impl Metrics {
     pub fn record(&self, handler: &'static str, code: u16, method: &str) {
-        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((code, handler, method.to_ascii_lowercase())).or_insert(0) += 1;
+        self.requests.with_label_values(&[code.to_string().as_str(), handler, &method.to_ascii_lowercase()]).inc();
     }
 
-    /// The exposition text; `rss_bytes` is the process's resident memory, if known.
-    pub fn render(&self, rss_bytes: Option<u64>) -> String {
-        let mut out = String::from(
-            "# HELP multus_server_request_total Counter of HTTP requests\n# TYPE multus_server_request_total counter\n",
-        );
-        let m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        for ((code, handler, method), n) in m.iter() {
-            out.push_str(&format!(
-                "multus_server_request_total{{code=\"{code}\",handler=\"{handler}\",method=\"{method}\"}} {n}\n"
-            ));
-        }
-        if let Some(rss) = rss_bytes {
-            out.push_str(&format!(
-                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}\n"
-            ));
-        }
-        out
+    /// The exposition text of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding into memory");
+        String::from_utf8(out).expect("the text format is UTF-8")
     }
-}
-
-/// Resident memory of this process from `/proc/self/statm` (pages × page size).
-pub fn resident_memory_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(page).ok().map(|p| p * pages)
 }
 
 #[cfg(test)]
@@ -65,31 +71,38 @@ mod tests {
     #[test]
     fn exposition_text() {
         let m = Metrics::default();
-        assert_eq!(
-            m.render(None),
-            "# HELP multus_server_request_total Counter of HTTP requests\n# TYPE multus_server_request_total counter\n"
-        );
         m.record(handler_label("/cni"), 200, "POST");
         m.record(handler_label("/cni"), 200, "POST");
         m.record(handler_label("/cni"), 400, "POST");
         m.record(handler_label("/healthz"), 200, "GET");
         m.record(handler_label("/nope"), 404, "GET");
+        let text = m.render();
+        let counter: Vec<&str> = text.lines().filter(|l| l.contains("multus_server_request_total")).collect();
         assert_eq!(
-            m.render(Some(4096)),
-            "# HELP multus_server_request_total Counter of HTTP requests\n\
-             # TYPE multus_server_request_total counter\n\
-             multus_server_request_total{code=\"200\",handler=\"/cni\",method=\"post\"} 2\n\
-             multus_server_request_total{code=\"200\",handler=\"/healthz\",method=\"get\"} 1\n\
-             multus_server_request_total{code=\"400\",handler=\"/cni\",method=\"post\"} 1\n\
-             multus_server_request_total{code=\"404\",handler=\"NotFound\",method=\"get\"} 1\n\
-             # HELP process_resident_memory_bytes Resident memory size in bytes.\n\
-             # TYPE process_resident_memory_bytes gauge\n\
-             process_resident_memory_bytes 4096\n"
+            counter,
+            [
+                "# HELP multus_server_request_total Counter of HTTP requests",
+                "# TYPE multus_server_request_total counter",
+                "multus_server_request_total{code=\"200\",handler=\"/cni\",method=\"post\"} 2",
+                "multus_server_request_total{code=\"200\",handler=\"/healthz\",method=\"get\"} 1",
+                "multus_server_request_total{code=\"400\",handler=\"/cni\",method=\"post\"} 1",
+                "multus_server_request_total{code=\"404\",handler=\"NotFound\",method=\"get\"} 1",
+            ]
         );
-    }
-
-    #[test]
-    fn rss_is_read() {
-        assert!(resident_memory_bytes().unwrap() > 0);
+        for name in [
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_max_fds",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_start_time_seconds",
+        ] {
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing from\n{text}"));
+            let v: f64 = value.parse().unwrap();
+            assert!(v >= 0.0 && (name == "process_cpu_seconds_total" || v > 0.0), "{name} {v}");
+        }
     }
 }

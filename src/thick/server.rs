@@ -343,8 +343,8 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
         get(move || {
             let metrics = metrics.clone();
             async move {
-                let text = metrics.render(metrics::resident_memory_bytes());
-                ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text)
+                let text = metrics.render();
+                ([(header::CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE))], text)
             }
         }),
     )

@@ -221,4 +221,45 @@ fn metrics_count_requests_by_handler_code_and_method() {
         assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
     }
     assert!(text.contains("handler=\"/healthz\",method=\"post\""), "the harness's POST probe: {text}");
+
+    // The independent judge: the reference Python client's text-format parser reads every family.
+    let families = prometheus_parse(&text);
+    for (name, kind) in [
+        ("multus_server_request", "counter"),
+        ("process_cpu_seconds", "counter"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        let f = families.get(name).unwrap_or_else(|| panic!("{name} not parsed: {families:?}"));
+        assert_eq!(f["type"], kind, "{name}");
+        assert!(!f["samples"].as_array().unwrap().is_empty(), "{name} has no samples");
+    }
+    let open_fds = families["process_open_fds"]["samples"][0]["value"].as_f64().unwrap();
+    let max_fds = families["process_max_fds"]["samples"][0]["value"].as_f64().unwrap();
+    assert!(open_fds >= 3.0 && open_fds < max_fds, "{open_fds} of {max_fds}");
+}
+
+/// The text parsed by `prometheus_client.parser` (PyPI's reference client, installed into the
+/// tools venv by scripts/install-test-deps.sh): family name → {type, samples: [{name, labels, value}]}.
+fn prometheus_parse(text: &str) -> serde_json::Map<String, Value> {
+    use std::io::Write;
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/grpc-venv/bin/python");
+    assert!(py.exists(), "{} missing: run scripts/install-test-deps.sh", py.display());
+    let script = "import json, sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\n\
+                  print(json.dumps({f.name: {'type': f.type, 'samples': [{'name': s.name, 'labels': s.labels, \
+                  'value': s.value} for s in f.samples]} for f in parse(sys.stdin.read())}))";
+    let mut child = Command::new(py)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the parser refused the text: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
