@@ -3,7 +3,8 @@
 //! fails `cargo test --lib`, which runs without root.
 //!
 //! Parts and what each may use besides itself and the low-level modules (`logging`, `files`,
-//! `golang`, `build_info`), which every part may use and which use nothing of the crate:
+//! `golang`, `build_info`), which every part may use and which use nothing of the crate (but
+//! `build_info` reads its `-version` flag with `golang::parse_bool`):
 //! - `cni`: nothing else — the CNI core knows nothing of Multus, Kubernetes or namespaces' users;
 //! - `netns`: `cni` (its error type);
 //! - `multus`: `cni`, `netns` — Kubernetes only through `multus::kube::Cluster`;
@@ -26,7 +27,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("logging", &[]),
     ("files", &[]),
     ("golang", &[]),
-    ("build_info", &[]),
+    ("build_info", &["golang"]),
     ("cni", &[]),
     ("netns", &["cni"]),
     ("multus", &["cni", "netns"]),

@@ -19,7 +19,7 @@ fn daemon_flags_and_exit_codes() {
     for flag in ["-version", "--version"] {
         let (code, out, _) = daemon(&[flag]);
         assert_eq!(code, 0, "we exit 0 (upstream exits 4)");
-        assert!(out.starts_with("multus-daemon version "), "{out}");
+        assert!(out.starts_with("multus-daemon: multus-cni version:"), "{out}");
     }
     let (code, _, err) = daemon(&["-nope"]);
     assert_eq!(code, 2);
@@ -67,7 +67,7 @@ fn shim_version() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["supportedVersions"], json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
     let out = Command::new(env!("CARGO_BIN_EXE_multus-shim")).arg("--version").output().unwrap();
-    assert!(String::from_utf8(out.stdout).unwrap().starts_with("multus-shim version "));
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("multus-shim: multus-cni version:"));
 }
 
 #[test]

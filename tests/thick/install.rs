@@ -94,5 +94,5 @@ fn errors_are_non_zero_and_name_the_problem() {
     assert!(names(host_bin.path()).is_empty());
 
     let out = install_multus(&["--version"]);
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("install_multus version "));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("install_multus: multus-cni version:"));
 }

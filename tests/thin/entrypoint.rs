@@ -290,5 +290,5 @@ fn errors_exit_non_zero_with_the_reason() {
 fn version_flag() {
     let (status, out, _) = Running::spawn(&["--version".into()], false).wait();
     assert!(status.success());
-    assert!(out.starts_with("thin_entrypoint version "), "{out}");
+    assert!(out.starts_with("thin_entrypoint: multus-cni version:"), "{out}");
 }

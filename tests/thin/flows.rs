@@ -390,7 +390,12 @@ fn add_waits_for_the_readiness_indicator_and_del_does_not() {
 fn version_flag_and_version_command() {
     let out = Command::new(env!("CARGO_BIN_EXE_multus")).arg("--version").output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8(out.stdout).unwrap().starts_with("multus version "));
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("multus-cni version:"));
+    for flag in ["-version", "-v", "--v=true"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_multus")).arg(flag).stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{flag}");
+        assert!(String::from_utf8(out.stdout).unwrap().starts_with("multus-cni version:"), "{flag}");
+    }
     let out =
         Command::new(env!("CARGO_BIN_EXE_multus")).env("CNI_COMMAND", "VERSION").stdin(Stdio::null()).output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();

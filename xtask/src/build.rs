@@ -97,6 +97,13 @@ pub struct Stamp {
     pub source_date_epoch: u64,
 }
 
+impl Stamp {
+    /// The build date the binaries print (`date:` of their version line): SOURCE_DATE_EPOCH.
+    pub fn date(&self) -> String {
+        crate::image::oci::rfc3339(self.source_date_epoch)
+    }
+}
+
 pub fn stamp(sh: &Shell) -> anyhow::Result<Stamp> {
     let commit = cmd!(sh, "git rev-parse HEAD").read().context("git rev-parse HEAD")?;
     let describe = cmd!(sh, "git describe --tags --always --dirty --abbrev=12").read()?;
@@ -277,6 +284,7 @@ fn cargo_build(
         .env("SOURCE_DATE_EPOCH", stamp.source_date_epoch.to_string())
         .env("MULTUS_VERSION", &stamp.version)
         .env("MULTUS_COMMIT", &stamp.commit)
+        .env("MULTUS_DATE", stamp.date())
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
@@ -341,7 +349,7 @@ fn verify_artifact(
             if t.is_native() { String::new() } else { format!(" under {}", t.qemu) }
         )
     })?;
-    let want = format!("version {} commit {}", stamp.version, stamp.commit);
+    let want = format!("version:{}, commit:{}, date:{}", stamp.version, stamp.commit, stamp.date());
     if !out.contains(&want) {
         bail!("{shown}: --version printed {out:?}, expected it to contain {want:?}");
     }

@@ -85,7 +85,7 @@ fn cross_build_is_verified_auditable_and_reproducible() {
         } else {
             sh("qemu-aarch64-static", &[path.to_str().unwrap(), "--version"])
         };
-        assert!(version.starts_with("passthru version ") && version.contains(&commit), "{version}");
+        assert!(version.starts_with("passthru: multus-cni version:") && version.contains(&commit), "{version}");
 
         let audit: Value = serde_json::from_str(&sh(
             &root().join("target/tools/bin/rust-audit-info").display().to_string(),

@@ -98,7 +98,11 @@ fn the_binary_runs_from_the_image_under_podman_on_amd64_and_arm64() {
     let layout = layout();
     let build = build_manifest();
     let want = |bin: &str| {
-        format!("{bin} version {} commit {}", build["version"].as_str().unwrap(), build["commit"].as_str().unwrap())
+        format!(
+            "{bin}: multus-cni version:{}, commit:{}",
+            build["version"].as_str().unwrap(),
+            build["commit"].as_str().unwrap()
+        )
     };
     let tmp = Tmp::short("podman");
     // Debian's podman needs runc and lower ulimits on this kind of machine (see test-infra.md §4.1).
