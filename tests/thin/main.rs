@@ -2,7 +2,7 @@
 //! (CNI_* environment, config on stdin, from inside a fake node namespace), delegating to Debian's
 //! reference plugins in a pod namespace the test creates. Assertions read the namespaces, the
 //! IPAM state and the caches. `entrypoint`: `thin_entrypoint`, the thin DaemonSet's container,
-//! on temporary host trees.
+//! on temporary host trees. `interop`: the scratch cache against Go multus's definition of it.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -10,5 +10,6 @@ mod support;
 mod entrypoint;
 mod errors;
 mod flows;
+mod interop;
 mod podman;
 mod routes;
