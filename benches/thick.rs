@@ -10,6 +10,12 @@
 //! resident memory when idle (fresh, and after the bursts) and at its peak (`VmHWM`).
 //! `idle`: the daemon's CPU-seconds per second while nothing happens, in the default deployment's
 //! auto mode (the config manager watching the directory it writes into).
+//! `kube`: the Kubernetes path. The bare primary (the bridge plugin called directly), the thin
+//! `multus` with a kubeconfig and the shim + daemon with the same API server (the fake of
+//! `support::apiserver`, in the node namespace; no real kube-apiserver runs here), a pod with the
+//! cluster network only, ADD then DEL, in rotating rounds: each path's mean and multus's own
+//! overhead over the bare plugin in ms (pod lookup, network-status write, event). Then the DEL
+//! through shim and daemon of pods deleted from the API server after their ADD.
 //!
 //! The binaries are cargo's release builds unless `MULTUS_BENCH_BIN` (thin `multus`),
 //! `MULTUS_BENCH_SHIM` and `MULTUS_BENCH_DAEMON` point elsewhere (`cargo xtask bench thick` points
@@ -25,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use multus::thick::daemon_config::DEFAULT_MAX_CONCURRENT_REQUESTS;
 use serde_json::{Value, json};
+use support::apiserver::FakeApiServer;
 use support::thick::{
     DAEMON_BIN, Daemon, Outcome, SHIM_BIN, auto_mode_config, bridge, daemon_config, finish, shim_conf, spawn_cni,
 };
@@ -312,9 +319,112 @@ fn idle_cpu() {
     );
 }
 
+/// A pod object of node1 in `default` (what the kubelet would have created before the sandbox).
+fn api_pod(api: &FakeApiServer, name: &str) {
+    api.create_pod(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
+        "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "registry.example/c:1"}]}}));
+}
+
+fn kube_path() {
+    let bins = Bins::from_env();
+    let node = Node::new();
+    let api = node.node.enter(FakeApiServer::start);
+    let kubeconfig = api.write_kubeconfig(node.dir.path());
+    let primary = bridge(&node, "cbr", "tbr0", "10.99.0.0/24");
+    let conflist = node.path("net.d-src/10-cbr.conflist");
+    support::thick::write(&conflist, &json!({"cniVersion": "1.0.0", "name": "cbr", "plugins": [primary]}));
+    for pod in ["bare", "thin", "shim"] {
+        api_pod(&api, pod);
+    }
+    let daemon = Daemon::start_bin(
+        &node,
+        &daemon_config(&node, json!({"logLevel": "error", "kubeconfig": kubeconfig})),
+        &bins.daemon,
+    );
+    let shim = shim_conf(&node, "1.0.0", json!({"clusterNetwork": conflist, "confDir": node.path("multus.d")}));
+    let mut thin = shim.clone();
+    thin["type"] = json!("multus");
+    thin["kubeconfig"] = json!(kubeconfig);
+    let bare_plugin = PathBuf::from(CNI_BIN).join("bridge");
+    let add_del = |bin: &Path, conf: &Value, pod: &str| {
+        std::thread::sleep(SETTLE);
+        let t = Instant::now();
+        call(bin, &node, "ADD", conf, pod);
+        call(bin, &node, "DEL", conf, pod);
+        t.elapsed()
+    };
+    let (mut bare, mut thin_t, mut shim_t) = (Vec::new(), Vec::new(), Vec::new());
+    node.node.enter(|| {
+        for round in 0..WARMUP + ROUNDS {
+            // Each side goes first, second and third equally often.
+            for k in 0..3 {
+                let (v, t) = match (round + k) % 3 {
+                    0 => (&mut bare, add_del(&bare_plugin, &primary, "bare")),
+                    1 => (&mut thin_t, add_del(&bins.thin, &thin, "thin")),
+                    _ => (&mut shim_t, add_del(&bins.shim, &shim, "shim")),
+                };
+                if round >= WARMUP {
+                    v.push(t);
+                }
+            }
+        }
+    });
+    let (b, t, s) = (mean(&bare), mean(&thin_t), mean(&shim_t));
+    println!(
+        "bench kube (pod with the cluster network, API server in the node namespace, CNI 1.0.0), {ROUNDS} rounds:"
+    );
+    println!("  bare bridge (baseline)  {:>8.2} ms mean {:>8.2} ms median", b * 1e3, median(&bare) * 1e3);
+    println!(
+        "  thin multus + kube      {:>8.2} ms mean {:>8.2} ms median   overhead {:>6.2} ms   ratio {:.3}",
+        t * 1e3,
+        median(&thin_t) * 1e3,
+        (t - b) * 1e3,
+        t / b
+    );
+    println!(
+        "  shim + daemon + kube    {:>8.2} ms mean {:>8.2} ms median   overhead {:>6.2} ms   ratio {:.3}",
+        s * 1e3,
+        median(&shim_t) * 1e3,
+        (s - b) * 1e3,
+        s / b
+    );
+    println!("  thick/thin              {:>8.3}   of the means (goal <= 1.0)", s / t);
+
+    // DEL of pods deleted from the API server after their ADD (force-deleted, evicted).
+    let mut dels = Vec::new();
+    node.node.enter(|| {
+        for i in 0..WARMUP + ROUNDS {
+            let pod = format!("gone{i}");
+            api_pod(&api, &pod);
+            std::thread::sleep(SETTLE);
+            call(&bins.shim, &node, "ADD", &shim, &pod);
+            api.delete_pod("default", &pod);
+            // The watch delivers the deletion within this pause; a DEL right after it may still
+            // find the pod cached, which is also what a node sees.
+            std::thread::sleep(SETTLE);
+            let t = Instant::now();
+            call(&bins.shim, &node, "DEL", &shim, &pod);
+            if i >= WARMUP {
+                dels.push(t.elapsed());
+            }
+        }
+    });
+    drop(daemon);
+    let mut sorted: Vec<f64> = dels.iter().map(secs).collect();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "  DEL of a deleted pod    {:>8.2} ms mean {:>8.2} ms median {:>8.2} ms max   (shim + daemon; goal < 50 ms)",
+        mean(&dels) * 1e3,
+        median(&dels) * 1e3,
+        sorted.last().copied().unwrap_or_default() * 1e3
+    );
+}
+
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let benches: [(&str, fn()); 3] = [("shim_vs_thin", shim_vs_thin), ("burst", burst_pods), ("idle", idle_cpu)];
+    let benches: [(&str, fn()); 4] =
+        [("shim_vs_thin", shim_vs_thin), ("burst", burst_pods), ("idle", idle_cpu), ("kube", kube_path)];
     for (name, f) in benches {
         if filter.as_deref().is_none_or(|flt| name.contains(flt)) {
             f();

@@ -22,6 +22,8 @@ pub(super) fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             break;
         }
         let Ok(stream) = conn else { continue };
+        // Answers go out at once (no Nagle wait behind a delayed ACK), as a real API server's do.
+        let _ = stream.set_nodelay(true);
         let Ok(clone) = stream.try_clone() else { continue };
         next_id += 1;
         let id = next_id;
