@@ -161,7 +161,8 @@ pub fn run(args: &Options) -> anyhow::Result<()> {
         base: Duration::from_millis(args.backoff_ms),
         max: Duration::from_secs(15).max(Duration::from_millis(args.backoff_ms)),
     };
-    let mut c = Client::new(&transport, target.clone(), args.access.creds.clone(), policy);
+    let creds = args.access.creds_for(&target.host)?;
+    let mut c = Client::new(&transport, target.clone(), creds, policy);
     c.ping()?;
 
     eprintln!("==> blobs");

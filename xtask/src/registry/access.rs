@@ -1,13 +1,15 @@
 //! How a command reaches a registry: the flags every registry-facing command shares
 //! ([`AccessArgs`], flattened into `publish`, `verify` and `release`) and what they resolve to
-//! ([`Access`]: the scheme rule, the trusted CAs, the credentials from the flags or the
-//! environment).
+//! ([`Access`]: the scheme rule, the trusted CAs or pinned certificate, and where credentials come
+//! from: the flags or MULTUS_REGISTRY_*, else the docker config for the registry's host
+//! (`dockerconfig`: `docker login`'s file, credential helpers), else anonymous).
 
 use std::path::PathBuf;
 
 use anyhow::bail;
 
 use super::auth::Creds;
+use super::dockerconfig;
 use super::{Target, http::Ureq};
 
 /// The registry flags, declared once.
@@ -16,10 +18,12 @@ pub struct AccessArgs {
     /// Plain HTTP; only for a loopback registry (127.0.0.0/8, ::1, localhost).
     #[arg(long)]
     pub insecure: bool,
-    /// PEM file of the CA(s) to trust for the registry's TLS certificate (instead of the web roots).
+    /// PEM file of the CA(s) to trust for the registry's TLS certificate (instead of the web roots),
+    /// or of the registry's own self-signed certificate (pinned).
     #[arg(long)]
     pub ca: Option<PathBuf>,
-    /// User name (or MULTUS_REGISTRY_USERNAME) for Basic auth or the token endpoint.
+    /// User name (or MULTUS_REGISTRY_USERNAME) for Basic auth or the token endpoint; without one,
+    /// the docker config (`$DOCKER_CONFIG` or ~/.docker/config.json: auths, credHelpers, credsStore).
     #[arg(long)]
     pub username: Option<String>,
     /// Password (or MULTUS_REGISTRY_PASSWORD; prefer the variable: arguments are visible in ps).
@@ -32,7 +36,10 @@ pub struct AccessArgs {
 pub struct Access {
     pub insecure: bool,
     pub ca: Option<PathBuf>,
+    /// From the flags or MULTUS_REGISTRY_*.
     pub creds: Option<Creds>,
+    /// The docker config consulted when `creds` is `None`.
+    pub docker_config: Option<PathBuf>,
 }
 
 impl AccessArgs {
@@ -43,6 +50,7 @@ impl AccessArgs {
     }
 
     fn resolve_with(self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Access> {
+        let env = &env as &dyn Fn(&str) -> Option<String>;
         if self.insecure && self.ca.is_some() {
             bail!("--insecure (plain HTTP) and --ca (TLS) contradict each other");
         }
@@ -55,7 +63,8 @@ impl AccessArgs {
             (None, None) => None,
             _ => bail!("give both a user name and a password (--username/--password or MULTUS_REGISTRY_*), or neither"),
         };
-        Ok(Access { insecure: self.insecure, ca: self.ca, creds })
+        let docker_config = dockerconfig::config_path(&env);
+        Ok(Access { insecure: self.insecure, ca: self.ca, creds, docker_config })
     }
 }
 
@@ -63,6 +72,21 @@ impl Access {
     /// The registry `HOST[:PORT]/REPO` under this access's scheme rule.
     pub fn target(&self, name: &str) -> anyhow::Result<Target> {
         Target::parse(name, self.insecure)
+    }
+
+    /// The credentials for `host`: the explicit ones, else the docker config's, else none.
+    pub fn creds_for(&self, host: &str) -> anyhow::Result<Option<Creds>> {
+        self.creds_with(host, &dockerconfig::PathHelper)
+    }
+
+    fn creds_with(&self, host: &str, helper: &dyn dockerconfig::Helper) -> anyhow::Result<Option<Creds>> {
+        if self.creds.is_some() {
+            return Ok(self.creds.clone());
+        }
+        match &self.docker_config {
+            Some(path) => dockerconfig::credentials(path, host, helper),
+            None => Ok(None),
+        }
     }
 
     /// The HTTP transport trusting this access's CAs.

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod dockerconfig;
 pub mod http;
 pub mod retry;
 

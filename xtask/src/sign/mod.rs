@@ -580,8 +580,8 @@ pub fn run_verify(args: &VerifyOptions) -> anyhow::Result<Vec<Checked>> {
         let (name, reference) = split_reference(&args.reference)?;
         let target = args.access.target(&name)?;
         let transport = args.access.transport()?;
-        let client =
-            Client::new(&transport, target.clone(), args.access.creds.clone(), registry::retry::Policy::default());
+        let creds = args.access.creds_for(&target.host)?;
+        let client = Client::new(&transport, target.clone(), creds, registry::retry::Policy::default());
         let mut src = RegistrySource(client);
         let identity = args.identity.clone().unwrap_or_else(|| target.name());
         let c = verify_reference(&mut src, &reference, &spki, Some(&identity))

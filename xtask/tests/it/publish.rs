@@ -5,7 +5,7 @@
 //! the same index digest. Faults come from a proxy with a fixed seed and from killing the
 //! registry mid-push; a corrupted layer must be refused before anything is pushed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -18,7 +18,9 @@ use crate::support::{
 fn publish(reg: &str, layout: &Path, extra: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
     let mut args = vec!["publish", "--registry", reg, "--layout", layout.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let mut e = vec![("MULTUS_REGISTRY_USERNAME", ""), ("MULTUS_REGISTRY_PASSWORD", "")];
+    // No credentials from the environment, nor from a docker config the machine happens to have.
+    let mut e =
+        vec![("MULTUS_REGISTRY_USERNAME", ""), ("MULTUS_REGISTRY_PASSWORD", ""), ("DOCKER_CONFIG", "/nonexistent")];
     e.extend_from_slice(envs);
     xtask_result(&args, &e)
 }
@@ -144,6 +146,108 @@ fn push_over_tls_with_a_custom_ca_and_htpasswd() {
     let certs = tmp.s("certs");
     assert_identical(&name, layout, &out, &["--cert-dir", &certs, "--creds", "tester:secret"]);
     assert_copy_back(&name, layout, &["--src-cert-dir", &certs, "--src-creds", "tester:secret"]);
+}
+
+/// A registry with a self-signed certificate (what most private registries have; `openssl req
+/// -x509` marks it a CA too, which rustls alone refuses as a server certificate): `--ca` with that
+/// certificate pins it; another self-signed certificate is refused with a message naming both.
+/// Credentials come only from a docker config: plain `auths` as `docker login` writes them, then
+/// a `credHelpers` entry whose helper (a script on PATH) is asked for this very host.
+#[test]
+fn self_signed_certificate_pinned_and_docker_config_credentials() {
+    use base64::Engine as _;
+    let layout = layout();
+    let tmp = Tmp::new("pinned");
+    let self_signed = |name: &str| {
+        let (key, cert) = (tmp.s(&format!("{name}.key")), tmp.s(&format!("{name}.pem")));
+        let (ok, _, e) = run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                &key,
+                "-out",
+                &cert,
+            ],
+            &[],
+        );
+        assert!(ok, "openssl: {e}");
+        (PathBuf::from(key), PathBuf::from(cert))
+    };
+    let (key, cert) = self_signed("registry");
+    let (_, other) = self_signed("other");
+    let (ok, htpasswd, err) = run("htpasswd", &["-Bbn", "tester", "secret"], &[]);
+    assert!(ok, "htpasswd: {err}");
+    std::fs::write(tmp.join("htpasswd"), htpasswd).unwrap();
+    let reg = Registry::start(Auth::Htpasswd(tmp.join("htpasswd")), Some((&cert, &key)));
+    let name = format!("{}/multus", reg.host());
+
+    let wrong = publish(&name, layout, &["--ca", other.to_str().unwrap(), "--attempts", "1"], &[]);
+    assert!(
+        !wrong.0 && wrong.1.contains("is neither issued by a CA in") && wrong.1.contains("other.pem"),
+        "{}",
+        wrong.1
+    );
+
+    // docker login's file: auths keyed by host, base64 user:password.
+    let docker = tmp.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("tester:secret");
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"https://{}": {{"auth": "{auth}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let docker_s = docker.to_str().unwrap();
+    let (ok, out) = publish(&name, layout, &["--ca", cert.to_str().unwrap()], &[("DOCKER_CONFIG", docker_s)]);
+    assert!(ok, "{out}");
+    let certs = tmp.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&cert, certs.join("ca.crt")).unwrap();
+    assert_identical(&name, layout, &out, &["--cert-dir", certs.to_str().unwrap(), "--creds", "tester:secret"]);
+
+    // A credential helper: docker-credential-xtasktest on PATH, reading the host from stdin.
+    let bin = tmp.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let asked = tmp.join("asked");
+    let helper = bin.join("docker-credential-xtasktest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh
+[ \"$1\" = get ] || exit 2
+cat > {}
+echo '{{\"ServerURL\":\"x\",\"Username\":\"tester\",\"Secret\":\"secret\"}}'
+",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(docker.join("config.json"), format!(r#"{{"credHelpers": {{"{}": "xtasktest"}}}}"#, reg.host()))
+        .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let other_name = format!("{}/multus-helper", reg.host());
+    let (ok, out) = publish(
+        &other_name,
+        layout,
+        &["--ca", cert.to_str().unwrap()],
+        &[("DOCKER_CONFIG", docker_s), ("PATH", &path)],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(&asked).unwrap(), reg.host(), "the helper was asked for this host");
+    assert_identical(&other_name, layout, &out, &["--cert-dir", certs.to_str().unwrap(), "--creds", "tester:secret"]);
 }
 
 #[test]
