@@ -12,6 +12,7 @@ mod build;
 mod elf;
 mod image;
 mod inventory;
+mod outcome;
 mod project;
 mod publish;
 mod registry;
@@ -23,6 +24,8 @@ mod sign;
 mod targets;
 mod test;
 mod toolchain;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use xshell::Shell;
@@ -63,8 +66,20 @@ enum Cmd {
     Release(release::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit codes: see `outcome` (0 ok, 1 tool or infrastructure, 2 usage, 3 gate, 4 verification,
+/// 5 refused).
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::from(outcome::exit_code(&e))
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(project::root());
     match cli.command {

@@ -203,7 +203,11 @@ pub fn run(args: &Options) -> anyhow::Result<()> {
     for (tag, d) in &plan.tags {
         let (ct, bytes) = c.get_manifest(tag)?;
         if bytes != layout.blobs[&d.digest] || ct != d.media_type {
-            bail!("{}:{tag}: the registry returns other bytes ({ct}) than the layout's {}", target.name(), d.digest);
+            return Err(crate::outcome::mismatch(format!(
+                "{}:{tag}: the registry returns other bytes ({ct}) than the layout's {}",
+                target.name(),
+                d.digest
+            )));
         }
     }
     let s = &c.stats;

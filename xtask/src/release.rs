@@ -23,7 +23,7 @@ use crate::{build, image, publish, scan, sign, targets};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// Print the plan as JSON and stop.
+    /// Print the plan as JSON, run every refusal check and the credential probe, and stop.
     #[arg(long)]
     pub dry_run: bool,
     /// Publish to HOST[:PORT]/REPO after the gate.
@@ -313,20 +313,26 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     });
     if args.dry_run {
         println!("{}", serde_json::to_string_pretty(&p)?);
-        return Ok(());
+    } else {
+        eprint!("{}", describe(&p));
     }
-    eprint!("{}", describe(&p));
-    // Refuse early what would fail late.
+    // Refuse early what would fail late; a dry run refuses alike (exit 5), and probes the
+    // registry's credentials (a broken credential helper fails it).
     if publishing && trivy.is_none() && !args.allow_unscanned {
-        bail!(
-            "Trivy is not installed and this run publishes: refusing to publish unscanned images (install Trivy, or --allow-unscanned)"
-        );
+        return Err(crate::outcome::refused(
+            "Trivy is not installed and this run publishes: refusing to publish unscanned images (install Trivy, or --allow-unscanned)",
+        ));
     }
     if publishing && matches!(key, KeyChoice::DevelopmentKey { .. }) && !access.insecure {
-        bail!(
-            "publishing to {} needs --key or --keyless (the development key is for local and loopback use)",
-            identity
-        );
+        return Err(crate::outcome::refused(format!(
+            "publishing to {identity} needs --key or --keyless (the development key is for local and loopback use)"
+        )));
+    }
+    if let Some(r) = &args.registry {
+        access.creds_for(&access.target(r)?.host).context("the registry's credentials")?;
+    }
+    if args.dry_run {
+        return Ok(());
     }
     if !db.join("crates").is_dir() {
         scan::rustsec::load(&db)?;

@@ -319,15 +319,15 @@ pub fn run(args: &Options) -> anyhow::Result<Gate> {
         why.extend(v.waiver_errors.iter().cloned());
         why.extend(v.errors.iter().cloned());
         if v.enforced {
-            bail!("the release gate failed: {}", why.join("; "));
+            return Err(crate::outcome::Failure::Gate(format!("the release gate failed: {}", why.join("; "))).into());
         }
         eprintln!("warning: the gate would fail ({}), but the policy's exit-code is 0", why.join("; "));
     }
     if matches!(gate.trivy, TrivyStatus::NotScanned { .. }) && args.require_trivy {
-        bail!(
+        return Err(crate::outcome::refused(
             "NOT SCANNED by Trivy, and this run publishes: failing closed (install Trivy, or pass \
-             --allow-unscanned to publish what only the RustSec check has seen)"
-        );
+             --allow-unscanned to publish what only the RustSec check has seen)",
+        ));
     }
     Ok(gate)
 }

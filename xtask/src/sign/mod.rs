@@ -25,6 +25,7 @@ use base64::Engine as _;
 
 use crate::image::layout::{self, Layout};
 use crate::image::oci::{self, Descriptor, MT_INDEX, MT_MANIFEST, MT_SIMPLESIGNING};
+use crate::outcome::mismatch;
 use crate::registry::access::{Access, AccessArgs};
 use crate::registry::{self, Client};
 
@@ -386,7 +387,7 @@ pub struct Checked {
 
 fn verify_signature(src: &mut dyn Source, spki: &[u8], digest: &str, identity: Option<&str>) -> anyhow::Result<String> {
     let tag = cosign::sig_tag(digest)?;
-    let (_, bytes) = src.manifest(&tag)?.with_context(|| format!("{digest}: not signed (no {tag})"))?;
+    let (_, bytes) = src.manifest(&tag)?.ok_or_else(|| mismatch(format!("{digest}: not signed (no {tag})")))?;
     let m: oci::Manifest = serde_json::from_slice(&bytes).with_context(|| format!("{tag}: not a manifest"))?;
     let mut problems = Vec::new();
     for l in m.layers.iter().filter(|l| l.media_type == MT_SIMPLESIGNING) {
@@ -409,31 +410,31 @@ fn verify_signature(src: &mut dyn Source, spki: &[u8], digest: &str, identity: O
             return Ok(who);
         }
     }
-    bail!(
+    Err(mismatch(format!(
         "{digest}: no valid signature in {tag}: {}",
         if problems.is_empty() { "no signature layers".to_string() } else { problems.join("; ") }
-    )
+    )))
 }
 
 fn verify_attestation(src: &mut dyn Source, spki: &[u8], digest: &str) -> anyhow::Result<()> {
     let tag = cosign::att_tag(digest)?;
-    let (_, bytes) = src.manifest(&tag)?.with_context(|| format!("{digest}: no SBOM attestation ({tag})"))?;
+    let (_, bytes) = src.manifest(&tag)?.ok_or_else(|| mismatch(format!("{digest}: no SBOM attestation ({tag})")))?;
     let m: oci::Manifest = serde_json::from_slice(&bytes).with_context(|| format!("{tag}: not a manifest"))?;
     for l in m.layers.iter().filter(|l| l.media_type == oci::MT_DSSE) {
         let (st, sigs) = cosign::parse_envelope(&src.blob(&l.digest)?)?;
         let pae = cosign::pae(cosign::PAYLOAD_IN_TOTO, &st);
         if !sigs.iter().any(|s| key::verify(spki, &pae, s).is_ok()) {
-            bail!("{tag}: the envelope {} does not verify with the key", l.digest);
+            return Err(mismatch(format!("{tag}: the envelope {} does not verify with the key", l.digest)));
         }
         let (subject, predicate) = cosign::parse_statement(&st)?;
         if subject != digest {
-            bail!("{tag}: the statement is about {subject}, not {digest}");
+            return Err(mismatch(format!("{tag}: the statement is about {subject}, not {digest}")));
         }
         if predicate == cosign::PREDICATE_CYCLONEDX {
             return Ok(());
         }
     }
-    bail!("{tag}: no CycloneDX attestation")
+    Err(mismatch(format!("{tag}: no CycloneDX attestation")))
 }
 
 /// Verifies `reference` (and, for an index, every manifest in it).
@@ -446,7 +447,7 @@ pub fn verify_reference(
     let (mt, bytes) = src.manifest(reference)?.with_context(|| format!("{reference}: no such manifest"))?;
     let digest = oci::sha256_digest(&bytes);
     if reference.starts_with("sha256:") && reference != digest {
-        bail!("{reference}: the manifest's bytes have digest {digest}");
+        return Err(mismatch(format!("{reference}: the manifest's bytes have digest {digest}")));
     }
     let mut c = Checked {
         reference: reference.to_string(),
@@ -471,7 +472,7 @@ pub fn verify_reference(
                         .manifest(&child.digest)?
                         .with_context(|| format!("{d}: child {} is missing", child.digest))?;
                     if oci::sha256_digest(&cb) != child.digest {
-                        bail!("{d}: child {} has other bytes", child.digest);
+                        return Err(mismatch(format!("{d}: child {} has other bytes", child.digest)));
                     }
                     c.manifests.push((child.digest.clone(), cmt.clone()));
                     todo.push((child.digest.clone(), cmt, cb));

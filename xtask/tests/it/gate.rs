@@ -112,6 +112,7 @@ fn the_rustsec_gate_refuses_a_binary_with_a_vulnerable_dependency_and_names_the_
     let (ok, out) = scan(&layout, &tmp.join("scan"), &["--today", "2026-01-01"], &envs);
     assert!(!ok, "{out}");
     assert!(out.contains("the release gate failed: RUSTSEC-2021-0003 (smallvec 1.6.0 in usr/src/multus-cni/bin/passthru on linux/amd64)"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 3, "a failed gate exits 3");
     assert!(out.contains("NOT SCANNED BY TRIVY"), "{out}");
     let report: Value = serde_json::from_slice(&std::fs::read(tmp.join("scan/report.json")).unwrap()).unwrap();
     let failing: Vec<&Value> =
@@ -265,6 +266,7 @@ fn trivy_reports_and_process_plumbing_with_a_stand_in_executable() {
     // Exit codes, garbage and a missing scanner.
     let (ok, out) = go("exit", &env(&clean, &[("FAKE_TRIVY_EXIT", "2")]), &[]);
     assert!(!ok && out.contains("trivy exited with exit status: 2: FATAL: DB error"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 1, "a broken tool exits 1");
     let (ok, out) = go("garbage", &env(&clean, &[("FAKE_TRIVY_GARBAGE", "1")]), &[]);
     assert!(!ok && out.contains("not a Trivy JSON report"), "{out}");
     let (ok, out) = go("explicit", &env(&clean, &[]), &["--trivy", &tmp.s("nope/trivy")]);
@@ -274,6 +276,10 @@ fn trivy_reports_and_process_plumbing_with_a_stand_in_executable() {
     assert!(ok && out.contains("NOT SCANNED BY TRIVY: trivy is not installed"), "{out}");
     let (ok, out) = go("missing-required", &none, &["--require-trivy"]);
     assert!(!ok && out.contains("NOT SCANNED by Trivy, and this run publishes: failing closed"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 5, "refused");
+    let (ok, out) = crate::support::xtask_result(&["scan", "--no-such-flag"], &[]);
+    assert!(!ok && out.contains("--no-such-flag"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 2, "usage");
 }
 
 /// The golden documents the unit tests compare against come from the code they check; the

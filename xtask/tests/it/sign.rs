@@ -200,6 +200,7 @@ fn keygen_sign_verify_publish_and_independent_judges() {
     let (ok, out) =
         xtask_result(&["verify", &format!("{identity}:{thick}"), "--key", other.to_str().unwrap(), "--insecure"], &[]);
     assert!(!ok && out.contains("does not verify with this public key"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 4, "a failed verification exits 4");
     let (ok, out) = judge(&reg, "multus", &thick, &other, &identity);
     assert!(!ok && out.contains("InvalidSignature"), "{out}");
 
@@ -210,6 +211,7 @@ fn keygen_sign_verify_publish_and_independent_judges() {
         &[],
     );
     assert!(!ok && out.contains("not signed"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 4, "a failed verification exits 4");
     let (ok, out) = judge(&reg, "unsigned", &thick, &public, &format!("{}/unsigned", reg.host()));
     assert!(!ok && out.contains("no signature tag (404)"), "{out}");
 
@@ -274,9 +276,19 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
         "arm64",
     ];
 
-    // The plan as JSON, and refusals before anything is built.
+    // The plan as JSON, and refusals before anything is built, in a dry run as in a real one.
     let (ok, out) = xtask_result(
         &[&base[..], &["--registry", &name, "--insecure", "--key", key.to_str().unwrap(), "--dry-run"]].concat(),
+        &no_trivy,
+    );
+    assert!(!ok && out.contains("refusing to publish unscanned images"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 5, "a dry run refuses as the real run would");
+    let (ok, out) = xtask_result(
+        &[
+            &base[..],
+            &["--registry", &name, "--insecure", "--key", key.to_str().unwrap(), "--allow-unscanned", "--dry-run"],
+        ]
+        .concat(),
         &no_trivy,
     );
     assert!(ok, "{out}");
@@ -288,9 +300,11 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
         &no_trivy,
     );
     assert!(!ok && out.contains("refusing to publish unscanned images"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 5);
     assert!(!tmp.join("out/oci").exists(), "refused before the images");
     let (ok, out) = xtask_result(&[&base[..], &["--registry", "ghcr.io/x/y", "--allow-unscanned"]].concat(), &no_trivy);
     assert!(!ok && out.contains("needs --key or --keyless"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 5);
 
     // The whole pipeline, scanned by the stand-in, published to the local registry.
     let trivy = clean_trivy(&tmp);

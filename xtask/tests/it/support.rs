@@ -150,10 +150,27 @@ pub fn run(prog: &str, args: &[&str], envs: &[(&str, &str)]) -> (bool, String, S
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-/// Runs `xtask ARGS` without asserting (for failures); stdout and stderr together.
+/// Runs `xtask ARGS` without asserting (for failures); stdout and stderr together. Its exit
+/// code is kept for [`last_exit_code`].
 pub fn xtask_result(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
-    let (ok, o, e) = run(env!("CARGO_BIN_EXE_xtask"), args, envs);
-    (ok, format!("{o}{e}"))
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("xtask: {e}"));
+    LAST_EXIT.with(|c| c.set(out.status.code().unwrap_or(-1)));
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), format!("{o}{e}"))
+}
+
+thread_local! {
+    static LAST_EXIT: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// The exit code of this thread's last [`xtask_result`] (the documented codes of `outcome`).
+pub fn last_exit_code() -> i32 {
+    LAST_EXIT.with(|c| c.get())
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
