@@ -139,18 +139,35 @@ impl Error {
     /// Joins teardown errors: none → Ok, one → itself, more → one flat [`Error::Multiple`] (a
     /// joined list inside another is spliced in, so messages and the first code stay readable).
     pub fn join(errors: Vec<Error>) -> Result<(), Error> {
-        let mut flat = Vec::new();
-        for e in errors {
-            match e {
-                Error::Multiple(v) => flat.extend(v),
-                e => flat.push(e),
-            }
+        join_flat(
+            errors,
+            |e| match e {
+                Error::Multiple(v) => Ok(v),
+                e => Err(e),
+            },
+            Error::Multiple,
+        )
+    }
+}
+
+/// Joins the errors of a teardown, for any layer's error type: none → Ok, one → itself, more →
+/// one list (`list`); a list among them (`split` opens it) is spliced in, so lists stay flat.
+pub fn join_flat<E>(
+    errors: Vec<E>,
+    split: impl Fn(E) -> Result<Vec<E>, E>,
+    list: impl FnOnce(Vec<E>) -> E,
+) -> Result<(), E> {
+    let mut flat = Vec::new();
+    for e in errors {
+        match split(e) {
+            Ok(v) => flat.extend(v),
+            Err(e) => flat.push(e),
         }
-        match flat.len() {
-            0 => Ok(()),
-            1 => Err(flat.remove(0)),
-            _ => Err(Error::Multiple(flat)),
-        }
+    }
+    match flat.len() {
+        0 => Ok(()),
+        1 => Err(flat.remove(0)),
+        _ => Err(list(flat)),
     }
 }
 

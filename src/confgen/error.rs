@@ -42,18 +42,14 @@ impl Error {
 
     /// Joins cleanup errors: none → Ok, one → itself, more → one flat [`Error::Multiple`].
     pub fn join(errors: Vec<Error>) -> Result<(), Error> {
-        let mut flat = Vec::new();
-        for e in errors {
-            match e {
-                Error::Multiple(v) => flat.extend(v),
-                e => flat.push(e),
-            }
-        }
-        match flat.len() {
-            0 => Ok(()),
-            1 => Err(flat.remove(0)),
-            _ => Err(Error::Multiple(flat)),
-        }
+        crate::cni::error::join_flat(
+            errors,
+            |e| match e {
+                Error::Multiple(v) => Ok(v),
+                e => Err(e),
+            },
+            Error::Multiple,
+        )
     }
 }
 

@@ -14,6 +14,10 @@ use super::Error;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one API request may wait for its answer.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a watch may stay silent before its connection counts as dead: kube's own default,
+/// above the API server's watch timeout (kube-runtime asks for 290 s), so a quiet watch on an idle
+/// node is never cut and re-listed (with READ_TIMEOUT it was, every 10 s).
+pub const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(295);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -44,6 +48,18 @@ pub async fn connect(source: &Source) -> Result<Option<kube::Client>, Error> {
     kube::Client::try_from(config)
         .map(Some)
         .map_err(|e| Error::Config(format!("cannot create the kubernetes client: {e}")))
+}
+
+/// The daemon's two clients for `source`: one for requests (answers within [`READ_TIMEOUT`]) and
+/// one for its watches (silent for up to [`WATCH_READ_TIMEOUT`]); `Ok(None)` for [`Source::None`].
+pub async fn connect_with_watch(source: &Source) -> Result<Option<(kube::Client, kube::Client)>, Error> {
+    let Some(config) = config(source).await? else { return Ok(None) };
+    let mut watch = config.clone();
+    watch.read_timeout = Some(WATCH_READ_TIMEOUT);
+    let make = |c: kube::Config| {
+        kube::Client::try_from(c).map_err(|e| Error::Config(format!("cannot create the kubernetes client: {e}")))
+    };
+    Ok(Some((make(config)?, make(watch)?)))
 }
 
 /// The client settings for `source`; `Ok(None)` for [`Source::None`].

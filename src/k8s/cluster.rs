@@ -232,12 +232,12 @@ impl EventQueue {
 
     pub fn record(&self, ev: Event) {
         if let Err(e) = self.tx.try_send(ev) {
-            let ev = match e {
-                tokio::sync::mpsc::error::TrySendError::Full(ev)
-                | tokio::sync::mpsc::error::TrySendError::Closed(ev) => ev,
+            let (why, ev) = match e {
+                tokio::sync::mpsc::error::TrySendError::Full(ev) => ("full", ev),
+                tokio::sync::mpsc::error::TrySendError::Closed(ev) => ("closed", ev),
             };
             logging::error(&format!(
-                "event queue full: dropping event {} on pod {}/{}",
+                "event queue {why}: dropping event {} on pod {}/{}",
                 ev.reason.as_deref().unwrap_or(""),
                 ev.metadata.namespace.as_deref().unwrap_or(""),
                 ev.involved_object.name.as_deref().unwrap_or("")

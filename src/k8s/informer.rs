@@ -58,10 +58,17 @@ fn trim(pod: &mut KPod) {
 }
 
 impl InformerCluster {
-    /// Starts the watches on `handle` (the pods of `node`; every pod when `node` is empty) and
-    /// waits up to `sync` for their first lists; an unsynced cache only means more live GETs.
-    pub async fn start(handle: tokio::runtime::Handle, client: kube::Client, node: &str, sync: Duration) -> Self {
-        let pod_api: Api<KPod> = Api::all(client.clone());
+    /// Starts the watches on `handle` (the pods of `node`; every pod when `node` is empty) with
+    /// `watch_client` and waits up to `sync` for their first lists; an unsynced cache only means
+    /// more live GETs. Lookups, status writes and events use `client`.
+    pub async fn start(
+        handle: tokio::runtime::Handle,
+        client: kube::Client,
+        watch_client: kube::Client,
+        node: &str,
+        sync: Duration,
+    ) -> Self {
+        let pod_api: Api<KPod> = Api::all(watch_client.clone());
         let mut pod_cfg = watcher::Config::default();
         if !node.is_empty() {
             pod_cfg = pod_cfg.fields(&format!("spec.nodeName={node}"));
@@ -75,7 +82,7 @@ impl InformerCluster {
         }));
 
         let ar = nad_resource();
-        let nad_api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let nad_api: Api<DynamicObject> = Api::all_with(watch_client, &ar);
         let nad_writer = reflector::store::Writer::new(ar.clone());
         let nads = nad_writer.as_reader();
         let nad_stream =

@@ -164,8 +164,8 @@ const CACHE_SYNC: Duration = Duration::from_secs(20);
 async fn cluster(config: &DaemonConfig, node: &str) -> Result<Arc<dyn Cluster + Send + Sync>, Exit> {
     let kubeconfig = config.raw.get("kubeconfig").and_then(|v| v.as_str()).unwrap_or_default();
     let source = k8s_client::daemon_source(kubeconfig, |k| std::env::var(k).ok());
-    let connected = k8s_client::connect(&source).await;
-    let Some(client) = connected.map_err(Exit::Kubernetes)? else {
+    let connected = k8s_client::connect_with_watch(&source).await;
+    let Some((client, watch_client)) = connected.map_err(Exit::Kubernetes)? else {
         logging::verbose("no Kubernetes API server configured: serving static delegates only");
         return Ok(Arc::new(NoCluster));
     };
@@ -173,7 +173,7 @@ async fn cluster(config: &DaemonConfig, node: &str) -> Result<Arc<dyn Cluster + 
         logging::error("MULTUS_NODE_NAME is not set: watching the pods of every node");
     }
     let handle = tokio::runtime::Handle::current();
-    Ok(Arc::new(InformerCluster::start(handle, client, node, CACHE_SYNC).await))
+    Ok(Arc::new(InformerCluster::start(handle, client, watch_client, node, CACHE_SYNC).await))
 }
 
 /// The config manager: in `auto` mode it generates `00-multus.conf` and watches the primary (a
@@ -261,9 +261,14 @@ pub fn run(config: DaemonConfig, env: Env) -> Result<(), Exit> {
 /// get an arena of its own (up to 8 per core), and each keeps freed memory for itself, so a burst
 /// of concurrent requests left the daemon's RSS near its peak. Two arenas are enough for a
 /// daemon whose requests mostly wait on their delegates.
+/// An operator's `MALLOC_ARENA_MAX` is left to rule.
 fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before the runtime's threads exist.
+    // SAFETY: glibc's mallopt is thread-safe and only sets an allocator parameter (it limits the
+    // arenas made from now on; the runtime's threads do not exist yet).
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }

@@ -1,11 +1,12 @@
 //! The daemon's Prometheus metrics, through the `prometheus` client crate: upstream's request
 //! counter `multus_server_request_total{code,handler,method}` (labels as promhttp fills them: the
 //! endpoint or `NotFound`, the status code, the lower-case method) and the standard process
-//! collector (`process_cpu_seconds_total`, `process_open_fds`, `process_max_fds`,
-//! `process_virtual_memory_bytes`, `process_virtual_memory_max_bytes`,
+//! collector (`process_cpu_seconds_total` — whole seconds in this crate, Go's are fractional —,
+//! `process_open_fds`, `process_max_fds`, `process_virtual_memory_bytes`,
 //! `process_resident_memory_bytes`, `process_start_time_seconds`, `process_threads`), the series
 //! upstream's Go registry exports and dashboards are built on. Rendered in the text exposition
-//! format 0.0.4.
+//! format 0.0.4. The method label takes the standard methods only (others are `unknown`, as
+//! promhttp does), so requests cannot grow the series without bound.
 
 use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 
@@ -53,7 +54,10 @@ pub fn handler_label(path: &str) -> &'static str {
 
 impl Metrics {
     pub fn record(&self, handler: &'static str, code: u16, method: &str) {
-        self.requests.with_label_values(&[code.to_string().as_str(), handler, &method.to_ascii_lowercase()]).inc();
+        const STANDARD: [&str; 9] = ["get", "head", "post", "put", "delete", "connect", "options", "trace", "patch"];
+        let lower = method.to_ascii_lowercase();
+        let method = STANDARD.iter().copied().find(|m| *m == lower).unwrap_or("unknown");
+        self.requests.with_label_values(&[code.to_string().as_str(), handler, method]).inc();
     }
 
     /// The exposition text of every metric.
@@ -76,6 +80,7 @@ mod tests {
         m.record(handler_label("/cni"), 400, "POST");
         m.record(handler_label("/healthz"), 200, "GET");
         m.record(handler_label("/nope"), 404, "GET");
+        m.record(handler_label("/cni"), 405, "BREW");
         let text = m.render();
         let counter: Vec<&str> = text.lines().filter(|l| l.contains("multus_server_request_total")).collect();
         assert_eq!(
@@ -87,6 +92,7 @@ mod tests {
                 "multus_server_request_total{code=\"200\",handler=\"/healthz\",method=\"get\"} 1",
                 "multus_server_request_total{code=\"400\",handler=\"/cni\",method=\"post\"} 1",
                 "multus_server_request_total{code=\"404\",handler=\"NotFound\",method=\"get\"} 1",
+                "multus_server_request_total{code=\"405\",handler=\"/cni\",method=\"unknown\"} 1",
             ]
         );
         for name in [

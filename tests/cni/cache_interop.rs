@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use multus::cni::cache::{self, Cached};
 use multus::cni::{CniConfig, CniResult, NetworkConfigList, RawExec, RuntimeConf};
@@ -13,24 +12,8 @@ use serde_json::{Value, json};
 
 use crate::support::test_plugin_dir;
 
-/// Builds the Go judge once per test run (GOPATH mode against Debian's libcni sources).
-fn judge() -> &'static Path {
-    static JUDGE: OnceLock<PathBuf> = OnceLock::new();
-    JUDGE.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libcni-judge");
-        let status = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg(root.join("tests/interop/libcni-judge/main.go"))
-            .env("GO111MODULE", "off")
-            .env("GOPATH", "/usr/share/gocode")
-            .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"))
-            .status()
-            .expect("go is installed by scripts/install-test-deps.sh");
-        assert!(status.success(), "building the libcni judge failed");
-        out
-    })
+fn judge() -> PathBuf {
+    crate::support::go_program("libcni-judge")
 }
 
 fn run_judge(args: &[&str]) -> Value {

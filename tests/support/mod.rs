@@ -254,3 +254,28 @@ pub fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
+
+/// Builds the Go program `tests/interop/<name>/main.go` once per test binary (GOPATH mode against
+/// Debian's libcni sources, installed by scripts/install-test-deps.sh) and returns its path.
+#[allow(dead_code)]
+pub fn go_program(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let out = tmp.join(name);
+    let status = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(name).join("main.go"))
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", tmp.join("go-cache"))
+        .status()
+        .expect("go is installed by scripts/install-test-deps.sh");
+    assert!(status.success(), "building tests/interop/{name} failed");
+    built.push((name.to_string(), out.clone()));
+    out
+}

@@ -310,3 +310,23 @@ fn del_of_a_deleted_pod_does_not_wait_for_it() {
     c.assert_clean("gone1");
     assert_eq!(c.node.ipam_ips("cbr"), Vec::<String>::new());
 }
+
+/// The daemon's watches stay open on a quiet node: a watch that hears nothing for longer than a
+/// request's 10 s answer timeout is not cut and re-opened (it was, every 10 s, with one client for
+/// both), so the API server sees one pod watch and one NAD watch over a quiet 12 s.
+#[test]
+fn quiet_watches_are_not_cut_by_the_request_timeout() {
+    let mut c = Cluster::new();
+    c.pod("quiet", json!({}));
+    c.start_daemon();
+    let watches = |c: &Cluster| {
+        let requests = c.api.requests();
+        let count = |what: &str| {
+            requests.iter().filter(|(m, p)| m == "GET" && p.contains("watch=true") && p.contains(what)).count()
+        };
+        (count("/pods?"), count("/network-attachment-definitions?"))
+    };
+    crate::support::eventually("both watches", || watches(&c) == (1, 1));
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    assert_eq!(watches(&c), (1, 1), "a quiet watch was re-opened: {:?}", c.api.requests());
+}

@@ -4,33 +4,15 @@
 //! and a `Bytes` it can load), and our DEL tears a pod down from the file Go multus's ADD writes.
 //! Together: after a switch either way, each side can DEL the other's pods.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
 use crate::flows::{bridge, macvlan, multus, multus_conf};
 use crate::support::Node;
 
-/// Builds the judge once per test run (GOPATH mode against Debian's libcni sources).
-fn judge() -> &'static Path {
-    static JUDGE: OnceLock<PathBuf> = OnceLock::new();
-    JUDGE.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scratch-judge");
-        let status = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg(root.join("tests/interop/scratch-judge/main.go"))
-            .env("GO111MODULE", "off")
-            .env("GOPATH", "/usr/share/gocode")
-            .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"))
-            .status()
-            .expect("go is installed by scripts/install-test-deps.sh");
-        assert!(status.success(), "building the scratch judge failed");
-        out
-    })
+fn judge() -> std::path::PathBuf {
+    crate::support::go_program("scratch-judge")
 }
 
 fn run_judge(args: &[&str]) -> String {

@@ -1,7 +1,8 @@
 //! `cargo xtask release`: build → image → scan → sign → (publish) → verify, planned first.
 //!
 //! The plan (`plan`, a plain function of the arguments and what is installed) is printed before
-//! anything runs; `--dry-run` prints only the plan, as JSON. With no arguments everything goes
+//! anything runs; `--dry-run` prints the plan as JSON, runs every refusal check and the registry
+//! credential probe (which may run a docker credential helper), and stops. With no arguments everything goes
 //! into the local layout (target/oci) signed with a development key under target/dev-keys, and
 //! is verified there. With `--registry` the layout is published after the gate and verified from
 //! the registry; a publishing run refuses to go on unscanned (no Trivy) unless `--allow-unscanned`,
@@ -328,8 +329,10 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
             "publishing to {identity} needs --key or --keyless (the development key is for local and loopback use)"
         )));
     }
+    // The probe's answer is kept, so publish and verify do not ask a credential helper again.
+    let mut access = access;
     if let Some(r) = &args.registry {
-        access.creds_for(&access.target(r)?.host).context("the registry's credentials")?;
+        access.creds = access.creds_for(&access.target(r)?.host).context("the registry's credentials")?;
     }
     if args.dry_run {
         return Ok(());

@@ -134,11 +134,21 @@ impl Verifier<'_> {
         let path = blob_path(self.dir, &d.digest)?;
         let bytes = std::fs::read(&path).with_context(|| format!("blob {} missing ({})", d.digest, path.display()))?;
         if bytes.len() as u64 != d.size {
-            bail!("blob {}: descriptor says {} bytes, {} has {}", d.digest, d.size, path.display(), bytes.len());
+            return Err(crate::outcome::mismatch(format!(
+                "blob {}: descriptor says {} bytes, {} has {}",
+                d.digest,
+                d.size,
+                path.display(),
+                bytes.len()
+            )));
         }
         let actual = oci::sha256_digest(&bytes);
         if actual != d.digest {
-            bail!("blob {}: content digest is {actual} ({} is corrupt)", d.digest, path.display());
+            return Err(crate::outcome::mismatch(format!(
+                "blob {}: content digest is {actual} ({} is corrupt)",
+                d.digest,
+                path.display()
+            )));
         }
         self.stats.blobs += 1;
         self.stats.bytes += d.size;

@@ -42,11 +42,15 @@ pub enum Source {
 
 /// The credential source the config document names for `host`.
 pub fn source_for(config: &Value, host: &str, file: &Path) -> anyhow::Result<Source> {
-    if let Some(h) = config["credHelpers"].get(host).and_then(Value::as_str).filter(|h| !h.is_empty()) {
-        return Ok(Source::Helper(h.to_string()));
-    }
-    if let Some(s) = config["credsStore"].as_str().filter(|s| !s.is_empty()) {
-        return Ok(Source::Helper(s.to_string()));
+    // A host listed with an empty helper opts out of `credsStore` and uses `auths` (docker's rule).
+    match config["credHelpers"].get(host).and_then(Value::as_str) {
+        Some("") => {}
+        Some(h) => return Ok(Source::Helper(h.to_string())),
+        None => {
+            if let Some(s) = config["credsStore"].as_str().filter(|s| !s.is_empty()) {
+                return Ok(Source::Helper(s.to_string()));
+            }
+        }
     }
     let Some(auths) = config["auths"].as_object() else { return Ok(Source::None) };
     let entry = auths.get(host).or_else(|| auths.iter().find(|(k, _)| hostname(k) == host).map(|(_, v)| v));
@@ -81,35 +85,74 @@ pub struct PathHelper;
 
 impl Helper for PathHelper {
     fn get(&self, name: &str, host: &str) -> anyhow::Result<Option<String>> {
-        use std::io::Write as _;
+        use std::io::{Read as _, Write as _};
+        use std::os::unix::process::CommandExt as _;
         let program = format!("docker-credential-{name}");
         let mut child = Command::new(&program)
             .arg("get")
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("running the credential helper {program} (named in the docker config)"))?;
-        child.stdin.take().expect("piped").write_all(host.as_bytes())?;
+        let pid = child.id() as i32;
+        // Kills everything the helper started (gpg, pinentry, a shell's children) and reaps it.
+        let kill = |child: &mut std::process::Child| {
+            // SAFETY: signalling the process group of our own unreaped child.
+            unsafe { libc_kill(-pid) };
+            let _ = child.kill();
+            let _ = child.wait();
+        };
+        let drain = |mut r: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = r.by_ref().take(1 << 20).read_to_end(&mut v);
+                v
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().expect("piped")));
+        let err = drain(Box::new(child.stderr.take().expect("piped")));
+        let written = child.stdin.take().expect("piped").write_all(host.as_bytes());
+        if let Err(e) = written {
+            kill(&mut child);
+            return Err(e).with_context(|| format!("{program} get: writing the host"));
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while child.try_wait()?.is_none() {
+        let status = loop {
+            if let Some(st) = child.try_wait()? {
+                break st;
+            }
             if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill(&mut child);
                 bail!("{program} get: no answer within 30 s");
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output()?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() {
+        };
+        // The group is gone too, so nothing keeps the pipes open past this point.
+        // SAFETY: as above; the leader is reaped, the group id is not reused while members live.
+        unsafe { libc_kill(-pid) };
+        let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
+        let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+        if status.success() {
             return Ok(Some(stdout));
         }
-        // docker-credential-helpers' "credentials not found in native keychain".
-        if stdout.contains("credentials not found") || String::from_utf8_lossy(&out.stderr).contains("not found") {
+        // docker-credential-helpers report a missing entry on stdout with exactly this text.
+        if stdout.trim() == "credentials not found in native keychain" {
             return Ok(None);
         }
-        bail!("{program} get {host}: {} {}", out.status, String::from_utf8_lossy(&out.stderr).trim())
+        bail!("{program} get {host}: {status} {}", stderr.trim())
+    }
+}
+
+/// `kill(pid, SIGKILL)` without a libc dependency in xtask.
+unsafe fn libc_kill(pid: i32) {
+    unsafe extern "C" {
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: the caller names a process (group) of its own; SIGKILL is 9 on Linux.
+    unsafe {
+        kill(pid, 9);
     }
 }
 
@@ -178,8 +221,10 @@ mod tests {
         assert_eq!(source_for(&c, "other.example", file).unwrap(), Source::Stored(creds("a", "b")));
         assert_eq!(source_for(&c, "helped.example", file).unwrap(), Source::Helper("pass".into()));
         assert_eq!(source_for(&c, "nowhere.example", file).unwrap(), Source::None);
-        let store = json!({"auths": {"reg.example": {}}, "credsStore": "secretservice"});
+        let store = json!({"auths": {"reg.example": {}, "own.example": {"auth": base64::engine::general_purpose::STANDARD.encode("o:p")}},
+                           "credsStore": "secretservice", "credHelpers": {"own.example": ""}});
         assert_eq!(source_for(&store, "reg.example", file).unwrap(), Source::Helper("secretservice".into()));
+        assert_eq!(source_for(&store, "own.example", file).unwrap(), Source::Stored(creds("o", "p")), "opted out");
         let bad = json!({"auths": {"r": {"auth": "!!"}}});
         assert!(source_for(&bad, "r", file).unwrap_err().to_string().contains("not base64"));
         let token = json!({"auths": {"r": {"identitytoken": "x"}}});

@@ -137,13 +137,23 @@ impl rustls::client::danger::ServerCertVerifier for CaOrPinned {
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         let by_ca = match &self.ca {
             Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
-            None => Err(rustls::Error::General("no usable CA in it".into())),
+            None => Err(rustls::Error::General("no certificate in it can be a trust anchor".into())),
         };
         let why = match by_ca {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+        // Pinned only where the chain failed for want of a trusted issuer: unknown issuer, or
+        // webpki's CaUsedAsEndEntity (reported as `Other`) for a self-signed certificate marked CA.
+        // webpki checks the dates before both, so an expired or not yet valid certificate never
+        // gets here, as with Go's verifier.
+        let issuer_problem = matches!(
+            why,
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer | rustls::CertificateError::Other(_)
+            )
+        );
+        if issuer_problem && self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
             let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
             rustls::client::verify_server_name(&parsed, server_name)?;
             return Ok(rustls::client::danger::ServerCertVerified::assertion());

@@ -550,7 +550,7 @@ impl Client<'_> {
         }
         let actual = crate::image::oci::sha256_digest(&r.body);
         if actual != digest {
-            bail!("{what}: the registry sent bytes with digest {actual}");
+            return Err(crate::outcome::mismatch(format!("{what}: the registry sent bytes with digest {actual}")));
         }
         Ok(r.body)
     }
