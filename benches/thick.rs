@@ -120,6 +120,15 @@ fn call(bin: &Path, node: &Node, cmd: &str, conf: &Value, container: &str) {
     Calls(VecDeque::from([spawn_cni(bin, node, cmd, conf, container, "eth0", &[])])).finish(cmd);
 }
 
+/// One ADD then DEL of `container` after a settling pause; the time of the two calls.
+fn timed_add_del(bin: &Path, node: &Node, conf: &Value, container: &str) -> Duration {
+    std::thread::sleep(SETTLE);
+    let t = Instant::now();
+    call(bin, node, "ADD", conf, container);
+    call(bin, node, "DEL", conf, container);
+    t.elapsed()
+}
+
 /// `cmd` for every pod at once (container `<prefix><i>` in `pods[i]`); returns when all are done.
 fn burst(bin: &Path, node: &Node, cmd: &str, conf: &Value, prefix: &str, pods: &[Netns]) -> Duration {
     let start = Instant::now();
@@ -189,13 +198,7 @@ fn shim_vs_thin() {
     let node = Node::new();
     let daemon = start_daemon(&node, &bins);
     let (shim, thin) = confs(&node);
-    let add_del = |bin: &Path, conf: &Value, container: &str| {
-        std::thread::sleep(SETTLE);
-        let t = Instant::now();
-        call(bin, &node, "ADD", conf, container);
-        call(bin, &node, "DEL", conf, container);
-        t.elapsed()
-    };
+    let add_del = |bin: &Path, conf: &Value, container: &str| timed_add_del(bin, &node, conf, container);
     let (measured, baseline) = node.node.enter(|| {
         alternate(WARMUP, ROUNDS, || add_del(&bins.shim, &shim, "shim"), || add_del(&bins.thin, &thin, "thin"))
     });
@@ -352,13 +355,7 @@ fn kube_path() {
     thin["type"] = json!("multus");
     thin["kubeconfig"] = json!(kubeconfig);
     let bare_plugin = PathBuf::from(CNI_BIN).join("bridge");
-    let add_del = |bin: &Path, conf: &Value, pod: &str| {
-        std::thread::sleep(SETTLE);
-        let t = Instant::now();
-        call(bin, &node, "ADD", conf, pod);
-        call(bin, &node, "DEL", conf, pod);
-        t.elapsed()
-    };
+    let add_del = |bin: &Path, conf: &Value, pod: &str| timed_add_del(bin, &node, conf, pod);
     let (mut bare, mut thin_t, mut shim_t) = (Vec::new(), Vec::new(), Vec::new());
     node.node.enter(|| {
         for round in 0..WARMUP + ROUNDS {

@@ -171,6 +171,22 @@ pub fn parse_helper_answer(name: &str, answer: &str) -> anyhow::Result<Creds> {
     Ok(Creds { username: username.into(), password: secret.into() })
 }
 
+/// A helper name from the config file becomes part of a program name looked up on PATH: only
+/// docker's own kind of names (`pass`, `ecr-login`, `secretservice`), never a path.
+fn check_helper_name(name: &str, file: &Path) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if !ok {
+        bail!(
+            "{}: credential helper name {name:?} is not a plain name (letters, digits, '-', '_', '.')",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
 /// Credentials for `host` from the docker config at `path` (a missing file is anonymous).
 pub fn credentials(path: &Path, host: &str, helper: &dyn Helper) -> anyhow::Result<Option<Creds>> {
     let text = match std::fs::read_to_string(path) {
@@ -182,7 +198,7 @@ pub fn credentials(path: &Path, host: &str, helper: &dyn Helper) -> anyhow::Resu
     match source_for(&config, host, path)? {
         Source::None => Ok(None),
         Source::Stored(c) => Ok(Some(c)),
-        Source::Helper(name) => match helper.get(&name, host)? {
+        Source::Helper(name) => match check_helper_name(&name, path).and_then(|()| helper.get(&name, host))? {
             None => Ok(None),
             Some(answer) => parse_helper_answer(&name, &answer).map(Some),
         },
@@ -250,5 +266,14 @@ mod tests {
         assert_eq!(credentials(&path, "reg.example", &Fake(None)).unwrap(), None, "not found: anonymous");
         let token = r#"{"Username":"<token>","Secret":"t"}"#;
         assert!(credentials(&path, "reg.example", &Fake(Some(token))).is_err());
+        // A name that would make the program name a path is refused before anything runs.
+        for bad in ["../../bin/sh", "x/y", ".hidden", ""] {
+            std::fs::write(&path, serde_json::json!({"credsStore": bad}).to_string()).unwrap();
+            let got = credentials(&path, "reg.example", &Fake(Some(answer)));
+            assert!(
+                bad.is_empty() || got.as_ref().is_err_and(|e| e.to_string().contains("not a plain name")),
+                "{bad}: {got:?}"
+            );
+        }
     }
 }
