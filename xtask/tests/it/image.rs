@@ -113,6 +113,11 @@ fn the_binary_runs_from_the_image_under_podman_on_amd64_and_arm64() {
     )
     .unwrap();
     let conf = tmp.s("containers.conf");
+    // podman turns an `oci:` path into an image name, which must be lower case; the clone's own
+    // path need not be (`mktemp -d` gives `tmp.AbC123`), so the layout is reached through a link.
+    let linked = tmp.join("layout");
+    std::os::unix::fs::symlink(layout, &linked).unwrap();
+    let layout = linked.as_path();
     let _binfmt = Binfmt::aarch64();
     for image in ["thick", "thin"] {
         for (slug, arch) in PLATFORMS {
