@@ -5,6 +5,10 @@
 //! Policies, as upstream's thin plugin: the pod GET is retried every 250 ms for 2.5 s on errors that
 //! may pass (5xx, 429, connection failures); a NotFound is final. The network-status write is a
 //! read-modify-write of `pods/status` retried on 409 Conflict. Events are best effort.
+//!
+//! Pods are read as metadata only (`PartialObjectMetadata`: multus reads nothing else) and written
+//! back untyped: the status write keeps every field of the pod as the server sent it, including
+//! fields newer than the API version this client was built against.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod as KPod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::core::PartialObjectMeta;
 
 use super::Error;
 use super::client::{self, Source};
@@ -77,13 +82,18 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 }
 
 /// Our view of an API pod.
-pub fn pod_from_api(p: &KPod) -> Pod {
+pub fn pod_from_api(metadata: &ObjectMeta) -> Pod {
     Pod {
-        namespace: p.metadata.namespace.clone().unwrap_or_default(),
-        name: p.metadata.name.clone().unwrap_or_default(),
-        uid: p.metadata.uid.clone().unwrap_or_default(),
-        annotations: p.metadata.annotations.clone().unwrap_or_default(),
+        namespace: metadata.namespace.clone().unwrap_or_default(),
+        name: metadata.name.clone().unwrap_or_default(),
+        uid: metadata.uid.clone().unwrap_or_default(),
+        annotations: metadata.annotations.clone().unwrap_or_default(),
     }
+}
+
+/// core/v1 pods, untyped.
+fn pod_resource() -> ApiResource {
+    ApiResource::erase::<KPod>(&())
 }
 
 impl ApiCluster {
@@ -155,11 +165,11 @@ impl ApiCluster {
         }
     }
 
-    /// The API pod, or `None` when it does not exist.
-    pub fn api_pod(&self, namespace: &str, name: &str) -> Result<Option<KPod>, Error> {
+    /// The API pod's metadata, or `None` when it does not exist.
+    pub fn api_pod(&self, namespace: &str, name: &str) -> Result<Option<PartialObjectMeta<KPod>>, Error> {
         let api: Api<KPod> = Api::namespaced(self.client.clone(), namespace);
         self.driver
-            .block_on(self.retrying(|| api.get_opt(name)))
+            .block_on(self.retrying(|| api.get_metadata_opt(name)))
             .map_err(|e| Error::api(format!("cannot get pod {namespace}/{name}"), e))
     }
 
@@ -167,7 +177,7 @@ impl ApiCluster {
     /// read back must still be the sandbox's pod: one deleted and recreated under the same name
     /// meanwhile (another UID, not a static pod) is refused, as upstream's `SetNetworkStatus` does.
     async fn write_status(&self, pod: &Pod, value: &str) -> Result<(), Error> {
-        let api: Api<KPod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &pod.namespace, &pod_resource());
         let what = || format!("cannot write the network-status of pod {}/{}", pod.namespace, pod.name);
         let mut attempt = 0;
         loop {
@@ -176,7 +186,7 @@ impl ApiCluster {
                 logging::verbose(&format!("pod {}/{} is gone; network-status not written", pod.namespace, pod.name));
                 return Ok(());
             };
-            let now = pod_from_api(&current);
+            let now = pod_from_api(&current.metadata);
             if !pod.uid.is_empty() && now.uid != pod.uid && !now.is_static() {
                 return Err(Error::Stale(format!(
                     "{}: expected pod UID {:?} but got {:?} from Kube API (the pod was recreated)",
@@ -287,7 +297,7 @@ impl Cluster for ApiCluster {
             return Ok(PodLookup::NoClient);
         }
         Ok(match self.api_pod(&args.namespace, &args.name)? {
-            Some(p) => PodLookup::Found(pod_from_api(&p)),
+            Some(p) => PodLookup::Found(pod_from_api(&p.metadata)),
             None => PodLookup::NotFound,
         })
     }

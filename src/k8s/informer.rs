@@ -2,7 +2,8 @@
 //! lookups from watch-fed caches (kube-runtime reflectors: this node's pods, every NAD) and
 //! falling back to a live GET when the cache has not caught up. Writes (network-status, events)
 //! go straight to the API server through [`ApiCluster`]. Upstream's thick daemon keeps informers
-//! too, but GETs each ADD's NADs from the API; ours come from the cache.
+//! too, but GETs each ADD's NADs from the API; ours come from the cache. The pod cache holds
+//! metadata only.
 //!
 //! Pod lookup (upstream's informer policy): poll the cache every 50 ms for up to 2.5 s for the
 //! sandbox's pod (a fresh pod may not have reached the watch yet, and a recreated pod's cached
@@ -16,8 +17,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod as KPod;
 use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, metadata_watcher, watcher};
 
 use super::Error;
 use super::cluster::{ApiCluster, EventQueue, nad_resource, pod_from_api};
@@ -32,7 +34,7 @@ const BUDGET: Duration = Duration::from_millis(2500);
 
 pub struct InformerCluster {
     api: ApiCluster,
-    pods: Store<KPod>,
+    pods: Store<PartialObjectMeta<KPod>>,
     nads: Store<DynamicObject>,
     /// Set once the pod watch has listed every pod of the node: from then on, a pod the cache
     /// does not hold is gone (for a teardown).
@@ -41,20 +43,11 @@ pub struct InformerCluster {
     events: EventQueue,
 }
 
-/// Drops what the daemon never reads from cached pods (upstream trims the same fields), so a
-/// node's pods cost little memory.
-fn trim(pod: &mut KPod) {
+/// The pod watch is metadata only (`PartialObjectMetadata`: names, UIDs, annotations), which is all
+/// multus reads; upstream caches whole pods minus a few trimmed fields. The managed fields go too,
+/// so a node's pods cost little memory.
+fn trim(pod: &mut PartialObjectMeta<KPod>) {
     pod.metadata.managed_fields = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.volumes = None;
-        for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
-            c.command = None;
-            c.args = None;
-            c.env = None;
-            c.volume_mounts = None;
-        }
-    }
-    pod.status = None;
 }
 
 impl InformerCluster {
@@ -74,7 +67,8 @@ impl InformerCluster {
             pod_cfg = pod_cfg.fields(&format!("spec.nodeName={node}"));
         }
         let (pods, pod_writer) = reflector::store();
-        let pod_stream = watcher(pod_api, pod_cfg).default_backoff().modify(trim).reflect(pod_writer).applied_objects();
+        let pod_stream =
+            metadata_watcher(pod_api, pod_cfg).default_backoff().modify(trim).reflect(pod_writer).applied_objects();
         handle.spawn(pod_stream.for_each(|r| async move {
             if let Err(e) = r {
                 logging::error(&format!("pod watch: {e}"));
@@ -93,18 +87,20 @@ impl InformerCluster {
             }
         }));
 
+        // One waiter per store: a store's readiness wakes a single task (kube-runtime's
+        // `DelayedInit` keeps one waker), so a second concurrent waiter would sleep through it —
+        // the startup wait ran into its 20 s timeout and the synced flag could stay unset for good.
         let pods_synced = Arc::new(AtomicBool::new(false));
-        let (flag, ready) = (pods_synced.clone(), pods.clone());
+        let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(false);
+        let (flag, ready_pods, ready_nads) = (pods_synced.clone(), pods.clone(), nads.clone());
         handle.spawn(async move {
-            if ready.wait_until_ready().await.is_ok() {
+            if ready_pods.wait_until_ready().await.is_ok() {
                 flag.store(true, Ordering::Release);
             }
+            let _ = ready_nads.wait_until_ready().await;
+            let _ = synced_tx.send(true);
         });
-        let synced = tokio::time::timeout(sync, async {
-            let _ = pods.wait_until_ready().await;
-            let _ = nads.wait_until_ready().await;
-        });
-        if synced.await.is_err() {
+        if tokio::time::timeout(sync, synced_rx.wait_for(|s| *s)).await.is_err() {
             logging::error(&format!("the caches did not sync within {}s; using live lookups", sync.as_secs()));
         }
         let events = EventQueue::start(&handle, client.clone());
@@ -113,7 +109,7 @@ impl InformerCluster {
 
     fn cached_pod(&self, args: &K8sArgs) -> Option<Pod> {
         let p = self.pods.get(&ObjectRef::new(&args.name).within(&args.namespace))?;
-        let pod = pod_from_api(&p);
+        let pod = pod_from_api(&p.metadata);
         pod.check_uid(args).is_ok().then_some(pod)
     }
 

@@ -533,6 +533,69 @@ fn events_of_both_apis_are_stored_and_listed() {
     assert_eq!(server.events(), vec![created, created_v1]);
 }
 
+/// The metadata-only forms (`PartialObjectMetadata`), as kube-rs asks for them: what the daemon's
+/// pod watch and every pod lookup use.
+#[test]
+fn kube_rs_reads_metadata_only_get_list_and_watch() {
+    use futures::StreamExt;
+    let server = FakeApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.write_kubeconfig(dir.path());
+    let stored = server.create_pod(pod("ns", "p", "node1"));
+    server.create_pod(pod("ns", "q", "node2"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "ns");
+        let meta = pods.get_metadata("p").await.unwrap();
+        assert_eq!(serde_json::to_value(&meta.metadata).unwrap(), stored["metadata"]);
+        assert_eq!(meta.types.unwrap().kind, "PartialObjectMetadata");
+        assert!(pods.get_metadata_opt("missing").await.unwrap().is_none());
+        let on_node1 = Api::<Pod>::all(client.clone())
+            .list_metadata(&ListParams::default().fields("spec.nodeName=node1"))
+            .await
+            .unwrap();
+        let names: Vec<_> = on_node1.items.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+        assert_eq!(names, ["p"]);
+        // A metadata watch sees a pod that lands on the node with its annotations, nothing else.
+        let cfg = kube::runtime::watcher::Config::default().fields("spec.nodeName=node1");
+        let mut events = Box::pin(kube::runtime::metadata_watcher(Api::<Pod>::all(client), cfg));
+        let mut seen = Vec::new();
+        while let Some(ev) = events.next().await {
+            match ev.unwrap() {
+                kube::runtime::watcher::Event::InitApply(p) => seen.push(p.metadata.name.unwrap()),
+                kube::runtime::watcher::Event::InitDone => break,
+                _ => {}
+            }
+        }
+        assert_eq!(seen, ["p"]);
+        let mut moved = pod("ns", "r", "node1");
+        moved["metadata"]["annotations"] = json!({"k8s.v1.cni.cncf.io/networks": "macvlan1"});
+        server.create_pod(moved);
+        let applied = loop {
+            if let kube::runtime::watcher::Event::Apply(p) = events.next().await.unwrap().unwrap() {
+                break p;
+            }
+        };
+        assert_eq!(applied.metadata.name.as_deref(), Some("r"));
+        assert_eq!(applied.metadata.annotations.unwrap()["k8s.v1.cni.cncf.io/networks"], "macvlan1");
+        assert_eq!(applied.types.unwrap().api_version, "meta.k8s.io/v1");
+    });
+    // Asked for one object in the list form (or a list in the object form): 406, as the real server.
+    let mut req = TcpStream::connect(server.addr()).unwrap();
+    let accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    write!(
+        req,
+        "GET /api/v1/namespaces/ns/pods/p HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    req.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 406"), "{answer}");
+}
+
 #[test]
 fn kube_rs_client_reads_and_writes_through_the_fake() {
     let server = FakeApiServer::start();

@@ -456,3 +456,29 @@ fn a_failed_network_status_write_rolls_the_add_back() {
     assert_eq!(c.node.ipam_ips("cbr"), Vec::<String>::new(), "the rolled-back ADD kept its IP");
     assert!(!c.node.path("multus/c-p12").exists(), "scratch file left");
 }
+
+/// The network-status write is a read-modify-write of the whole pod, done untyped: fields the
+/// client's API version does not know (a newer server's) go back as the server sent them. A typed
+/// client (upstream's, or ours before) drops them from the status it writes back.
+#[test]
+fn the_status_write_keeps_pod_fields_newer_than_the_client() {
+    use multus::k8s::cluster::ApiCluster;
+    use multus::multus::kube::{Cluster, K8sArgs, PodLookup};
+    let api = FakeApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    api.create_pod(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "default", "uid": "uid-p", "annotations": {"a": "b"}},
+        "spec": {"containers": [{"name": "c", "image": "x"}]},
+        "status": {"phase": "Running", "futureStatusField": [1, 2], "podIP": "10.1.0.5"}}));
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let cluster = ApiCluster::from_kubeconfig(kubeconfig.to_str().unwrap()).unwrap().unwrap();
+    let args = K8sArgs { namespace: "default".into(), name: "p".into(), uid: "uid-p".into(), ..Default::default() };
+    let PodLookup::Found(pod) = cluster.pod(&args).unwrap() else { panic!("pod p not found") };
+    assert_eq!((pod.uid.as_str(), pod.annotations["a"].as_str()), ("uid-p", "b"));
+    cluster.set_network_status(&pod, &[]).unwrap();
+    let stored = api.pod("default", "p").unwrap();
+    assert_eq!(stored["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"], "[]");
+    assert_eq!(stored["metadata"]["annotations"]["a"], "b");
+    assert_eq!(stored["status"]["futureStatusField"], json!([1, 2]), "{stored}");
+    assert_eq!(stored["status"]["podIP"], "10.1.0.5");
+}

@@ -11,7 +11,8 @@
 //! Served: core/v1 `pods` (+ `pods/status`), `k8s.cni.cncf.io/v1` `network-attachment-definitions`,
 //! core/v1 `events` and `events.k8s.io/v1` `events`, each with GET, LIST (all namespaces and per
 //! namespace), WATCH, POST, PUT, PATCH and DELETE; `namespaces` GET/LIST (synthesized: every
-//! namespace exists).
+//! namespace exists). GET, LIST and WATCH also answer in the metadata-only forms a client asks for
+//! with `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`.
 //!
 //! Deliberate simplifications (a real server differs here):
 //! - no authentication, admission, validation, defaulting or `managedFields`; a pod created over
@@ -41,7 +42,7 @@ use std::thread::JoinHandle;
 
 use serde_json::{Value, json};
 
-use store::{ApiError, EVENT, EVENT_V1, KINDS, NAD, POD, Part, Selector, State, Watch};
+use store::{ApiError, EVENT, EVENT_V1, Form, KINDS, NAD, POD, Part, Selector, State, Watch};
 
 /// A request as the fake received it (for hooks).
 #[derive(Clone, Debug)]
@@ -464,7 +465,11 @@ impl ApiHandle {
                     if req.flag("watch") {
                         return Ok(Reply::Watch(Watch::open(&st, kind, ns, sel, req)?));
                     }
-                    Ok(Reply::ok(st.list(kind, ns, &sel)))
+                    match Form::of(req) {
+                        Form::Full => Ok(Reply::ok(st.list(kind, ns, &sel))),
+                        Form::MetaList => Ok(Reply::ok(store::partial_list(&st.list(kind, ns, &sel)))),
+                        Form::Meta => Err(ApiError::not_acceptable()),
+                    }
                 }
                 ("POST", Some(ns)) => {
                     let body = serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_body(k, e))?;
@@ -475,7 +480,11 @@ impl ApiHandle {
             };
         };
         let reply = match req.method.as_str() {
-            "GET" => self.state().get(kind, ns, name)?,
+            "GET" => match Form::of(req) {
+                Form::Full => self.state().get(kind, ns, name)?,
+                Form::Meta => store::partial(&self.state().get(kind, ns, name)?),
+                Form::MetaList => return Err(ApiError::not_acceptable()),
+            },
             "PUT" => self.write(|st| st.replace(kind, ns, name, &req.body, part))?,
             "PATCH" => {
                 let ctype = req.header("content-type").unwrap_or_default();

@@ -306,7 +306,11 @@ fn del_of_a_deleted_pod_does_not_wait_for_it() {
     assert_eq!(del.code, 0, "{del:?}");
     let gets: Vec<(String, String)> =
         c.api.requests().into_iter().filter(|(m, p)| m == "GET" && p.contains("/pods/gone1")).collect();
-    assert!(gets.is_empty(), "the daemon asked the API server for a pod its synced cache says is gone: {gets:?}");
+    assert!(
+        gets.is_empty(),
+        "the daemon asked the API server for a pod its synced cache says is gone: {gets:?}\n{}",
+        std::fs::read_to_string(c.node.path("daemon.log")).unwrap_or_default()
+    );
     c.assert_clean("gone1");
     assert_eq!(c.node.ipam_ips("cbr"), Vec::<String>::new());
 }

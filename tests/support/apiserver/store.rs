@@ -144,6 +144,14 @@ impl ApiError {
         ApiError::new(404, "the server could not find the requested resource")
     }
 
+    /// What the real server answers an `Accept` it cannot produce for the request.
+    pub fn not_acceptable() -> ApiError {
+        ApiError::new(
+            406,
+            "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )
+    }
+
     pub fn method_not_allowed() -> ApiError {
         ApiError::new(405, "the server does not allow this method on the requested resource")
     }
@@ -575,6 +583,50 @@ pub(super) struct Watch {
     pub deadline: Instant,
     /// Only the initial events (an ERROR), then the end of the stream.
     pub finished: bool,
+    /// The client asked for metadata only (`as=PartialObjectMetadata`).
+    meta_only: bool,
+}
+
+/// Which form of an object the client's `Accept` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Form {
+    Full,
+    /// `application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1`
+    Meta,
+    /// `application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`
+    MetaList,
+}
+
+impl Form {
+    pub fn of(req: &FakeRequest) -> Form {
+        let accept = req.header("accept").unwrap_or_default();
+        if accept.contains("as=PartialObjectMetadataList;") {
+            Form::MetaList
+        } else if accept.contains("as=PartialObjectMetadata;") {
+            Form::Meta
+        } else {
+            Form::Full
+        }
+    }
+}
+
+/// An object as the real server answers a metadata-only request: kind and apiVersion erased.
+pub(super) fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
+/// A list as the real server answers a metadata-only LIST.
+pub(super) fn partial_list(list: &Value) -> Value {
+    let items: Vec<Value> = list["items"].as_array().map(|a| a.iter().map(partial).collect()).unwrap_or_default();
+    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list["metadata"],
+           "items": items})
+}
+
+impl Watch {
+    fn event(&self, kind: &str, object: &Value) -> Value {
+        let object = if self.meta_only && kind != "ERROR" { partial(object) } else { object.clone() };
+        json!({"type": kind, "object": object})
+    }
 }
 
 impl Watch {
@@ -599,18 +651,21 @@ impl Watch {
             cursor: st.rv,
             deadline: Instant::now() + Duration::from_secs(timeout),
             finished: false,
+            meta_only: Form::of(req) != Form::Full,
         };
         let rv = req.param("resourceVersion").unwrap_or_default();
         let initial_events = req.flag("sendInitialEvents");
         if rv.is_empty() || rv == "0" || initial_events {
             // Synthetic ADDED events for the current state, as the real server sends them.
             let current = st.matching(kind, ns, &w.sel);
-            w.initial = current.map(|o| json!({"type": "ADDED", "object": o})).collect();
+            let initial = current.map(|o| w.event("ADDED", o)).collect();
+            w.initial = initial;
             if initial_events && req.flag("allowWatchBookmarks") {
                 let meta = json!({"resourceVersion": st.rv.to_string(), "creationTimestamp": null,
                                   "annotations": {"k8s.io/initial-events-end": "true"}});
                 let obj = json!({"kind": k.kind, "apiVersion": k.api_version(), "metadata": meta});
-                w.initial.push(json!({"type": "BOOKMARK", "object": obj}));
+                let bookmark = w.event("BOOKMARK", &obj);
+                w.initial.push(bookmark);
             }
             return Ok(w);
         }
@@ -642,7 +697,7 @@ impl Watch {
                 ("MODIFIED", true, true) => "MODIFIED",
                 _ => continue,
             };
-            events.push(json!({"type": event, "object": e.object}));
+            events.push(self.event(event, &e.object));
         }
         (events, st.rv.max(cursor))
     }
