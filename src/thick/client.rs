@@ -1,16 +1,27 @@
-//! The client side of the daemon socket: HTTP/1.1 over a unix stream with hyper, one request per
-//! connection (no pool), on a current-thread runtime of its own. Used by the shim and by the
-//! daemon's self-check at startup.
+//! The client side of the daemon socket: HTTP/1.1 over a unix stream, one request per connection
+//! (`Connection: close`), blocking, on std alone. Used by the shim (a process per CNI call, so no
+//! async runtime to start and no HTTP stack to link: the shim stays small and starts fast) and by
+//! the daemon's self-check at startup.
+//!
+//! The answer is framed the three ways an HTTP/1.1 server may frame it (our daemon and upstream's
+//! Go daemon both answer with one of them): `Content-Length`, `Transfer-Encoding: chunked`, or the
+//! end of the stream. Parsing is [`parse_head`] and [`decode_chunked`], plain functions over bytes.
 
+use std::io::{self, Read, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use http::Method;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 
 use super::api::{HEALTH_ENDPOINT, URL_HOST};
+
+/// The largest answer the client reads (a CNI result is a few KiB).
+pub const MAX_REPLY: usize = 16 << 20;
+/// The largest header block the client reads.
+const MAX_HEAD: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -20,8 +31,6 @@ pub enum ClientError {
     Http(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("cannot start the client runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 /// What the daemon answered.
@@ -31,39 +40,241 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-/// Sends one request and reads the whole answer.
-pub async fn send(socket: &Path, method: Method, endpoint: &str, body: Vec<u8>) -> Result<Reply, ClientError> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|source| ClientError::Connect { path: socket.to_path_buf(), source })?;
-    let http = |e: hyper::Error| ClientError::Http(format!("{method} http://{URL_HOST}{endpoint}: {e}"));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http)?;
-    let driver = tokio::spawn(conn);
-    let request = http::Request::builder()
-        .method(method.clone())
-        .uri(format!("http://{URL_HOST}{endpoint}"))
-        .header(http::header::HOST, URL_HOST)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| ClientError::Http(e.to_string()))?;
-    let response = sender.send_request(request).await.map_err(http)?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.map_err(http)?.to_bytes().to_vec();
-    drop(sender);
-    driver.abort();
-    Ok(Reply { status, body })
+/// How the body after the header block is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Length(usize),
+    Chunked,
+    UntilClose,
 }
 
-/// A blocking client for one socket.
+/// The parsed header block of a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    pub framing: Framing,
+    /// Bytes of the header block, including the blank line.
+    pub len: usize,
+}
+
+/// Parses the header block at the start of `buf`; `Ok(None)` when it is not complete yet.
+/// Informational (1xx) answers are skipped: the head returned is the final one.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
+    let mut start = 0;
+    loop {
+        let Some(end) = find(&buf[start..], b"\r\n\r\n") else {
+            return Ok(None);
+        };
+        let block = std::str::from_utf8(&buf[start..start + end]).map_err(|_| "the answer's header is not text")?;
+        let mut lines = block.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let mut parts = status_line.splitn(3, ' ');
+        let (proto, code) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        if !proto.starts_with("HTTP/1.") || code.len() != 3 {
+            return Err(format!("malformed status line {status_line:?}"));
+        }
+        let status: u16 = code.parse().map_err(|_| format!("malformed status line {status_line:?}"))?;
+        let len = start + end + 4;
+        if (100..200).contains(&status) {
+            start = len;
+            continue;
+        }
+        let mut framing = Framing::UntilClose;
+        for line in lines {
+            let (name, value) = line.split_once(':').ok_or_else(|| format!("malformed header line {line:?}"))?;
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("transfer-encoding") {
+                if value.eq_ignore_ascii_case("chunked") {
+                    framing = Framing::Chunked;
+                } else {
+                    return Err(format!("unsupported transfer-encoding {value:?}"));
+                }
+            } else if name.eq_ignore_ascii_case("content-length") && framing != Framing::Chunked {
+                let n: usize = value.parse().map_err(|_| format!("malformed content-length {value:?}"))?;
+                if n > MAX_REPLY {
+                    return Err(format!("the answer has {n} bytes, more than the {MAX_REPLY} read"));
+                }
+                framing = Framing::Length(n);
+            }
+        }
+        // A body is never sent with 204 or 304.
+        if status == 204 || status == 304 {
+            framing = Framing::Length(0);
+        }
+        return Ok(Some(Head { status, framing, len }));
+    }
+}
+
+/// Decodes a chunked body; `Ok(None)` when it is not complete yet. Extensions and trailers are
+/// read and dropped.
+pub fn decode_chunked(buf: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some(eol) = find(&buf[at..], b"\r\n") else {
+            return Ok(None);
+        };
+        let line = std::str::from_utf8(&buf[at..at + eol]).map_err(|_| "malformed chunk size")?;
+        let size_text = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| format!("malformed chunk size {line:?}"))?;
+        at += eol + 2;
+        if size == 0 {
+            // Trailers, then the blank line.
+            loop {
+                let Some(eol) = find(&buf[at..], b"\r\n") else {
+                    return Ok(None);
+                };
+                at += eol + 2;
+                if eol == 0 {
+                    return Ok(Some(body));
+                }
+            }
+        }
+        if body.len() + size > MAX_REPLY {
+            return Err(format!("the answer is longer than the {MAX_REPLY} bytes read"));
+        }
+        if buf.len() < at + size + 2 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&buf[at..at + size]);
+        if &buf[at + size..at + size + 2] != b"\r\n" {
+            return Err("a chunk does not end in CRLF".into());
+        }
+        at += size + 2;
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The request's bytes: head and body.
+pub fn encode_request(method: &Method, endpoint: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "{method} {endpoint} HTTP/1.1\r\nHost: {URL_HOST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Connects to `path`; with a timeout the wait for a full accept backlog is bounded too (a unix
+/// socket's connect waits up to the socket's send timeout).
+fn connect(path: &Path, timeout: Option<Duration>) -> io::Result<UnixStream> {
+    let Some(timeout) = timeout else {
+        return UnixStream::connect(path);
+    };
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a socket path must be shorter than 108 bytes"));
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: socket(2) with constant arguments; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket that nothing else owns; the stream closes it.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    stream.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_un of `len` bytes for the duration of the call.
+    let rc = unsafe { libc::connect(fd, (&raw const addr).cast::<libc::sockaddr>(), len) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(if e.kind() == io::ErrorKind::WouldBlock { io::ErrorKind::TimedOut.into() } else { e });
+    }
+    Ok(stream)
+}
+
+/// Sends one request and reads the whole answer; `timeout` bounds the whole exchange.
+pub fn send(
+    socket: &Path,
+    method: Method,
+    endpoint: &str,
+    body: &[u8],
+    timeout: Option<Duration>,
+) -> Result<Reply, ClientError> {
+    let deadline = timeout.map(|t| (Instant::now() + t, t));
+    let mut stream = connect(socket, timeout).map_err(|source| match source.kind() {
+        io::ErrorKind::TimedOut => ClientError::Timeout(timeout.unwrap_or_default()),
+        _ => ClientError::Connect { path: socket.to_path_buf(), source },
+    })?;
+    let what = format!("{method} http://{URL_HOST}{endpoint}");
+    let io_error = |e: io::Error| match (e.kind(), deadline) {
+        (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some((_, t))) => ClientError::Timeout(t),
+        _ => ClientError::Http(format!("{what}: {e}")),
+    };
+    // Each read and write gets what is left of the deadline.
+    let arm = |stream: &UnixStream| -> Result<(), ClientError> {
+        if let Some((at, t)) = deadline {
+            let left = at.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
+            let left = left.ok_or(ClientError::Timeout(t))?;
+            stream.set_read_timeout(Some(left)).map_err(io_error)?;
+            stream.set_write_timeout(Some(left)).map_err(io_error)?;
+        } else {
+            stream.set_write_timeout(None).map_err(io_error)?;
+        }
+        Ok(())
+    };
+    arm(&stream)?;
+    stream.write_all(&encode_request(&method, endpoint, body)).map_err(io_error)?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    let mut head: Option<Head> = None;
+    loop {
+        if let Some(h) = &head {
+            let rest = &buf[h.len..];
+            let done = match h.framing {
+                Framing::Length(n) if rest.len() >= n => Some(rest[..n].to_vec()),
+                Framing::Chunked => decode_chunked(rest).map_err(|e| ClientError::Http(format!("{what}: {e}")))?,
+                _ => None,
+            };
+            if let Some(body) = done {
+                return Ok(Reply { status: h.status, body });
+            }
+        }
+        arm(&stream)?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(e)),
+        };
+        if n == 0 {
+            return match head {
+                Some(h) if h.framing == Framing::UntilClose => {
+                    Ok(Reply { status: h.status, body: buf.split_off(h.len) })
+                }
+                _ => Err(ClientError::Http(format!("{what}: connection closed before message completed"))),
+            };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_REPLY + MAX_HEAD {
+            return Err(ClientError::Http(format!("{what}: the answer is longer than {MAX_REPLY} bytes")));
+        }
+        if head.is_none() {
+            head = parse_head(&buf).map_err(|e| ClientError::Http(format!("{what}: {e}")))?;
+            if head.is_none() && buf.len() > MAX_HEAD {
+                return Err(ClientError::Http(format!("{what}: the answer's header is longer than {MAX_HEAD} bytes")));
+            }
+        }
+    }
+}
+
+/// A client for one socket.
 pub struct Client {
     socket: PathBuf,
-    rt: tokio::runtime::Runtime,
 }
 
 impl Client {
-    pub fn new(socket: impl Into<PathBuf>) -> Result<Client, ClientError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ClientError::Runtime)?;
-        Ok(Client { socket: socket.into(), rt })
+    pub fn new(socket: impl Into<PathBuf>) -> Client {
+        Client { socket: socket.into() }
     }
 
     pub fn socket(&self) -> &Path {
@@ -78,13 +289,7 @@ impl Client {
         body: Vec<u8>,
         timeout: Option<Duration>,
     ) -> Result<Reply, ClientError> {
-        self.rt.block_on(async {
-            let call = send(&self.socket, method, endpoint, body);
-            match timeout {
-                Some(t) => tokio::time::timeout(t, call).await.map_err(|_| ClientError::Timeout(t))?,
-                None => call.await,
-            }
-        })
+        send(&self.socket, method, endpoint, &body, timeout)
     }
 
     /// One `/healthz` probe (upstream's shim POSTs `null`).
@@ -116,5 +321,110 @@ impl Client {
             }
             std::thread::sleep(interval);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Result<Option<Head>, String> {
+        parse_head(text.as_bytes())
+    }
+
+    #[test]
+    fn a_head_is_framed_by_length_chunks_or_the_end_of_the_stream() {
+        let block = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: 12\r\n\r\n";
+        let h = head(&format!("{block}{{\"Result\":1}}")).unwrap().unwrap();
+        assert_eq!(h, Head { status: 200, framing: Framing::Length(12), len: block.len() });
+        let h = head("HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        // Chunked wins over a length sent beside it (RFC 9112 6.3).
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        let h = head("HTTP/1.0 500 Internal Server Error\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.status, h.framing), (500, Framing::UntilClose));
+        let h = head("HTTP/1.1 204 No Content\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Length(0));
+    }
+
+    #[test]
+    fn an_incomplete_head_asks_for_more_and_informational_answers_are_skipped() {
+        assert_eq!(head("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n").unwrap(), None);
+        let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let h = head(text).unwrap().unwrap();
+        assert_eq!((h.status, h.len), (200, text.len()));
+        assert_eq!(head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2").unwrap(), None);
+    }
+
+    #[test]
+    fn a_malformed_head_is_an_error_that_says_what() {
+        assert!(head("SSH-2.0-OpenSSH\r\n\r\n").unwrap_err().contains("malformed status line"));
+        assert!(head("HTTP/1.1 20 OK\r\n\r\n").unwrap_err().contains("malformed status line"));
+        assert!(head("HTTP/1.1 200 OK\r\nno colon\r\n\r\n").unwrap_err().contains("malformed header line"));
+        assert!(head("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n").unwrap_err().contains("content-length"));
+        assert!(head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").unwrap_err().contains("gzip"));
+        let huge = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_REPLY + 1);
+        assert!(head(&huge).unwrap_err().contains("more than"));
+    }
+
+    #[test]
+    fn chunks_are_joined_with_extensions_and_trailers_dropped() {
+        let body = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        assert_eq!(decode_chunked(body).unwrap().unwrap(), b"hello, world");
+        assert_eq!(decode_chunked(b"0\r\n\r\n").unwrap().unwrap(), b"");
+        for cut in 0..body.len() - 1 {
+            assert_eq!(decode_chunked(&body[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        assert!(decode_chunked(b"zz\r\n").unwrap_err().contains("chunk size"));
+        assert!(decode_chunked(b"2\r\nabc\r\n").unwrap_err().contains("CRLF"));
+    }
+
+    #[test]
+    fn the_request_closes_the_connection_and_says_its_length() {
+        let bytes = encode_request(&Method::POST, "/cni", b"{}");
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "POST /cni HTTP/1.1\r\nHost: dummy\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        );
+    }
+
+    /// A real unix socket: a server that answers in pieces, chunked, and one that never answers.
+    #[test]
+    fn answers_are_read_over_a_socket_and_a_silent_server_times_out() {
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let answers: [&[&[u8]]; 2] = [
+                &[b"HTTP/1.1 200 OK\r\nTransfer-", b"Encoding: chunked\r\n\r\n3\r\nabc\r\n", b"0\r\n\r\n"],
+                &[b"HTTP/1.1 400 Bad Request\r\n\r\n", b"{\"code\":7}"],
+            ];
+            for parts in answers {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut req = [0u8; 1024];
+                let _ = s.read(&mut req).unwrap();
+                for p in parts {
+                    s.write_all(p).unwrap();
+                    s.flush().unwrap();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            // The third connection is accepted and never answered.
+            let (s, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            drop(s);
+        });
+        let client = Client::new(&path);
+        let r = client.send(Method::POST, "/cni", b"{}".to_vec(), Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(r, Reply { status: 200, body: b"abc".to_vec() });
+        let r = client.send(Method::POST, "/cni", b"{}".to_vec(), None).unwrap();
+        assert_eq!(r, Reply { status: 400, body: b"{\"code\":7}".to_vec() });
+        let e = client.send(Method::POST, "/cni", Vec::new(), Some(Duration::from_millis(100))).unwrap_err();
+        assert!(matches!(e, ClientError::Timeout(_)), "{e}");
+        server.join().unwrap();
+        let e = Client::new(dir.path().join("missing.sock")).probe(Duration::from_secs(1)).unwrap_err();
+        assert!(e.to_string().starts_with("dial unix ") && e.to_string().contains("missing.sock"), "{e}");
     }
 }

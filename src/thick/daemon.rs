@@ -306,7 +306,13 @@ pub async fn serve(
     let serving = tokio::spawn(server::serve(listener, socket.clone(), server.clone(), stopped(stop_rx)));
     let mut check = Err(client::ClientError::Timeout(Duration::ZERO));
     for _ in 0..50 {
-        check = client::send(&socket, Method::GET, HEALTH_ENDPOINT, Vec::new()).await.and_then(|r| {
+        let probe = socket.clone();
+        check = tokio::task::spawn_blocking(move || {
+            client::send(&probe, Method::GET, HEALTH_ENDPOINT, &[], Some(Duration::from_secs(5)))
+        })
+        .await
+        .unwrap_or_else(|e| Err(client::ClientError::Http(format!("the probe failed: {e}"))))
+        .and_then(|r| {
             if r.status == 200 { Ok(()) } else { Err(client::ClientError::Http(format!("status {}", r.status))) }
         });
         if check.is_ok() {

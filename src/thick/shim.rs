@@ -190,7 +190,7 @@ impl Shim {
 
     fn ask(&self, cmd: Command, conf: &ShimConf, args: &CmdArgs) -> Result<Option<Value>, Error> {
         let socket = api::socket_path(&conf.socket_dir);
-        let client = Client::new(&socket).map_err(|e| Error::Internal(format!("{}: {e}", prefix(cmd))))?;
+        let client = Client::new(&socket);
         let ready = if cmd == Command::Del {
             client.probe(conf.readiness_timeout.max(READINESS_POLL)).map_err(|e| (Duration::ZERO, e))
         } else {

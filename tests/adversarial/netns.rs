@@ -68,7 +68,7 @@ fn daemon_fails_at_once_and_a_thousand_fifos_starve_nobody() {
         for t in 0..8 {
             let (socket, conf, fifo) = (&socket, &conf, &fifo);
             s.spawn(move || {
-                let client = Client::new(socket).unwrap();
+                let client = Client::new(socket);
                 for i in 0..125 {
                     let container = format!("fifo{t}-{i}");
                     let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={container}");

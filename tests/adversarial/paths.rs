@@ -90,10 +90,8 @@ fn shim_and_daemon_refuse_them_too() {
         // ... and straight to the daemon, as a client that skips the shim would.
         for endpoint in ["/cni", "/delegate"] {
             let body = daemon_request(cmd, id, &node.pod.path(), ARGS, &conf);
-            let reply = Client::new(daemon.socket())
-                .unwrap()
-                .send(Method::POST, endpoint, body, Some(Duration::from_secs(30)))
-                .unwrap();
+            let reply =
+                Client::new(daemon.socket()).send(Method::POST, endpoint, body, Some(Duration::from_secs(30))).unwrap();
             assert_eq!(reply.status, 400, "{endpoint} {cmd}");
             let e: Value = serde_json::from_slice(&reply.body).unwrap();
             assert_eq!(e["code"], 4, "{endpoint} {cmd}: {e}");

@@ -122,6 +122,31 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no {field} in {path}"))
     }
 
+    /// The daemon's resident memory by what holds it, in KiB, from `/proc/<pid>/smaps`: its own
+    /// binary's pages (code and data read from the file), the heap, and anonymous mappings (malloc
+    /// arenas and thread stacks), as `[(kind, KiB)]`.
+    pub fn rss_by_kind_kib(&self) -> Vec<(&'static str, u64)> {
+        let path = format!("/proc/{}/smaps", self.pid());
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        let mut kinds = [("binary", 0u64), ("heap", 0), ("anonymous", 0), ("other", 0)];
+        let mut current = 3;
+        for line in text.lines() {
+            let first = line.split_whitespace().next().unwrap_or_default();
+            if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                let name = line.split_whitespace().nth(5).unwrap_or_default();
+                current = match name {
+                    "" => 2,
+                    "[heap]" => 1,
+                    n if n.ends_with("multus-daemon") => 0,
+                    _ => 3,
+                };
+            } else if let Some(v) = line.strip_prefix("Rss:") {
+                kinds[current].1 += v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+        kinds.to_vec()
+    }
+
     /// CPU time the daemon has used so far (user + system, all threads), from `/proc/<pid>/stat`.
     pub fn cpu_time(&self) -> Duration {
         let path = format!("/proc/{}/stat", self.pid());
@@ -141,7 +166,7 @@ impl Daemon {
     }
 
     fn wait_ready(&mut self) {
-        let client = Client::new(self.socket()).unwrap();
+        let client = Client::new(self.socket());
         let start = Instant::now();
         while client.probe(Duration::from_secs(2)).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
