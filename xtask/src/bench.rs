@@ -9,6 +9,9 @@
 //! - `image`: image assembly from target/release-artifacts (layers, configs, manifests, indexes,
 //!   in memory) in MB/s of layer data, against `tar | gzip -6` of the same files staged in a
 //!   directory, in the same run; and the compressed size of each image per platform.
+//! - `size`: each node binary as shipped (amd64, static, stripped) against its goal and against
+//!   `passthru` (the floor: std and static glibc), and where its bytes come from, per crate, from
+//!   the same build with symbols kept (`size`).
 
 use std::time::{Duration, Instant};
 
@@ -19,11 +22,11 @@ use crate::build;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Benchmarks to run: cni, thick, build, image (default: all).
+    /// Benchmarks to run: cni, thick, build, image, size (default: all).
     names: Vec<String>,
 }
 
-const ALL: &[&str] = &["cni", "thick", "build", "image"];
+const ALL: &[&str] = &["cni", "thick", "build", "image", "size"];
 
 pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     for n in &args.names {
@@ -70,6 +73,86 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     }
     if wanted("image") {
         image_throughput(sh)?;
+    }
+    if wanted("size") {
+        sizes(sh)?;
+    }
+    Ok(())
+}
+
+/// Size goals of issue 20 (bytes, amd64, as shipped).
+const SIZE_GOALS: &[(&str, u64)] = &[("multus", 5_000_000), ("multus-shim", 1_500_000)];
+/// Crates listed per binary.
+const TOP_CRATES: usize = 14;
+
+fn sizes(sh: &Shell) -> anyhow::Result<()> {
+    let root = crate::project::root();
+    let build = |target: &str, out: &str| -> anyhow::Result<build::Manifest> {
+        build::run(
+            sh,
+            &build::Options {
+                arches: vec!["amd64".into()],
+                release: true,
+                bins: vec![],
+                target_dir: root.join(target),
+                out_dir: root.join(out),
+            },
+        )
+    };
+    // What ships, then the same build with its symbol table kept (a separate target dir, so the
+    // shipped build stays cached).
+    let shipped = build("target/xbuild", "target/bench-artifacts")?;
+    let symbols = {
+        let _keep = sh.push_env("CARGO_PROFILE_RELEASE_STRIP", "none");
+        build("target/bench-size", "target/bench-size-artifacts")?
+    };
+    let shipped = &shipped.targets[0];
+    let floor = shipped.binaries.iter().find(|b| b.name == "passthru").map_or(0, |b| b.size);
+    println!("bench size (amd64, static, release profile; bytes as shipped):");
+    println!("  {:<16} {:>10} {:>12} {:>10} {:>8}", "binary", "bytes", "over floor", "goal", "ratio");
+    for b in &shipped.binaries {
+        let goal = SIZE_GOALS.iter().find(|(n, _)| *n == b.name).map(|g| g.1);
+        println!(
+            "  {:<16} {:>10} {:>12} {:>10} {:>8}",
+            b.name,
+            b.size,
+            b.size.saturating_sub(floor),
+            goal.map_or("-".into(), |g| g.to_string()),
+            goal.map_or("-".into(), |g| format!("{:.2}", b.size as f64 / g as f64)),
+        );
+    }
+    println!("  (floor = passthru: std, the CNI skeleton and static glibc; ratio = bytes / goal)");
+    let dir = root.join("target/bench-size-artifacts/linux-amd64");
+    for b in &symbols.targets[0].binaries {
+        let bytes = std::fs::read(dir.join(&b.name))?;
+        let loaded: Vec<(String, usize)> = crate::elf::sections(&bytes)?
+            .into_iter()
+            .filter(|s| s.alloc && s.size >= 4096)
+            .map(|s| (s.name, s.size))
+            .collect();
+        let rows = crate::size::by_crate(&crate::elf::symbols(&bytes)?);
+        let total: u64 = rows.iter().map(|r| r.1 + r.2).sum();
+        println!("\n  {}: loaded sections {}", b.name, {
+            let parts: Vec<String> = loaded.iter().map(|(n, s)| format!("{n} {}K", s / 1024)).collect();
+            parts.join(", ")
+        });
+        println!("  {:<28} {:>10} {:>10} {:>7}", "crate", "code", "data", "share");
+        for (name, code, data) in rows.iter().take(TOP_CRATES) {
+            println!(
+                "  {:<28} {:>10} {:>10} {:>6.1}%",
+                name,
+                code,
+                data,
+                100.0 * (code + data) as f64 / total.max(1) as f64
+            );
+        }
+        let rest: u64 = rows.iter().skip(TOP_CRATES).map(|r| r.1 + r.2).sum();
+        println!(
+            "  {:<28} {:>21} {:>6.1}%",
+            format!("{} more crates", rows.len().saturating_sub(TOP_CRATES)),
+            rest,
+            100.0 * rest as f64 / total.max(1) as f64
+        );
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! ELF inspection for the build's verification: class, byte order, machine, static linking, and
-//! reading a named section (the embedded dependency list). Plain functions over bytes.
+//! ELF inspection for the build's verification: class, byte order, machine, static linking,
+//! reading a named section (the embedded dependency list), and the section and symbol tables
+//! `bench size` attributes bytes with. Plain functions over bytes.
 
 use anyhow::{Context, bail};
 
@@ -161,38 +162,123 @@ pub fn verify(path: &str, bytes: &[u8], t: &Target) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The contents of the section called `name`, if present.
-pub fn section<'a>(b: &'a [u8], name: &str) -> anyhow::Result<Option<&'a [u8]>> {
+/// One section header: its name and where its bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub name: String,
+    pub kind: u32,
+    pub offset: usize,
+    pub size: usize,
+    /// Allocated: loaded into memory (SHF_ALLOC), so part of what a process maps.
+    pub alloc: bool,
+    /// sh_link: for a symbol table, the index of its string table.
+    pub link: usize,
+}
+
+const SHT_SYMTAB: u32 = 2;
+const SHT_NOBITS: u32 = 8;
+const SHF_ALLOC: u64 = 2;
+
+/// Every section header, in file order.
+pub fn sections(b: &[u8]) -> anyhow::Result<Vec<Section>> {
     let (r, is64) = reader(b)?;
     let (shoff, shentsize, shnum, shstrndx) = if is64 {
         (r.u64(40)? as usize, r.u16(58)? as usize, r.u16(60)? as usize, r.u16(62)? as usize)
     } else {
         (r.u32(32)? as usize, r.u16(46)? as usize, r.u16(48)? as usize, r.u16(50)? as usize)
     };
-    let sh = |i: usize| -> anyhow::Result<(u32, usize, usize)> {
-        let at = shoff + i * shentsize;
-        let name = r.u32(at)?;
-        let (off, size) = if is64 {
-            (r.u64(at + 24)? as usize, r.u64(at + 32)? as usize)
-        } else {
-            (r.u32(at + 16)? as usize, r.u32(at + 20)? as usize)
-        };
-        Ok((name, off, size))
-    };
     if shnum == 0 {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let (_, str_off, str_size) = sh(shstrndx)?;
-    let strtab = b.get(str_off..str_off + str_size).context("section name table out of bounds")?;
-    for i in 0..shnum {
-        let (n, off, size) = sh(i)?;
-        let rest = strtab.get(n as usize..).context("section name out of bounds")?;
-        let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
-        if &rest[..end] == name.as_bytes() {
-            return Ok(Some(b.get(off..off + size).context("section out of bounds")?));
+    let raw = |i: usize| -> anyhow::Result<(u32, u32, u64, usize, usize, usize)> {
+        let at = shoff + i * shentsize;
+        let (name, kind) = (r.u32(at)?, r.u32(at + 4)?);
+        if is64 {
+            Ok((
+                name,
+                kind,
+                r.u64(at + 8)?,
+                r.u64(at + 24)? as usize,
+                r.u64(at + 32)? as usize,
+                r.u32(at + 40)? as usize,
+            ))
+        } else {
+            let flags = u64::from(r.u32(at + 8)?);
+            Ok((name, kind, flags, r.u32(at + 16)? as usize, r.u32(at + 20)? as usize, r.u32(at + 24)? as usize))
         }
+    };
+    let (_, _, _, str_off, str_size, _) = raw(shstrndx)?;
+    let names = b.get(str_off..str_off + str_size).context("section name table out of bounds")?;
+    (0..shnum)
+        .map(|i| {
+            let (n, kind, flags, offset, size, link) = raw(i)?;
+            Ok(Section {
+                name: c_string(names, n as usize).context("section name out of bounds")?,
+                kind,
+                offset,
+                size,
+                alloc: flags & SHF_ALLOC != 0,
+                link,
+            })
+        })
+        .collect()
+}
+
+fn c_string(table: &[u8], at: usize) -> Option<String> {
+    let rest = table.get(at..)?;
+    let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
+/// The contents of the section called `name`, if present.
+pub fn section<'a>(b: &'a [u8], name: &str) -> anyhow::Result<Option<&'a [u8]>> {
+    let Some(s) = sections(b)?.into_iter().find(|s| s.name == name) else {
+        return Ok(None);
+    };
+    if s.kind == SHT_NOBITS {
+        return Ok(Some(&[]));
     }
-    Ok(None)
+    Ok(Some(b.get(s.offset..s.offset + s.size).context("section out of bounds")?))
+}
+
+/// A function or data object from the symbol table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbol {
+    /// The raw (mangled) name.
+    pub name: String,
+    pub size: u64,
+    pub function: bool,
+}
+
+/// The sized functions and objects of `.symtab` (empty for a stripped file). Aliases at one
+/// address are counted once.
+pub fn symbols(b: &[u8]) -> anyhow::Result<Vec<Symbol>> {
+    let (r, is64) = reader(b)?;
+    let all = sections(b)?;
+    let Some(tab) = all.iter().find(|s| s.kind == SHT_SYMTAB) else {
+        return Ok(Vec::new());
+    };
+    let strs = all.get(tab.link).context("symbol table names a missing string table")?;
+    let names = b.get(strs.offset..strs.offset + strs.size).context("symbol names out of bounds")?;
+    let entsize = if is64 { 24 } else { 16 };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for i in 0..tab.size / entsize {
+        let at = tab.offset + i * entsize;
+        let name = r.u32(at)? as usize;
+        let (info, value, size) = if is64 {
+            (r.bytes::<1>(at + 4)?[0], r.u64(at + 8)?, r.u64(at + 16)?)
+        } else {
+            (r.bytes::<1>(at + 12)?[0], u64::from(r.u32(at + 4)?), u64::from(r.u32(at + 8)?))
+        };
+        let kind = info & 0xf;
+        // STT_OBJECT = 1, STT_FUNC = 2.
+        if size == 0 || !(kind == 1 || kind == 2) || !seen.insert(value) {
+            continue;
+        }
+        out.push(Symbol { name: c_string(names, name).unwrap_or_default(), size, function: kind == 2 });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -272,6 +358,12 @@ pub(crate) mod tests {
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         assert!(section(&me, ".text").unwrap().is_some_and(|s| !s.is_empty()));
         assert!(section(&me, ".dep-v0-nope").unwrap().is_none());
+        let names: Vec<String> = sections(&me).unwrap().into_iter().filter(|s| s.alloc).map(|s| s.name).collect();
+        assert!(names.iter().any(|n| n == ".text") && names.iter().any(|n| n == ".rodata"), "{names:?}");
+        // A test binary keeps its symbols: this very function is among them, as a sized function.
+        let syms = symbols(&me).unwrap();
+        let me_fn = syms.iter().find(|s| s.name.contains("reads_sections_of_the_running_binary")).unwrap();
+        assert!(me_fn.function && me_fn.size > 0);
         let info = parse(&me).unwrap();
         assert_eq!((info.class, info.machine), (64, 62));
     }

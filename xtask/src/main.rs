@@ -21,6 +21,7 @@ mod report;
 mod sbom;
 mod scan;
 mod sign;
+mod size;
 mod targets;
 mod test;
 mod toolchain;
