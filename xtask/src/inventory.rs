@@ -23,7 +23,8 @@ pub struct Binary {
     pub deps: Option<DepList>,
 }
 
-/// The regular files of a manifest's image, by path (later layers win).
+/// The regular files of a manifest's image, by path (later layers win; a hard link is a copy of
+/// its target).
 pub fn files(layout: &Layout, manifest_digest: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let bytes =
         layout.blobs.get(manifest_digest).with_context(|| format!("manifest {manifest_digest} not in the layout"))?;
@@ -41,6 +42,12 @@ pub fn files(layout: &Layout, manifest_digest: &str) -> anyhow::Result<BTreeMap<
             if e.header().entry_type().is_file() {
                 let mut data = Vec::new();
                 e.read_to_end(&mut data).with_context(|| format!("layer {}: {path}", l.digest))?;
+                out.insert(path, data);
+            } else if e.header().entry_type().is_hard_link() {
+                let target = e.link_name()?.map(|t| t.to_string_lossy().trim_start_matches('/').to_string());
+                let data = target.as_ref().and_then(|t| out.get(t)).cloned().with_context(|| {
+                    format!("layer {}: {path} links to {target:?}, which no earlier entry holds", l.digest)
+                })?;
                 out.insert(path, data);
             } else {
                 out.remove(&path);

@@ -7,7 +7,9 @@
 //!   the image description names (never the umask);
 //! - gzip from `flate2` (the `miniz_oxide` backend pinned by Cargo.lock) at level `GZIP_LEVEL`,
 //!   header mtime 0, no file name, OS byte 255. The compressed digest depends on that backend and
-//!   level; the diff_id (sha256 of the tar) does not.
+//!   level; the diff_id (sha256 of the tar) does not;
+//! - a file with the same bytes and mode as one before it in the layer is a hard link to that one
+//!   (the thick image ships `install_multus` at two paths, upstream's; the layer carries it once).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -98,6 +100,7 @@ fn normalise<'a>(entries: &[Entry<'a>]) -> anyhow::Result<Vec<(Vec<String>, u32,
 pub fn tar(entries: &[Entry], mtime: u64) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
     let mut b = tar::Builder::new(Vec::new());
     let mut paths = Vec::new();
+    let mut first: std::collections::HashMap<(&[u8], u32), String> = std::collections::HashMap::new();
     for (parts, mode, content) in normalise(entries)? {
         let mut h = tar::Header::new_ustar();
         let (name, data): (String, &[u8]) = match content {
@@ -105,8 +108,16 @@ pub fn tar(entries: &[Entry], mtime: u64) -> anyhow::Result<(Vec<u8>, Vec<String
                 h.set_entry_type(tar::EntryType::Directory);
                 (format!("{}/", parts.join("/")), &[])
             }
+            Content::File(bytes) if !bytes.is_empty() && first.contains_key(&(bytes, mode)) => {
+                let target = &first[&(bytes, mode)];
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_link_name(target)
+                    .with_context(|| format!("link target /{target} does not fit a ustar header"))?;
+                (parts.join("/"), &[])
+            }
             Content::File(bytes) => {
                 h.set_entry_type(tar::EntryType::Regular);
+                first.insert((bytes, mode), parts.join("/"));
                 (parts.join("/"), bytes)
             }
         };
@@ -209,6 +220,38 @@ mod tests {
         }
         // gzip header: magic, deflate, no flags, mtime 0, OS 255.
         assert_eq!(&layer.blob.bytes[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn a_repeated_file_is_a_hard_link_to_its_first_path() {
+        let bin = b"\x7fELF same bytes";
+        let entries =
+            [file("/usr/bin/a", 0o755, bin), file("/a", 0o755, bin), file("/b", 0o644, bin), file("/c", 0o755, b"x")];
+        let (tar, paths) = tar(&entries, 1).unwrap();
+        assert_eq!(paths, ["/a", "/b", "/c", "/usr/", "/usr/bin/", "/usr/bin/a"]);
+        let mut ar = tar::Archive::new(tar.as_slice());
+        let mut seen = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let link = e.link_name().unwrap().map(|l| l.display().to_string());
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            seen.push((path, e.header().entry_type(), link, data.len()));
+        }
+        use tar::EntryType::{Directory, Link, Regular};
+        assert_eq!(
+            seen,
+            [
+                ("a".into(), Regular, None, bin.len()),
+                // Another mode: its own copy (a hard link shares the inode and so the mode).
+                ("b".into(), Regular, None, bin.len()),
+                ("c".into(), Regular, None, 1),
+                ("usr/".into(), Directory, None, 0),
+                ("usr/bin/".into(), Directory, None, 0),
+                ("usr/bin/a".into(), Link, Some("a".into()), 0),
+            ]
+        );
     }
 
     #[test]
