@@ -65,7 +65,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
         let Some(end) = find(&buf[start..], b"\r\n\r\n") else {
             return Ok(None);
         };
-        let block = std::str::from_utf8(&buf[start..start + end]).map_err(|_| "the answer's header is not text")?;
+        // Go lets header values carry any byte: read them lossily rather than refuse the answer.
+        let block = String::from_utf8_lossy(&buf[start..start + end]);
         let mut lines = block.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
         let mut parts = status_line.splitn(3, ' ');
@@ -105,43 +106,69 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
     }
 }
 
-/// Decodes a chunked body; `Ok(None)` when it is not complete yet. Extensions and trailers are
-/// read and dropped.
-pub fn decode_chunked(buf: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let mut body = Vec::new();
-    let mut at = 0;
-    loop {
-        let Some(eol) = find(&buf[at..], b"\r\n") else {
-            return Ok(None);
-        };
-        let line = std::str::from_utf8(&buf[at..at + eol]).map_err(|_| "malformed chunk size")?;
-        let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| format!("malformed chunk size {line:?}"))?;
-        at += eol + 2;
-        if size == 0 {
-            // Trailers, then the blank line.
-            loop {
-                let Some(eol) = find(&buf[at..], b"\r\n") else {
-                    return Ok(None);
-                };
-                at += eol + 2;
-                if eol == 0 {
-                    return Ok(Some(body));
+/// The longest chunk-size or trailer line read.
+const MAX_LINE: usize = 4096;
+
+/// A chunked body decoded as it arrives: each [`Chunked::feed`] resumes where the last stopped, so
+/// a body of many small chunks costs linear time. Extensions and trailers are read and dropped.
+#[derive(Debug, Default)]
+pub struct Chunked {
+    /// Where the next unread line starts in the bytes after the head.
+    at: usize,
+    body: Vec<u8>,
+    in_trailers: bool,
+}
+
+impl Chunked {
+    /// `buf` is every byte after the head received so far; `Ok(true)` once the body is complete.
+    pub fn feed(&mut self, buf: &[u8]) -> Result<bool, String> {
+        loop {
+            let Some(eol) = find(&buf[self.at..], b"\r\n") else {
+                if buf.len() - self.at > MAX_LINE {
+                    return Err(format!("a chunk-size or trailer line is longer than {MAX_LINE} bytes"));
                 }
+                return Ok(false);
+            };
+            let line_end = self.at + eol + 2;
+            if self.in_trailers {
+                self.at = line_end;
+                if eol == 0 {
+                    return Ok(true);
+                }
+                continue;
             }
+            let line = String::from_utf8_lossy(&buf[self.at..self.at + eol]);
+            let size_text = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_text, 16).map_err(|_| format!("malformed chunk size {line:?}"))?;
+            if size == 0 {
+                self.at = line_end;
+                self.in_trailers = true;
+                continue;
+            }
+            if size > MAX_REPLY - self.body.len() {
+                return Err(format!("the answer is longer than the {MAX_REPLY} bytes read"));
+            }
+            // No overflow: line_end <= buf.len() and size <= MAX_REPLY.
+            if buf.len() < line_end + size + 2 {
+                return Ok(false);
+            }
+            if &buf[line_end + size..line_end + size + 2] != b"\r\n" {
+                return Err("a chunk does not end in CRLF".into());
+            }
+            self.body.extend_from_slice(&buf[line_end..line_end + size]);
+            self.at = line_end + size + 2;
         }
-        if body.len() + size > MAX_REPLY {
-            return Err(format!("the answer is longer than the {MAX_REPLY} bytes read"));
-        }
-        if buf.len() < at + size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&buf[at..at + size]);
-        if &buf[at + size..at + size + 2] != b"\r\n" {
-            return Err("a chunk does not end in CRLF".into());
-        }
-        at += size + 2;
     }
+
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+}
+
+/// Decodes a whole chunked body; `Ok(None)` when it is not complete yet.
+pub fn decode_chunked(buf: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let mut c = Chunked::default();
+    Ok(c.feed(buf)?.then(|| c.into_body()))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -169,7 +196,13 @@ fn connect(path: &Path, timeout: Option<Duration>) -> io::Result<UnixStream> {
     // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+    if bytes.is_empty() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a socket path must be non-empty and free of NUL bytes",
+        ));
+    }
+    if bytes.len() >= addr.sun_path.len() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "a socket path must be shorter than 108 bytes"));
     }
     for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
@@ -224,32 +257,44 @@ pub fn send(
         Ok(())
     };
     arm(&stream)?;
-    stream.write_all(&encode_request(&method, endpoint, body)).map_err(io_error)?;
+    // A server may answer and close before it has read the whole request (a refusal of an
+    // oversized body): a broken pipe while writing still leaves its answer to read.
+    let written = stream.write_all(&encode_request(&method, endpoint, body));
+    let write_error = match written {
+        Ok(()) => None,
+        Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => Some(e),
+        Err(e) => return Err(io_error(e)),
+    };
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     let mut head: Option<Head> = None;
+    let mut chunked = Chunked::default();
     loop {
         if let Some(h) = &head {
             let rest = &buf[h.len..];
-            let done = match h.framing {
-                Framing::Length(n) if rest.len() >= n => Some(rest[..n].to_vec()),
-                Framing::Chunked => decode_chunked(rest).map_err(|e| ClientError::Http(format!("{what}: {e}")))?,
-                _ => None,
-            };
-            if let Some(body) = done {
-                return Ok(Reply { status: h.status, body });
+            match h.framing {
+                Framing::Length(n) if rest.len() >= n => {
+                    return Ok(Reply { status: h.status, body: rest[..n].to_vec() });
+                }
+                Framing::Chunked if chunked.feed(rest).map_err(|e| ClientError::Http(format!("{what}: {e}")))? => {
+                    return Ok(Reply { status: h.status, body: std::mem::take(&mut chunked).into_body() });
+                }
+                _ => {}
             }
         }
         arm(&stream)?;
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error(e)),
+            Err(e) => return Err(io_error(write_error.unwrap_or(e))),
         };
         if n == 0 {
             return match head {
                 Some(h) if h.framing == Framing::UntilClose => {
                     Ok(Reply { status: h.status, body: buf.split_off(h.len) })
+                }
+                _ if head.is_none() && write_error.is_some() => {
+                    Err(io_error(write_error.unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())))
                 }
                 _ => Err(ClientError::Http(format!("{what}: connection closed before message completed"))),
             };
@@ -378,6 +423,20 @@ mod tests {
         }
         assert!(decode_chunked(b"zz\r\n").unwrap_err().contains("chunk size"));
         assert!(decode_chunked(b"2\r\nabc\r\n").unwrap_err().contains("CRLF"));
+        // A size that would overflow is refused, not trusted.
+        let huge = decode_chunked(b"1\r\na\r\nffffffffffffffff\r\n").unwrap_err();
+        assert!(huge.contains("longer than"), "{huge}");
+        assert!(decode_chunked(&[b'1'; MAX_LINE + 1]).unwrap_err().contains("longer than"));
+        // Fed piece by piece, the decoder resumes where it stopped.
+        let mut c = Chunked::default();
+        let mut fed = Vec::new();
+        let mut done = false;
+        for b in body {
+            fed.push(*b);
+            done = c.feed(&fed).unwrap();
+        }
+        assert!(done);
+        assert_eq!(c.into_body(), b"hello, world");
     }
 
     #[test]

@@ -122,9 +122,9 @@ fn sizes(sh: &Shell) -> anyhow::Result<()> {
         );
     }
     println!("  (floor = passthru: std, the CNI skeleton and static glibc; ratio = bytes / goal)");
-    let dir = root.join("target/bench-size-artifacts/linux-amd64");
+    let dir = root.join("target/bench-size-artifacts");
     for b in &symbols.targets[0].binaries {
-        let bytes = std::fs::read(dir.join(&b.name))?;
+        let bytes = std::fs::read(dir.join(&b.path))?;
         let loaded: Vec<(String, usize)> = crate::elf::sections(&bytes)?
             .into_iter()
             .filter(|s| s.alloc && s.size >= 4096)

@@ -10,11 +10,15 @@ use crate::elf::Symbol;
 
 /// The bucket for symbols that are not Rust's (static glibc, libgcc, compiler-rt).
 pub const C_CODE: &str = "[C: glibc, libgcc]";
+/// Rust symbols whose crate the name does not say (a `str`/slice/tuple type's impl, a legacy
+/// `<impl>` form we do not follow).
+pub const UNATTRIBUTED: &str = "[Rust: unattributed]";
 
-/// The crate a mangled Rust symbol belongs to; `None` for a C symbol.
+/// The crate a mangled Rust symbol belongs to ([`UNATTRIBUTED`] when the name does not say);
+/// `None` for a C symbol.
 pub fn crate_of(mangled: &str) -> Option<String> {
     if let Some(rest) = mangled.strip_prefix("_R") {
-        return v0_crate(rest.as_bytes());
+        return Some(v0_crate(rest.as_bytes()).unwrap_or_else(|| UNATTRIBUTED.to_string()));
     }
     let rest = mangled.strip_prefix("_ZN")?;
     let (len, after) = split_decimal(rest.as_bytes())?;
@@ -23,7 +27,13 @@ pub fn crate_of(mangled: &str) -> Option<String> {
     let ident = ident.strip_prefix("_$LT$").or_else(|| ident.strip_prefix("$LT$")).unwrap_or(ident);
     let ident = ident.trim_start_matches("$RF$").trim_start_matches("$BP$");
     let end = ident.find("..").or_else(|| ident.find('$')).unwrap_or(ident.len());
-    (end > 0).then(|| ident[..end].to_string())
+    let name = &ident[..end];
+    // A crate name is an identifier; `const`, `mut`, `dyn` and a lone type parameter are not.
+    let plausible = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !matches!(name, "const" | "mut" | "dyn")
+        && !(name.len() == 1 && name.chars().all(|c| c.is_ascii_uppercase()));
+    Some(if plausible { name.to_string() } else { UNATTRIBUTED.to_string() })
 }
 
 /// Walks a v0 path to its crate root: `N<ns><path>`, `M<dis><impl-path><type>`,
@@ -101,6 +111,11 @@ mod tests {
             crate_of("_ZN60_$LT$std..io..error..Error$u20$as$u20$core..fmt..Display$GT$3fmt17h1E").as_deref(),
             Some("std")
         );
+        // Rust, but no crate in the name: a slice type's impl, a const pointer, a type parameter.
+        assert_eq!(crate_of("_RNvXs_NtCs1_4coreSh5Debug3fmt").as_deref(), Some("core"));
+        assert_eq!(crate_of("_RNvYShNtCs1_4core5Debug3fmt").as_deref(), Some(UNATTRIBUTED));
+        assert_eq!(crate_of("_ZN35_$LT$$BP$const$u20$T$u20$as$u20$x$GT$3fmt17h1E").as_deref(), Some(UNATTRIBUTED));
+        assert_eq!(crate_of("_ZN8_$LT$T$GT$3fmt17h1E").as_deref(), Some(UNATTRIBUTED));
         // C: glibc and libgcc.
         assert_eq!(crate_of("memcpy"), None);
         assert_eq!(crate_of("__libc_start_main"), None);
