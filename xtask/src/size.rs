@@ -28,12 +28,15 @@ pub fn crate_of(mangled: &str) -> Option<String> {
     let ident = ident.trim_start_matches("$RF$").trim_start_matches("$BP$");
     let end = ident.find("..").or_else(|| ident.find('$')).unwrap_or(ident.len());
     let name = &ident[..end];
-    // A crate name is an identifier; `const`, `mut`, `dyn` and a lone type parameter are not.
-    let plausible = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !matches!(name, "const" | "mut" | "dyn")
-        && !(name.len() == 1 && name.chars().all(|c| c.is_ascii_uppercase()));
-    Some(if plausible { name.to_string() } else { UNATTRIBUTED.to_string() })
+    Some(if plausible_crate(name) { name.to_string() } else { UNATTRIBUTED.to_string() })
+}
+
+/// A crate name is an identifier; `const`, `mut`, `dyn` and a lone type parameter are not.
+fn plausible_crate(name: &str) -> bool {
+    let identifier = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let keyword = matches!(name, "const" | "mut" | "dyn");
+    let type_parameter = name.len() == 1 && name.chars().all(|c| c.is_ascii_uppercase());
+    identifier && !keyword && !type_parameter
 }
 
 /// Walks a v0 path to its crate root: `N<ns><path>`, `M<dis><impl-path><type>`,
