@@ -289,13 +289,12 @@ pub fn send(
             Err(e) => return Err(io_error(write_error.unwrap_or(e))),
         };
         if n == 0 {
-            return match head {
-                Some(h) if h.framing == Framing::UntilClose => {
+            return match (head, write_error) {
+                (Some(h), _) if h.framing == Framing::UntilClose => {
                     Ok(Reply { status: h.status, body: buf.split_off(h.len) })
                 }
-                _ if head.is_none() && write_error.is_some() => {
-                    Err(io_error(write_error.unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())))
-                }
+                // Nothing was answered: the failed write is the error.
+                (None, Some(e)) => Err(io_error(e)),
                 _ => Err(ClientError::Http(format!("{what}: connection closed before message completed"))),
             };
         }

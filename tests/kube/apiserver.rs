@@ -533,6 +533,13 @@ fn events_of_both_apis_are_stored_and_listed() {
     assert_eq!(server.events(), vec![created, created_v1]);
 }
 
+/// A kube-rs client from the fake's kubeconfig, as a kube-rs user builds one.
+async fn kube_rs_client(kubeconfig: &std::path::Path) -> kube::Client {
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
 /// The metadata-only forms (`PartialObjectMetadata`), as kube-rs asks for them: what the daemon's
 /// pod watch and every pod lookup use.
 #[test]
@@ -545,9 +552,7 @@ fn kube_rs_reads_metadata_only_get_list_and_watch() {
     server.create_pod(pod("ns", "q", "node2"));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let client = kube_rs_client(&kubeconfig).await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "ns");
         let meta = pods.get_metadata("p").await.unwrap();
         assert_eq!(serde_json::to_value(&meta.metadata).unwrap(), stored["metadata"]);
@@ -606,9 +611,7 @@ fn kube_rs_client_reads_and_writes_through_the_fake() {
     server.create_nad("ns", "macvlan1", Some(r#"{"cniVersion":"1.0.0","type":"macvlan"}"#), &[]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let client = kube_rs_client(&kubeconfig).await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "ns");
 
         let got = pods.get("p").await.unwrap();
