@@ -45,9 +45,7 @@ pub fn daemon_source(kubeconfig: &str, env: impl Fn(&str) -> Option<String>) -> 
 /// A client for `source` (must run inside a tokio runtime); `Ok(None)` for [`Source::None`].
 pub async fn connect(source: &Source) -> Result<Option<kube::Client>, Error> {
     let Some(config) = config(source).await? else { return Ok(None) };
-    kube::Client::try_from(config)
-        .map(Some)
-        .map_err(|e| Error::Config(format!("cannot create the kubernetes client: {e}")))
+    super::transport::client(&config).map(Some)
 }
 
 /// The daemon's two clients for `source`: one for requests (answers within [`READ_TIMEOUT`]) and
@@ -56,10 +54,7 @@ pub async fn connect_with_watch(source: &Source) -> Result<Option<(kube::Client,
     let Some(config) = config(source).await? else { return Ok(None) };
     let mut watch = config.clone();
     watch.read_timeout = Some(WATCH_READ_TIMEOUT);
-    let make = |c: kube::Config| {
-        kube::Client::try_from(c).map_err(|e| Error::Config(format!("cannot create the kubernetes client: {e}")))
-    };
-    Ok(Some((make(config)?, make(watch)?)))
+    Ok(Some((super::transport::client(&config)?, super::transport::client(&watch)?)))
 }
 
 /// The client settings for `source`; `Ok(None)` for [`Source::None`].

@@ -13,5 +13,6 @@ pub mod devices;
 pub mod error;
 pub mod informer;
 pub mod podresources;
+pub mod transport;
 
 pub use error::Error;

@@ -7,6 +7,7 @@
 mod support;
 
 mod apiserver;
+mod auth;
 mod devices;
 mod networks;
 mod podresources;
