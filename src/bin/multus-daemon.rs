@@ -22,6 +22,7 @@ fn fail(code: u8, message: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    daemon::tune_malloc_at_start();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config_path = match daemon::parse_args(&args) {
         Ok(Cli::Run { config }) => config,

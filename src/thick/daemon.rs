@@ -208,12 +208,12 @@ pub fn run(config: DaemonConfig, env: Env) -> Result<(), Exit> {
     limit_malloc_arenas();
     // The blocking pool runs the requests' work (at most maxConcurrentRequests at once) and a few
     // cache lookups: sized to that, not to tokio's default of 512 threads; its idle threads leave
-    // after 2 s (tokio: 10 s) so a burst's stacks go soon. The async workers only route requests
+    // after BLOCKING_KEEP_ALIVE (tokio: 10 s) so a burst's stacks go soon. The async workers only route requests
     // and feed the caches: a node agent needs few, however many cores the node has.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
-        .thread_keep_alive(Duration::from_secs(2))
+        .thread_keep_alive(super::server::BLOCKING_KEEP_ALIVE)
         .max_blocking_threads(config.max_concurrent_requests + 8)
         .enable_all()
         .build()
@@ -262,6 +262,46 @@ pub fn run(config: DaemonConfig, env: Env) -> Result<(), Exit> {
 /// of concurrent requests left the daemon's RSS near its peak. Two arenas are enough for a
 /// daemon whose requests mostly wait on their delegates.
 /// An operator's `MALLOC_ARENA_MAX` is left to rule.
+/// glibc's malloc setting the daemon starts with: no per-thread caches (tcache). Each of a burst's
+/// up to `maxConcurrentRequests` blocking threads otherwise keeps its own cache of freed chunks, and
+/// the arena cannot reuse them: measured over a 200-pod burst, peak RSS 16.6 MB with the caches,
+/// 12.5 MB without, at the same pods per second. glibc reads it only from the environment at start.
+pub const MALLOC_TUNABLES: &str = "glibc.malloc.tcache_count=0";
+/// Set on the re-executed daemon so it knows the tunables are its own (and takes them out of the
+/// environment its delegates inherit).
+const TUNED_MARK: &str = "MULTUS_DAEMON_MALLOC_TUNED";
+
+/// Called first in `main`, before any thread exists: unless `GLIBC_TUNABLES` is already set (an
+/// operator's choice is kept), re-executes this binary (same pid, arguments and environment) with
+/// [`MALLOC_TUNABLES`]; in the re-executed daemon, removes both variables again so delegates do not
+/// inherit them. If the re-exec fails the daemon just runs on with glibc's defaults.
+pub fn tune_malloc_at_start() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os(TUNED_MARK).is_some() {
+            // SAFETY: called first in main, while the process has a single thread.
+            unsafe {
+                std::env::remove_var(TUNED_MARK);
+                std::env::remove_var("GLIBC_TUNABLES");
+            }
+            return;
+        }
+        if std::env::var_os("GLIBC_TUNABLES").is_some() {
+            return;
+        }
+        let mut args = std::env::args_os();
+        let arg0 = args.next().unwrap_or_default();
+        let err = std::process::Command::new("/proc/self/exe")
+            .arg0(arg0)
+            .args(args)
+            .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
+            .env(TUNED_MARK, "1")
+            .exec();
+        eprintln!("multus-daemon: running with glibc's malloc defaults: cannot re-execute /proc/self/exe: {err}");
+    }
+}
+
 fn limit_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;

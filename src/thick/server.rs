@@ -14,7 +14,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request as HttpRequest, State};
@@ -55,7 +56,19 @@ pub struct Server {
     body_bytes: Arc<Semaphore>,
     /// Set while one request returns freed memory to the kernel.
     trimming: AtomicBool,
+    /// Requests started so far: a trim waits until this has not moved for [`TRIM_AFTER_IDLE`].
+    started: AtomicU64,
 }
+
+/// How long an idle thread of the blocking pool (where requests run) lives on: the tokio
+/// runtime's `thread_keep_alive` (tokio's default is 10 s).
+pub const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// How long the daemon must have been without requests before it returns freed memory to the
+/// kernel: longer than [`BLOCKING_KEEP_ALIVE`], so a burst's threads have exited and handed their
+/// malloc caches (tcache) back, and its connections and buffers are gone. Measured after a
+/// 200-pod burst: a trim while the threads lived left 5.3 MB "in use" of 85 KB live data.
+pub const TRIM_AFTER_IDLE: Duration = Duration::from_secs(3);
 
 impl Server {
     pub fn new(
@@ -75,6 +88,7 @@ impl Server {
             permits,
             body_bytes,
             trimming: AtomicBool::new(false),
+            started: AtomicU64::new(0),
         })
     }
 
@@ -184,10 +198,20 @@ impl Server {
     }
 
     async fn handle(self: Arc<Self>, endpoint: Endpoint, http: HttpRequest) -> Response {
+        self.started.fetch_add(1, Ordering::SeqCst);
         let response = self.clone().answer(endpoint, http).await;
-        // On the blocking pool: malloc_trim walks the heap, which is no work for a runtime worker.
         if self.permits.available_permits() == self.config.max_concurrent_requests {
-            tokio::task::spawn_blocking(move || self.trim_when_idle());
+            // Counted when this request ends: the last to end of a burst need not be the last
+            // to have started.
+            let seen = self.started.load(Ordering::SeqCst);
+            // One timer per request that ends with none in flight; only the last one of a burst
+            // trims. On the blocking pool: malloc_trim walks the heap, no work for a runtime worker.
+            tokio::spawn(async move {
+                tokio::time::sleep(TRIM_AFTER_IDLE).await;
+                if self.started.load(Ordering::SeqCst) == seen {
+                    let _ = tokio::task::spawn_blocking(move || self.trim_when_idle()).await;
+                }
+            });
         }
         response
     }
@@ -414,7 +438,7 @@ pub async fn serve(
                 Err(e) => {
                     // Out of fds or memory: back off instead of spinning on the error.
                     logging::error(&format!("accept on {} failed: {e}", socket.display()));
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },

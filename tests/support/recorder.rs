@@ -32,6 +32,8 @@ fn record(command: &str, args: &CmdArgs) -> Result<Value, Error> {
         "args": args.args,
         "path": args.path,
         "config": c,
+        // What a parent's malloc settings would leak into a plugin (the daemon's are its own).
+        "glibcTunables": std::env::var("GLIBC_TUNABLES").ok(),
     });
     let mut f = std::fs::OpenOptions::new()
         .create(true)

@@ -126,25 +126,7 @@ impl Daemon {
     /// binary's pages (code and data read from the file), the heap, and anonymous mappings (malloc
     /// arenas and thread stacks), as `[(kind, KiB)]`.
     pub fn rss_by_kind_kib(&self) -> Vec<(&'static str, u64)> {
-        let path = format!("/proc/{}/smaps", self.pid());
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-        let mut kinds = [("binary", 0u64), ("heap", 0), ("anonymous", 0), ("other", 0)];
-        let mut current = 3;
-        for line in text.lines() {
-            let first = line.split_whitespace().next().unwrap_or_default();
-            if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-                let name = line.split_whitespace().nth(5).unwrap_or_default();
-                current = match name {
-                    "" => 2,
-                    "[heap]" => 1,
-                    n if n.ends_with("multus-daemon") => 0,
-                    _ => 3,
-                };
-            } else if let Some(v) = line.strip_prefix("Rss:") {
-                kinds[current].1 += v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
-            }
-        }
-        kinds.to_vec()
+        rss_by_kind_kib(self.pid()).unwrap_or_else(|e| panic!("reading the daemon's smaps: {e}"))
     }
 
     /// CPU time the daemon has used so far (user + system, all threads), from `/proc/<pid>/stat`.
@@ -346,4 +328,27 @@ pub fn files_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The resident memory of process `pid` in KiB by what holds it (see
+/// [`Daemon::rss_by_kind_kib`]); an error once the process is gone.
+pub fn rss_by_kind_kib(pid: u32) -> std::io::Result<Vec<(&'static str, u64)>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    let mut kinds = [("binary", 0u64), ("heap", 0), ("anonymous", 0), ("other", 0)];
+    let mut current = 3;
+    for line in text.lines() {
+        let first = line.split_whitespace().next().unwrap_or_default();
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let name = line.split_whitespace().nth(5).unwrap_or_default();
+            current = match name {
+                "" => 2,
+                "[heap]" => 1,
+                n if n.ends_with("multus-daemon") => 0,
+                _ => 3,
+            };
+        } else if let Some(v) = line.strip_prefix("Rss:") {
+            kinds[current].1 += v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    Ok(kinds.to_vec())
 }

@@ -193,3 +193,28 @@ fn the_request_cni_path_is_searched() {
     finish(spawn_shim_env(&node, "DEL", &conf, "path1", "eth0", &[("CNI_PATH", &path)])).ok();
     assert_eq!(std::fs::read_to_string(&record).unwrap().lines().count(), 2);
 }
+
+/// The daemon runs without glibc's per-thread malloc caches (its peak memory over a burst; see
+/// `daemon::MALLOC_TUNABLES`): it re-executes itself with `GLIBC_TUNABLES` under the same pid, and
+/// its delegates do not inherit the setting.
+#[test]
+fn the_daemon_tunes_its_own_malloc_and_not_its_delegates() {
+    let node = Node::new();
+    let daemon = Daemon::start(&node, &daemon_config(&node, json!({})));
+    // The environment the running image was executed with (the re-exec's, with the tunables).
+    let environ = std::fs::read(format!("/proc/{}/environ", daemon.pid())).unwrap();
+    let vars: Vec<String> = environ.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+    let tunables = format!("GLIBC_TUNABLES={}", multus::thick::daemon::MALLOC_TUNABLES);
+    assert!(vars.contains(&tunables), "the daemon runs with {tunables}: {vars:?}");
+    let record = node.path("record.jsonl");
+    let net = json!({"cniVersion": "1.0.0", "name": "recnet", "type": "cni-recorder", "recordFile": record, "ip": "10.5.0.6/24"});
+    let file = node.path("net.d-src/10-rec.conf");
+    write(&file, &net);
+    let conf = shim_conf(&node, "1.0.0", json!({"clusterNetwork": file, "binDir": test_plugin_dir()}));
+    shim(&node, "ADD", &conf, "t").ok();
+    shim(&node, "DEL", &conf, "t").ok();
+    let calls: Vec<Value> =
+        std::fs::read_to_string(&record).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls.iter().all(|c| c["glibcTunables"].is_null()), "a delegate inherited the tunables: {calls:?}");
+}
