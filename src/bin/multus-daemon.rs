@@ -22,10 +22,13 @@ fn fail(code: u8, message: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    daemon::tune_malloc_at_start();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config_path = match daemon::parse_args(&args) {
-        Ok(Cli::Run { config }) => config,
+        Ok(Cli::Run { config }) => {
+            // Still single-threaded: may re-execute the daemon (see the function).
+            daemon::tune_malloc_at_start();
+            config
+        }
         Ok(Cli::Version) => {
             println!("{}", build_info::version_line("multus-daemon"));
             return ExitCode::SUCCESS;

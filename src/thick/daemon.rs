@@ -271,14 +271,16 @@ pub const MALLOC_TUNABLES: &str = "glibc.malloc.tcache_count=0";
 /// environment its delegates inherit).
 const TUNED_MARK: &str = "MULTUS_DAEMON_MALLOC_TUNED";
 
-/// Called first in `main`, before any thread exists: unless `GLIBC_TUNABLES` is already set (an
-/// operator's choice is kept), re-executes this binary (same pid, arguments and environment) with
-/// [`MALLOC_TUNABLES`]; in the re-executed daemon, removes both variables again so delegates do not
-/// inherit them. If the re-exec fails the daemon just runs on with glibc's defaults.
+/// Called in `main` before any thread exists, when the daemon is about to serve: unless
+/// `GLIBC_TUNABLES` is already set (an operator's choice is kept), re-executes this binary (same
+/// pid, arguments and environment) with [`MALLOC_TUNABLES`]; in the re-executed daemon, removes both
+/// variables again so delegates do not inherit them. `execve` itself, never a shell fallback: if it
+/// fails (e.g. a foreign binary under qemu-user) the daemon runs on with glibc's defaults.
 pub fn tune_malloc_at_start() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        use std::os::unix::process::CommandExt;
+        use std::ffi::{CString, OsString};
+        use std::os::unix::ffi::OsStrExt;
         if std::env::var_os(TUNED_MARK).is_some() {
             // SAFETY: called first in main, while the process has a single thread.
             unsafe {
@@ -290,15 +292,32 @@ pub fn tune_malloc_at_start() {
         if std::env::var_os("GLIBC_TUNABLES").is_some() {
             return;
         }
-        let mut args = std::env::args_os();
-        let arg0 = args.next().unwrap_or_default();
-        let err = std::process::Command::new("/proc/self/exe")
-            .arg0(arg0)
-            .args(args)
-            .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
-            .env(TUNED_MARK, "1")
-            .exec();
-        eprintln!("multus-daemon: running with glibc's malloc defaults: cannot re-execute /proc/self/exe: {err}");
+        let Ok(exe) = std::env::current_exe() else { return };
+        let c = |b: &[u8]| CString::new(b).ok();
+        let mut env: Vec<OsString> = std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                kv
+            })
+            .collect();
+        env.push(format!("GLIBC_TUNABLES={MALLOC_TUNABLES}").into());
+        env.push(format!("{TUNED_MARK}=1").into());
+        let (Some(path), Some(argv), Some(envp)) = (
+            c(exe.as_os_str().as_bytes()),
+            std::env::args_os().map(|a| c(a.as_bytes())).collect::<Option<Vec<_>>>(),
+            env.iter().map(|e| c(e.as_bytes())).collect::<Option<Vec<_>>>(),
+        ) else {
+            return;
+        };
+        let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
+        let (argv_p, envp_p) = (ptrs(&argv), ptrs(&envp));
+        // SAFETY: NUL-terminated strings and NULL-terminated arrays that outlive the call; execve
+        // returns only on failure.
+        unsafe { libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+        let err = std::io::Error::last_os_error();
+        eprintln!("multus-daemon: running with glibc's malloc defaults: cannot re-execute {}: {err}", exe.display());
     }
 }
 
