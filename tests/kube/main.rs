@@ -11,3 +11,4 @@ mod auth;
 mod devices;
 mod networks;
 mod podresources;
+mod tls;
