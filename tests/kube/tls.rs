@@ -28,26 +28,12 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A CA, a server certificate for 127.0.0.1 / `kubernetes.default.svc`, and a client certificate
 /// `CN=<client_cn>, O=system:multus`, all signed by the CA (files in `dir`).
 fn make_pki(dir: &Path, client_cn: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test-ca",
-        ],
-    );
+    // `head`, then a new P-256 key, unencrypted, written to the file named first in `tail`.
+    fn with<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
+        let new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout"];
+        [head, &new_key[..], tail].concat()
+    }
+    openssl(dir, &with(&["req", "-x509"], &["ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca"]));
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
@@ -57,43 +43,11 @@ fn make_pki(dir: &Path, client_cn: &str) {
     for (name, subj) in
         [("server", "/CN=kube-apiserver".to_string()), ("client", format!("/O=system:multus/CN={client_cn}"))]
     {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &subj,
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.crt"),
-                "-days",
-                "1",
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
+        let (key, csr, crt, ext) =
+            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+        openssl(dir, &with(&["req"], &[&key, "-out", &csr, "-subj", &subj]));
+        let sign = ["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"];
+        openssl(dir, &[&sign[..], &["-out", &crt, "-days", "1", "-extfile", &ext]].concat());
     }
 }
 
