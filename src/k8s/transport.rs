@@ -156,9 +156,25 @@ fn pem_from(data: Option<&str>, path: Option<&str>, what: &str) -> Result<Option
         return Ok(Some(bytes));
     }
     match path {
-        Some(p) => std::fs::read(p).map(Some).map_err(|e| Error::Config(format!("cannot read {what} {p}: {e}"))),
+        Some(p) => read_small(Path::new(p), MAX_PEM_FILE, what).map(Some),
         None => Ok(None),
     }
+}
+
+/// The longest certificate or key file read (a chain of a few certificates is a few KiB).
+const MAX_PEM_FILE: u64 = 1 << 20;
+
+/// The bytes of the file at `path` (`what` names it in errors), refused beyond `max` bytes.
+fn read_small(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| Error::Config(format!("cannot read {what} {}: {e}", path.display())))?;
+    if bytes.len() as u64 > max {
+        return Err(Error::Config(format!("{what} {} is larger than {max} bytes", path.display())));
+    }
+    Ok(bytes)
 }
 
 /// How requests are authenticated, in kube-rs's and client-go's order of precedence:
@@ -298,14 +314,8 @@ impl tower::filter::AsyncPredicate<http::Request<kube::client::Body>> for Auth {
 const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
 fn read_token(path: &Path) -> Result<String, Error> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_TOKEN_FILE + 1).read_to_string(&mut text))
-        .map_err(|e| Error::Config(format!("cannot read token file {}: {e}", path.display())))?;
-    if text.len() as u64 > MAX_TOKEN_FILE {
-        return Err(Error::Config(format!("token file {} is larger than {MAX_TOKEN_FILE} bytes", path.display())));
-    }
+    let bytes = read_small(path, MAX_TOKEN_FILE, "token file")?;
+    let text = String::from_utf8_lossy(&bytes);
     let token = text.trim();
     if token.is_empty() {
         return Err(Error::Config(format!("token file {} is empty", path.display())));
@@ -548,6 +558,17 @@ mod tests {
         let auth = Auth::from_info(&info).unwrap().0;
         assert_eq!(auth.header().unwrap().unwrap().to_str().unwrap(), "Bearer t2-no-e", "expired: run again");
         assert_eq!(auth.header().unwrap().unwrap().to_str().unwrap(), "Bearer t3-no-e");
+    }
+
+    #[test]
+    fn files_larger_than_their_bound_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("token");
+        std::fs::write(&big, vec![b'a'; MAX_TOKEN_FILE as usize + 1]).unwrap();
+        let e = read_token(&big).unwrap_err().to_string();
+        assert!(e.contains("larger than 65536 bytes") && e.contains("token file"), "{e}");
+        std::fs::write(&big, vec![b'a'; MAX_TOKEN_FILE as usize]).unwrap();
+        assert_eq!(read_token(&big).unwrap().len(), MAX_TOKEN_FILE as usize);
     }
 
     #[test]
