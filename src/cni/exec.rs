@@ -5,13 +5,15 @@
 //! (or a clear one when it printed none). What the env and stdin contain is decided by
 //! `cni::network`; nothing here knows about results or configs.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use super::error::{CniError, Error, code};
+use super::spawn::{self, reap};
 
 /// The process edge: everything that starts a plugin goes through this trait.
 pub trait Exec: Send + Sync {
@@ -129,7 +131,7 @@ const TEXT_BUSY_WAIT: Duration = Duration::from_secs(1);
 
 impl Exec for RawExec {
     fn exec_plugin(&self, plugin: &Path, stdin: &[u8], env: &[(String, String)]) -> Result<Vec<u8>, Error> {
-        self.run(plugin, stdin, env, &|_| {})
+        self.run(plugin, stdin, env, spawn::Options::default())
     }
 
     fn exec_plugin_timeout(
@@ -139,37 +141,13 @@ impl Exec for RawExec {
         env: &[(String, String)],
         timeout: Duration,
     ) -> Result<Vec<u8>, Error> {
-        RawExec { timeout, ..self.clone() }.run(plugin, stdin, env, &|_| {})
+        RawExec { timeout, ..self.clone() }.run(plugin, stdin, env, spawn::Options::default())
     }
 }
 
 /// How much of a plugin's stdout and of its stderr is kept (each); the rest is read, counted
 /// and dropped, so a runaway plugin cannot make multus's memory or its error object huge.
 pub const MAX_PLUGIN_OUTPUT: usize = 1 << 20;
-
-/// Makes the child the leader of a process group of its own (so a timeout kills everything it
-/// started) and asks the kernel to SIGKILL it when the thread that started it dies (a runtime
-/// that SIGKILLs `multus` on its own timeout takes the delegate with it).
-fn own_group_and_parent_death(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: getpid is async-signal-safe and has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    cmd.process_group(0);
-    // SAFETY: the hook runs in the child between fork and exec and calls only async-signal-safe
-    // functions (prctl, getppid, _exit).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before the prctl: then no signal will ever come.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-}
 
 /// Kills the plugin's whole process group (its pid is the group's id; it is not reaped yet, so
 /// neither can have been reused).
@@ -183,27 +161,21 @@ fn kill_group(pid: libc::pid_t) {
 }
 
 impl RawExec {
-    /// Runs `plugin` like [`Exec::exec_plugin`], letting `prepare` adjust each `Command` before it
-    /// is spawned (e.g. a `pre_exec` hook that chroots the child). Retries on "text file busy",
-    /// bounds the runtime, and turns a failure into the plugin's error object.
+    /// Runs `plugin` like [`Exec::exec_plugin`], with `opts` (arguments, variables to drop, a
+    /// chroot) for the child. The child leads a process group of its own (so a timeout kills
+    /// everything it started) and gets SIGKILL when the thread that started it dies (a runtime
+    /// that SIGKILLs `multus` on its own timeout takes the delegate with it). Retries on "text
+    /// file busy", bounds the runtime, and turns a failure into the plugin's error object.
     pub fn run(
         &self,
         plugin: &Path,
         stdin: &[u8],
         env: &[(String, String)],
-        prepare: &dyn Fn(&mut Command),
+        opts: spawn::Options<'_>,
     ) -> Result<Vec<u8>, Error> {
         let mut attempt = 0;
-        let mut child = loop {
-            let mut cmd = Command::new(plugin);
-            cmd.envs(env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            own_group_and_parent_death(&mut cmd);
-            prepare(&mut cmd);
-            let spawned = cmd.spawn();
-            match spawned {
+        let child = loop {
+            match spawn::spawn(plugin, env, opts) {
                 Ok(c) => break c,
                 Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_BUSY_RETRIES => {
                     attempt += 1;
@@ -212,22 +184,22 @@ impl RawExec {
                 Err(e) => return Err(Error::io("failed to execute plugin", plugin, e)),
             }
         };
-        let pid = child.id() as libc::pid_t;
+        let pid = child.pid;
         // One thread does all the talking: stdin, stdout and stderr are driven by poll(2) until
         // the plugin closes them, so a run costs no helper threads (each one used to cost a
         // stack, a signal stack and a malloc arena, a measurable share of a short ADD).
         let deadline = Instant::now() + self.timeout;
-        let mut io = PipeIo::new(child.stdin.take(), child.stdout.take(), child.stderr.take(), stdin);
+        let mut io = PipeIo::new(child.stdin, child.stdout, child.stderr, stdin);
         let killed = match io.pump(pid, deadline) {
             Ok(k) => k,
             Err(e) => {
                 kill_group(pid);
-                let _ = child.wait();
+                let _ = reap(pid);
                 return Err(Error::io("failed to talk to plugin", plugin, e));
             }
         };
         // The pipes are closed (or abandoned at the deadline); the plugin may still be running.
-        let status = if killed { child.wait().map(|_| None) } else { wait_until(&mut child, pid, deadline) }
+        let status = if killed { reap(pid).map(|_| None) } else { wait_until(pid, deadline) }
             .map_err(|e| Error::io("failed to wait for plugin", plugin, e))?;
         let killed = killed || status.is_none();
         let stdout_dropped = io.out.dropped;
@@ -265,10 +237,10 @@ const ORPHANED_PIPE_GRACE: Duration = Duration::from_secs(1);
 
 /// The parent's ends of a plugin's three pipes, driven without threads.
 struct PipeIo<'a> {
-    stdin: Option<ChildStdin>,
+    stdin: Option<File>,
     input: &'a [u8],
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
+    stdout: Option<File>,
+    stderr: Option<File>,
     out: Capped,
     err: Capped,
 }
@@ -298,14 +270,16 @@ impl Capped {
 }
 
 impl<'a> PipeIo<'a> {
-    fn new(
-        stdin: Option<ChildStdin>,
-        stdout: Option<ChildStdout>,
-        stderr: Option<ChildStderr>,
-        input: &'a [u8],
-    ) -> PipeIo<'a> {
-        let stdin = stdin.filter(|_| !input.is_empty());
-        PipeIo { stdin, input, stdout, stderr, out: Capped::default(), err: Capped::default() }
+    fn new(stdin: File, stdout: File, stderr: File, input: &'a [u8]) -> PipeIo<'a> {
+        let stdin = Some(stdin).filter(|_| !input.is_empty());
+        PipeIo {
+            stdin,
+            input,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            out: Capped::default(),
+            err: Capped::default(),
+        }
     }
 
     /// Feeds stdin and drains stdout/stderr until all are closed. At `deadline` the plugin is
@@ -431,7 +405,7 @@ fn has_exited(pid: libc::pid_t) -> bool {
 }
 
 /// Reaps the plugin, killing it at `deadline`. `None` means it had to be killed.
-fn wait_until(child: &mut Child, pid: libc::pid_t, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+fn wait_until(pid: libc::pid_t, deadline: Instant) -> io::Result<Option<ExitStatus>> {
     // Usually the plugin closed its pipes by exiting, but the kernel closes a process's files a
     // moment before it becomes a zombie. A pidfd wakes us at that moment; sleeping instead cost
     // ~0.18 ms per plugin run (perf trace of a multus ADD and DEL). Kernels before 5.3 have no pidfd:
@@ -440,12 +414,12 @@ fn wait_until(child: &mut Child, pid: libc::pid_t, deadline: Instant) -> io::Res
     let mut pause = Duration::from_micros(100);
     loop {
         if has_exited(pid) {
-            return child.wait().map(Some);
+            return reap(pid).map(Some);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             kill_group(pid);
-            child.wait()?;
+            reap(pid)?;
             return Ok(None);
         }
         match &exit_fd {

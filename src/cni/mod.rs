@@ -11,6 +11,7 @@ pub mod exec;
 pub mod network;
 pub mod result;
 pub mod skel;
+pub mod spawn;
 pub mod validate;
 pub mod version;
 

@@ -374,14 +374,29 @@ fn run_exec(exec: &ExecConfig) -> Result<ExecCredential, Error> {
     let drop_env = exec.drop_env.clone().unwrap_or_default();
     let runner = crate::cni::exec::RawExec { timeout: EXEC_TIMEOUT, forward_stderr: true };
     let out = runner
-        .run(Path::new(command), b"", &env, &|cmd| {
-            cmd.args(&args);
-            for name in &drop_env {
-                cmd.env_remove(name);
-            }
-        })
+        .run(
+            &look_path(command),
+            b"",
+            &env,
+            crate::cni::spawn::Options { args: &args, env_remove: &drop_env, chroot: None },
+        )
         .map_err(|e| Error::Config(format!("exec credential plugin {command} failed: {e}")))?;
     parse_exec_credential(&out).map_err(|e| Error::Config(format!("exec credential plugin {command}: {e}")))
+}
+
+/// `command` as client-go's `exec.LookPath` finds it: a name without a slash is searched in
+/// `PATH` (the first executable regular file wins); anything else is used as it is.
+fn look_path(command: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if command.contains('/') {
+        return PathBuf::from(command);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(command))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .unwrap_or_else(|| PathBuf::from(command))
 }
 
 /// The `status` of an `ExecCredential` document (pure).
@@ -463,6 +478,14 @@ impl rustls::client::danger::ServerCertVerifier for NoVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exec_commands_without_a_slash_are_found_in_path() {
+        let sh = look_path("sh");
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        assert_eq!(look_path("./bin/plugin"), PathBuf::from("./bin/plugin"));
+        assert_eq!(look_path("no-such-credential-plugin"), PathBuf::from("no-such-credential-plugin"));
+    }
 
     #[test]
     fn exec_credential_token_identity_and_expiry() {

@@ -9,11 +9,11 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use crate::cni::error::Error;
 use crate::cni::exec::{Exec, RawExec, find_in_path};
+use crate::cni::spawn;
 
 #[derive(Debug, Clone)]
 pub struct ChrootExec {
@@ -52,20 +52,8 @@ impl Exec for ChrootExec {
         env: &[(String, String)],
         timeout: std::time::Duration,
     ) -> Result<Vec<u8>, Error> {
-        let root = self.root_c.clone();
-        RawExec { timeout, ..self.raw.clone() }.run(plugin, stdin, env, &move |cmd| {
-            let root = root.clone();
-            // SAFETY: the hook only makes the async-signal-safe chroot and chdir syscalls on
-            // memory allocated before the fork.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        })
+        let opts = spawn::Options { chroot: Some(&self.root_c), ..spawn::Options::default() };
+        RawExec { timeout, ..self.raw.clone() }.run(plugin, stdin, env, opts)
     }
 
     /// Finds `name` in `paths` as they are inside the chroot; returns the path inside it.
