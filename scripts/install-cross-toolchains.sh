@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `cargo xtask build` needs to cross-compile the node binaries for
-# linux/arm64, linux/ppc64le and linux/s390x on a Debian 12 amd64 host, offline from
+# linux/arm64, linux/ppc64le, linux/s390x and linux/arm/v7 on a Debian 12 amd64 host, offline from
 # Debian's archive only:
 #   - Debian's rustc-web pinned to 1.85 (the only version whose std Debian ships for all
-#     four architectures; it is also our MSRV), held so an upgrade cannot break the match,
+#     five architectures; it is also our MSRV), held so an upgrade cannot break the match,
 #   - the foreign std rlibs (libstd-rust-web-dev:<arch>) downloaded with a private apt state
 #     and unpacked into a private sysroot under target/ (never `dpkg --add-architecture`:
 #     with foreign architectures enabled `apt-get update` can exit 100 on this mirror),
@@ -16,10 +16,10 @@ set -euo pipefail
 RUST_DEB_VER=1.85.0+dfsg3-1~deb12u3
 STD_PKG=libstd-rust-web-1.85
 SYSROOT=${1:?usage: install-cross-toolchains.sh SYSROOT_DIR}
-FOREIGN=(arm64 ppc64el s390x)
+FOREIGN=(arm64 ppc64el s390x armhf)
 HOST_PKGS=(rustc-web="$RUST_DEB_VER" libstd-rust-web-dev="$RUST_DEB_VER" "$STD_PKG"="$RUST_DEB_VER"
-  gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu
-  libc6-dev-arm64-cross libc6-dev-ppc64el-cross libc6-dev-s390x-cross
+  gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu gcc-arm-linux-gnueabihf
+  libc6-dev-arm64-cross libc6-dev-ppc64el-cross libc6-dev-s390x-cross libc6-dev-armhf-cross
   binutils-x86-64-linux-gnu qemu-user-static file)
 
 need_root() {
@@ -27,7 +27,7 @@ need_root() {
     echo "install-cross-toolchains: missing: $*" >&2
     echo "install-cross-toolchains: run as root on Debian 12, or install these Debian packages by hand:" >&2
     echo "  ${HOST_PKGS[*]}" >&2
-    echo "  and unpack libstd-rust-web-dev:{arm64,ppc64el,s390x}=$RUST_DEB_VER into $SYSROOT" >&2
+    echo "  and unpack libstd-rust-web-dev:{arm64,ppc64el,s390x,armhf}=$RUST_DEB_VER into $SYSROOT" >&2
     exit 1
   fi
 }
@@ -38,8 +38,9 @@ export DEBIAN_FRONTEND=noninteractive
 # 1. Host packages.
 missing=()
 dpkg-query -W -f='${Version}' rustc-web 2>/dev/null | grep -qx "$RUST_DEB_VER" || missing+=(rustc-web)
-for p in gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu libc6-dev-arm64-cross \
-  libc6-dev-ppc64el-cross libc6-dev-s390x-cross binutils-x86-64-linux-gnu qemu-user-static file; do
+for p in gcc-aarch64-linux-gnu gcc-powerpc64le-linux-gnu gcc-s390x-linux-gnu gcc-arm-linux-gnueabihf \
+  libc6-dev-arm64-cross libc6-dev-ppc64el-cross libc6-dev-s390x-cross libc6-dev-armhf-cross \
+  binutils-x86-64-linux-gnu qemu-user-static file; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -52,8 +53,8 @@ fi
 
 # 2. Foreign std rlibs into the private sysroot.
 have_all=1
-for t in aarch64 powerpc64le s390x; do
-  [ -d "$SYSROOT/usr/lib/rustlib/$t-unknown-linux-gnu/lib" ] || have_all=0
+for t in aarch64-unknown-linux-gnu powerpc64le-unknown-linux-gnu s390x-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
+  [ -d "$SYSROOT/usr/lib/rustlib/$t/lib" ] || have_all=0
 done
 if [ $have_all = 0 ]; then
   need_root "foreign std in $SYSROOT"
@@ -65,13 +66,14 @@ if [ $have_all = 0 ]; then
   trap 'rm -rf "$A"' EXIT
   mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
   chown -R _apt:root "$A" 2>/dev/null || true
-  echo "deb [arch=arm64,ppc64el,s390x signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR bookworm main" >"$A/sources.list"
+  echo "deb [arch=arm64,ppc64el,s390x,armhf signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR bookworm main" >"$A/sources.list"
   APTO=(-o Dir::State::Lists="$A/lists" -o Dir::Cache="$A/cache" -o Dir::Etc::sourcelist="$A/sources.list"
     -o Dir::Etc::sourceparts=/nonexistent -o APT::Architectures::=amd64 -o APT::Architectures::=arm64
-    -o APT::Architectures::=ppc64el -o APT::Architectures::=s390x)
+    -o APT::Architectures::=ppc64el -o APT::Architectures::=s390x -o APT::Architectures::=armhf)
   apt-get -qq "${APTO[@]}" update
   (cd "$A" && apt-get -qq "${APTO[@]}" download \
-    libstd-rust-web-dev:arm64="$RUST_DEB_VER" libstd-rust-web-dev:ppc64el="$RUST_DEB_VER" libstd-rust-web-dev:s390x="$RUST_DEB_VER")
+    libstd-rust-web-dev:arm64="$RUST_DEB_VER" libstd-rust-web-dev:ppc64el="$RUST_DEB_VER" libstd-rust-web-dev:s390x="$RUST_DEB_VER" \
+    libstd-rust-web-dev:armhf="$RUST_DEB_VER")
   tmp="$SYSROOT.partial"
   rm -rf "$tmp"
   mkdir -p "$tmp"

@@ -139,15 +139,17 @@ impl Chunked {
             }
             let line = String::from_utf8_lossy(&buf[self.at..self.at + eol]);
             let size_text = line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_text, 16).map_err(|_| format!("malformed chunk size {line:?}"))?;
+            // u64, not usize: on 32-bit platforms a size past usize::MAX is "too long", not "malformed".
+            let size = u64::from_str_radix(size_text, 16).map_err(|_| format!("malformed chunk size {line:?}"))?;
             if size == 0 {
                 self.at = line_end;
                 self.in_trailers = true;
                 continue;
             }
-            if size > MAX_REPLY - self.body.len() {
-                return Err(format!("the answer is longer than the {MAX_REPLY} bytes read"));
-            }
+            let size = match usize::try_from(size) {
+                Ok(s) if s <= MAX_REPLY - self.body.len() => s,
+                _ => return Err(format!("the answer is longer than the {MAX_REPLY} bytes read")),
+            };
             // No overflow: line_end <= buf.len() and size <= MAX_REPLY.
             if buf.len() < line_end + size + 2 {
                 return Ok(false);

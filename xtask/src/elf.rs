@@ -321,12 +321,39 @@ pub(crate) mod tests {
         crate::targets::load(&crate::project::root()).unwrap()
     }
 
+    /// The 32-bit layout of [`fixture`] (ELF32 header, one program header).
+    fn fixture32(machine: u16, big: bool) -> Vec<u8> {
+        let mut b = vec![0u8; 52 + 32];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 1;
+        b[5] = if big { 2 } else { 1 };
+        b[6] = 1;
+        let put16 = |b: &mut Vec<u8>, at: usize, v: u16| {
+            b[at..at + 2].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
+        };
+        let put32 = |b: &mut Vec<u8>, at: usize, v: u32| {
+            b[at..at + 4].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
+        };
+        put16(&mut b, 16, ET_EXEC);
+        put16(&mut b, 18, machine);
+        put32(&mut b, 28, 52); // e_phoff
+        put16(&mut b, 42, 32); // e_phentsize
+        put16(&mut b, 44, 1); // e_phnum
+        put32(&mut b, 52, 1); // PT_LOAD
+        b
+    }
+
     #[test]
     fn each_target_accepts_its_own_header() {
         for t in targets() {
-            let f = fixture(t.elf_machine, t.elf_endian == Endian::Big, false);
+            let big = t.elf_endian == Endian::Big;
+            let f = if t.elf_class == 32 { fixture32(t.elf_machine, big) } else { fixture(t.elf_machine, big, false) };
             verify("f", &f, &t).unwrap_or_else(|e| panic!("{}: {e}", t.arch));
         }
+        // A 64-bit arm binary is not an arm/v7 one.
+        let v7 = targets().into_iter().find(|t| t.elf_class == 32).unwrap();
+        let e = verify("f", &fixture(v7.elf_machine, false, false), &v7).unwrap_err().to_string();
+        assert!(e.contains("64-bit") && e.contains("needs 32-bit"), "{e}");
     }
 
     #[test]

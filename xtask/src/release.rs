@@ -596,7 +596,9 @@ mod tests {
         PlanInput {
             version: "1.0.0".into(),
             commit: "0123456789abcdef0123456789abcdef01234567".into(),
-            platforms: vec!["linux/amd64".into(), "linux/arm64".into(), "linux/ppc64le".into(), "linux/s390x".into()],
+            platforms: ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x", "linux/arm/v7"]
+                .map(String::from)
+                .to_vec(),
             binaries: vec!["multus".into(), "passthru".into()],
             images: vec!["thick".into(), "thin".into()],
             prebuilt: None,

@@ -121,7 +121,7 @@ mod tests {
     fn the_shipped_table_is_valid_and_maps_platforms() {
         let all = load(&crate::project::root()).unwrap();
         let plats: Vec<&str> = all.iter().map(|t| t.platform.as_str()).collect();
-        assert_eq!(plats, ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"]);
+        assert_eq!(plats, ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x", "linux/arm/v7"]);
         let arm = all.iter().find(|t| t.arch == "arm64").unwrap();
         assert_eq!(
             parse_platform(&arm.platform).unwrap(),
@@ -132,6 +132,12 @@ mod tests {
         assert_eq!(arm.slug(), "linux-arm64");
         assert!(all[0].is_native() && !arm.is_native());
         assert_eq!(all.iter().find(|t| t.arch == "s390x").unwrap().elf_endian, Endian::Big);
+        let v7 = all.iter().find(|t| t.arch == "arm").unwrap();
+        assert_eq!(parse_platform(&v7.platform).unwrap().variant.as_deref(), Some("v7"));
+        assert_eq!(
+            (v7.elf_class, v7.slug().as_str(), v7.linker().as_str()),
+            (32, "linux-arm-v7", "arm-linux-gnueabihf-gcc")
+        );
     }
 
     #[test]
@@ -166,7 +172,7 @@ elf_endian = "little"
     #[test]
     fn selection() {
         let all = load(&crate::project::root()).unwrap();
-        assert_eq!(select(&all, &[]).unwrap().len(), 4);
+        assert_eq!(select(&all, &[]).unwrap().len(), 5);
         let s = select(&all, &["s390x".into(), "amd64".into()]).unwrap();
         assert_eq!(s.iter().map(|t| t.arch.as_str()).collect::<Vec<_>>(), ["amd64", "s390x"]);
         assert!(select(&all, &["arm/v8".into()]).unwrap_err().to_string().contains("unknown --arch"));

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: installs what the tests need (Debian packages, as root), then runs the
-//! fmt check, clippy with warnings as errors, and every test suite, printing phase timings.
+//! fmt check, clippy with warnings as errors, every test suite, and the library's unit tests on
+//! the 32-bit target under qemu-user, printing phase timings.
 
 use anyhow::Context;
 use xshell::{Shell, cmd};
@@ -69,5 +70,40 @@ fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()
     phases.run("cargo test", || {
         cmd!(sh, "cargo test --workspace --locked -- {filter...}").run().context("tests failed")
     })?;
+    phases.run("unit tests on 32-bit targets (qemu-user)", || narrow_unit_tests(sh, &args.filter))?;
+    Ok(())
+}
+
+/// The library's unit tests built for every 32-bit target (arm/v7) with its toolchain (Debian's
+/// rustc 1.85, the MSRV) and run under qemu-user: the one platform where `usize` and `time_t` are
+/// 32 bits wide, which the amd64 and arm64 suites cannot show. They found a chunk-size check that
+/// said "malformed" instead of "too long" there.
+fn narrow_unit_tests(sh: &Shell, filter: &Option<String>) -> anyhow::Result<()> {
+    let root = crate::project::root();
+    let all = crate::targets::load(&root)?;
+    for t in all.iter().filter(|t| t.elf_class == 32) {
+        let tc = crate::toolchain::for_target(sh, &root, t)?;
+        crate::toolchain::ensure_binutils(sh, &root, std::slice::from_ref(t))?;
+        let key = t.env_key();
+        let mut flags = "-C target-feature=+crt-static".to_string();
+        let triple = &t.triple;
+        let mut c = cmd!(sh, "cargo test --locked --package multus --lib --target {triple}")
+            .env("CARGO_TARGET_DIR", root.join("target/narrow-unit-tests"))
+            .env(format!("CARGO_TARGET_{key}_LINKER"), t.linker())
+            .env(format!("CARGO_TARGET_{key}_RUNNER"), &t.qemu);
+        match &tc {
+            crate::toolchain::Toolchain::Debian { sysroot, .. } => {
+                flags = format!("{flags} --sysroot {}", sysroot.join("usr").display());
+                c = c.env("RUSTC", crate::toolchain::DEBIAN_RUSTC);
+            }
+            crate::toolchain::Toolchain::Rustup { .. } => c = c.env_remove("RUSTC"),
+        }
+        eprintln!("==> unit tests for {} ({}) under {}", t.platform, tc.describe(), t.qemu);
+        c.env(format!("CARGO_TARGET_{key}_RUSTFLAGS"), flags)
+            .args(["--", "--test-threads=2"])
+            .args(filter)
+            .run()
+            .with_context(|| format!("unit tests failed on {}", t.platform))?;
+    }
     Ok(())
 }

@@ -222,7 +222,7 @@ fn trivy_reports_and_process_plumbing_with_a_stand_in_executable() {
     let calls = std::fs::read_to_string(&log).unwrap();
     let platform_refs: Vec<String> =
         refs(layout).into_iter().filter(|(_, d)| d.get("platform").is_some()).map(|(r, _)| r).collect();
-    assert_eq!(platform_refs.len(), 4);
+    assert_eq!(platform_refs.len(), 6, "two images, three platforms each");
     for r in &platform_refs {
         let line = calls
             .lines()

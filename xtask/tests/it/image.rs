@@ -1,6 +1,6 @@
 //! `cargo xtask image`, judged by tools that are not ours: `umoci unpack` of every platform image
 //! (it checks diff_ids and sizes), `skopeo inspect` of the layout and of the oci-archive, and
-//! podman + runc running the image's binary — amd64 natively, arm64 through qemu binfmt.
+//! podman + runc running the image's binary — amd64 natively, arm64 and arm/v7 through qemu binfmt.
 //! The run test starts each image with its own entrypoint (`multus-daemon --version` in the thick
 //! image, `thin_entrypoint --version` in the thin one).
 
@@ -12,7 +12,9 @@ use serde_json::Value;
 use crate::root;
 use crate::support::{self, Binfmt, Tmp, build_manifest, layout, ref_of, refs, run, sha256};
 
-const PLATFORMS: [(&str, &str); 2] = [("linux-amd64", "amd64"), ("linux-arm64", "arm64")];
+/// (artifact slug, OCI architecture, variant), in the build manifest's order.
+const PLATFORMS: [(&str, &str, Option<&str>); 3] =
+    [("linux-amd64", "amd64", None), ("linux-arm64", "arm64", None), ("linux-arm-v7", "arm", Some("v7"))];
 
 fn skopeo_inspect(args: &[&str]) -> Value {
     let (ok, out, err) = run("skopeo", &[&["inspect"], args].concat(), &[]);
@@ -40,7 +42,7 @@ fn images_are_reproducible_unpack_with_umoci_and_carry_the_right_architecture() 
     let build = build_manifest();
     let commit = build["commit"].as_str().unwrap();
     let all = refs(layout);
-    assert_eq!(all.len(), 6, "thick and thin: one index and two platforms each: {:?}", all.keys());
+    assert_eq!(all.len(), 8, "thick and thin: one index and three platforms each: {:?}", all.keys());
     let license = std::fs::read(root().join("images/LICENSE")).unwrap();
     for image in ["thick", "thin"] {
         let index_ref = ref_of(layout, image, None);
@@ -53,14 +55,19 @@ fn images_are_reproducible_unpack_with_umoci_and_carry_the_right_architecture() 
         assert_eq!(index["annotations"]["org.opencontainers.image.source"], "https://github.com/multus-rs/multus-rs");
         assert_eq!(index["annotations"]["org.opencontainers.image.licenses"], "Apache-2.0");
 
-        for (i, (slug, arch)) in PLATFORMS.iter().enumerate() {
+        for (i, (slug, arch, variant)) in PLATFORMS.iter().enumerate() {
             let r = ref_of(layout, image, Some(slug));
             // skopeo: the per-platform ref, the index ref with an arch override, and the archive.
             let info = skopeo_inspect(&[&format!("oci:{}:{r}", layout.display())]);
             assert_eq!((info["Architecture"].as_str(), info["Os"].as_str()), (Some(*arch), Some("linux")), "{r}");
+            assert_eq!(info["Variant"].as_str(), *variant, "{r}");
             assert_eq!(info["Labels"]["org.opencontainers.image.revision"], commit);
-            let via_index =
-                skopeo_inspect(&["--override-arch", arch, &format!("oci:{}:{index_ref}", layout.display())]);
+            let mut over = vec!["--override-arch", arch];
+            if let Some(v) = variant {
+                over.extend(["--override-variant", v]);
+            }
+            let index_arg = format!("oci:{}:{index_ref}", layout.display());
+            let via_index = skopeo_inspect(&[&over[..], &[index_arg.as_str()]].concat());
             // (skopeo reports the index's digest here; the resolved image shows in its fields)
             assert_eq!(via_index["Architecture"], *arch, "{image} index → {arch}");
             assert_eq!(via_index["Layers"], info["Layers"], "{image} index → {arch}");
@@ -94,7 +101,7 @@ fn images_are_reproducible_unpack_with_umoci_and_carry_the_right_architecture() 
 }
 
 #[test]
-fn the_binary_runs_from_the_image_under_podman_on_amd64_and_arm64() {
+fn the_binary_runs_from_the_image_under_podman_on_every_tested_platform() {
     let layout = layout();
     let build = build_manifest();
     let want = |bin: &str| {
@@ -118,9 +125,11 @@ fn the_binary_runs_from_the_image_under_podman_on_amd64_and_arm64() {
     let linked = tmp.join("layout");
     std::os::unix::fs::symlink(layout, &linked).unwrap();
     let layout = linked.as_path();
-    let _binfmt = Binfmt::aarch64();
+    // Two guards, dropped in reverse order (the first one found binfmt_misc as it was).
+    let _arm64 = Binfmt::enable("qemu-aarch64");
+    let _arm = Binfmt::enable("qemu-arm");
     for image in ["thick", "thin"] {
-        for (slug, arch) in PLATFORMS {
+        for (slug, arch, _) in PLATFORMS {
             let r = ref_of(layout, image, Some(slug));
             let (root, runroot, tmpdir) = (tmp.s("root"), tmp.s("runroot"), tmp.s("tmp"));
             let image_ref = format!("oci:{}:{r}", layout.display());

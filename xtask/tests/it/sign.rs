@@ -127,7 +127,7 @@ fn keygen_sign_verify_publish_and_independent_judges() {
     assert!(!ok && out.contains("wrong password"), "{out}");
     let (ok, out) = xtask_result(&sign_args, &[PASSWORD]);
     assert!(ok, "{out}");
-    assert!(out.contains("summary: 6 signatures, 4 SBOM attestations"), "{out}");
+    assert!(out.contains("summary: 8 signatures, 6 SBOM attestations"), "{out}");
     let (ok, out) = xtask_result(
         &["verify", &format!("oci:{}", l.display()), "--key", public.to_str().unwrap(), "--identity", &identity],
         &[],
@@ -174,7 +174,7 @@ fn keygen_sign_verify_publish_and_independent_judges() {
     let purls: Vec<&str> =
         st["predicate"]["components"].as_array().unwrap().iter().filter_map(|c| c["purl"].as_str()).collect();
     assert!(purls.iter().any(|p| p.starts_with("pkg:cargo/libc@")), "{purls:?}");
-    assert_eq!(std::fs::read_dir(tmp.join("sbom")).unwrap().count(), 4, "one SBOM file per platform image");
+    assert_eq!(std::fs::read_dir(tmp.join("sbom")).unwrap().count(), 6, "one SBOM file per platform image");
     let sboms: Vec<PathBuf> = std::fs::read_dir(tmp.join("sbom")).unwrap().map(|e| e.unwrap().path()).collect();
     crate::support::assert_schema_valid("cyclonedx-1.5", &sboms.iter().map(PathBuf::as_path).collect::<Vec<_>>());
 

@@ -73,12 +73,16 @@ pub fn build_into(base: &Path, arches: &[&str], bins: &[&str]) -> PathBuf {
     base.join("out")
 }
 
-/// The release binaries the tests package (every node binary, amd64 and arm64), built once per
+/// The architectures the image tests package: the host's, a 64-bit foreign one and the 32-bit one
+/// (arm/v7, the only platform with an OCI variant).
+pub const IMAGE_ARCHES: [&str; 3] = ["amd64", "arm64", "arm"];
+
+/// The release binaries the tests package (every node binary for [`IMAGE_ARCHES`]), built once per
 /// test run into a private directory that is kept as a build cache between runs.
 pub fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        build_into(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("ximage-build"), &["amd64", "arm64"], &NODE_BINARIES)
+        build_into(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("ximage-build"), &IMAGE_ARCHES, &NODE_BINARIES)
     })
 }
 
@@ -701,20 +705,22 @@ fn jwt(pair: &ring::signature::EcdsaKeyPair, rng: &ring::rand::SystemRandom, x5c
     format!("{signing_input}.{}", b64(sig.as_ref(), true))
 }
 
-/// Registers qemu-aarch64 with binfmt_misc for the guard's life and leaves binfmt as found.
+/// Registers a qemu-user interpreter (`qemu-aarch64`, `qemu-arm`) with binfmt_misc for the guard's
+/// life and leaves binfmt as found.
 pub struct Binfmt {
+    name: &'static str,
     was_mounted: bool,
     entry_before: Option<bool>,
 }
 
 impl Binfmt {
-    pub fn aarch64() -> Binfmt {
+    pub fn enable(name: &'static str) -> Binfmt {
         let dir = Path::new("/proc/sys/fs/binfmt_misc");
         let was_mounted = dir.join("status").exists();
-        let entry_before = std::fs::read_to_string(dir.join("qemu-aarch64")).ok().map(|s| s.starts_with("enabled"));
-        let g = Binfmt { was_mounted, entry_before };
-        let (ok, _, e) = run("update-binfmts", &["--enable", "qemu-aarch64"], &[]);
-        assert!(ok, "update-binfmts --enable qemu-aarch64: {e}");
+        let entry_before = std::fs::read_to_string(dir.join(name)).ok().map(|s| s.starts_with("enabled"));
+        let g = Binfmt { name, was_mounted, entry_before };
+        let (ok, _, e) = run("update-binfmts", &["--enable", name], &[]);
+        assert!(ok, "update-binfmts --enable {name}: {e}");
         g
     }
 }
@@ -724,10 +730,10 @@ impl Drop for Binfmt {
         match self.entry_before {
             Some(true) => {}
             Some(false) => {
-                let _ = std::fs::write("/proc/sys/fs/binfmt_misc/qemu-aarch64", "0");
+                let _ = std::fs::write(format!("/proc/sys/fs/binfmt_misc/{}", self.name), "0");
             }
             None => {
-                let _ = run("update-binfmts", &["--disable", "qemu-aarch64"], &[]);
+                let _ = run("update-binfmts", &["--disable", self.name], &[]);
             }
         }
         if !self.was_mounted && Path::new("/proc/sys/fs/binfmt_misc/status").exists() {
