@@ -59,21 +59,13 @@ done
 if [ $have_all = 0 ]; then
   need_root "foreign std in $SYSROOT"
   echo "install-cross-toolchains: unpacking libstd-rust-web-dev for ${FOREIGN[*]} into $SYSROOT"
-  MIRROR=$(grep -hoE '^URIs: *[^ ]+' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -1 || true)
-  [ -n "$MIRROR" ] || MIRROR=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^http/) {print $i; exit}}' /etc/apt/sources.list 2>/dev/null || true)
-  [ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian
   A=$(mktemp -d)
   trap 'rm -rf "$A"' EXIT
-  mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
-  chown -R _apt:root "$A" 2>/dev/null || true
-  echo "deb [arch=arm64,ppc64el,s390x,armhf signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR bookworm main" >"$A/sources.list"
-  APTO=(-o Dir::State::Lists="$A/lists" -o Dir::Cache="$A/cache" -o Dir::Etc::sourcelist="$A/sources.list"
-    -o Dir::Etc::sourceparts=/nonexistent -o APT::Architectures::=amd64 -o APT::Architectures::=arm64
-    -o APT::Architectures::=ppc64el -o APT::Architectures::=s390x -o APT::Architectures::=armhf)
-  apt-get -qq "${APTO[@]}" update
-  (cd "$A" && apt-get -qq "${APTO[@]}" download \
-    libstd-rust-web-dev:arm64="$RUST_DEB_VER" libstd-rust-web-dev:ppc64el="$RUST_DEB_VER" libstd-rust-web-dev:s390x="$RUST_DEB_VER" \
-    libstd-rust-web-dev:armhf="$RUST_DEB_VER")
+  # shellcheck source=lib/private-apt.sh
+  . "$(dirname "$0")/lib/private-apt.sh"
+  private_apt_download "$A" arm64,ppc64el,s390x,armhf \
+    libstd-rust-web-dev:arm64="$RUST_DEB_VER" libstd-rust-web-dev:ppc64el="$RUST_DEB_VER" \
+    libstd-rust-web-dev:s390x="$RUST_DEB_VER" libstd-rust-web-dev:armhf="$RUST_DEB_VER"
   tmp="$SYSROOT.partial"
   rm -rf "$tmp"
   mkdir -p "$tmp"

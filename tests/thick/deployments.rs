@@ -13,8 +13,8 @@ use multus::thick::manager::ManagerConfig;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-const THICK_IMAGE: &str = "ghcr.io/multus-rs/multus-rs@sha256:IMAGE_DIGEST_THICK";
-const THIN_IMAGE: &str = "ghcr.io/multus-rs/multus-rs@sha256:IMAGE_DIGEST_THIN";
+const THICK_IMAGE: &str = "ghcr.io/multus-rs/multus-rs:stable-thick";
+const THIN_IMAGE: &str = "ghcr.io/multus-rs/multus-rs:stable";
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)

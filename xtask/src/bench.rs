@@ -161,7 +161,7 @@ fn sizes(sh: &Shell) -> anyhow::Result<()> {
 const IMAGE_REPS: u32 = 5;
 
 fn image_throughput(sh: &Shell) -> anyhow::Result<()> {
-    use crate::image::{self, spec::Source};
+    use crate::image;
 
     let root = crate::project::root();
     let manifest_path = root.join("target/release-artifacts/manifest.json");
@@ -174,6 +174,7 @@ fn image_throughput(sh: &Shell) -> anyhow::Result<()> {
         source: image::workspace_repository(&root)?,
     };
     let dir = manifest_path.parent().expect("manifest has a parent").to_path_buf();
+    let debian_arch = image::debian_packages(&root, &manifest, &specs)?;
 
     // The baseline's input: the same files at the same paths, one directory per image and platform.
     let stage = root.join("target/bench-image");
@@ -189,11 +190,12 @@ fn image_throughput(sh: &Shell) -> anyhow::Result<()> {
                     std::fs::create_dir_all(d.join(&p[1..]))?;
                     std::fs::set_permissions(d.join(&p[1..]), std::os::unix::fs::PermissionsExt::from_mode(*mode))?;
                 }
+                for (p, target) in &l.links {
+                    std::fs::create_dir_all(d.join(&p[1..]).parent().expect("absolute path"))?;
+                    std::os::unix::fs::symlink(target, d.join(&p[1..]))?;
+                }
                 for f in &l.files {
-                    let src = match &f.source {
-                        Source::Binary { path, .. } => dir.join(path),
-                        Source::Repo(p) => root.join(p),
-                    };
+                    let src = image::source_path(&root, &dir, &debian_arch, &t.platform, &f.source);
                     let dst = d.join(&f.path[1..]);
                     std::fs::create_dir_all(dst.parent().expect("absolute path"))?;
                     std::fs::copy(&src, &dst)?;

@@ -382,14 +382,17 @@ struct Outcome {
     deployments: Vec<PathBuf>,
 }
 
-/// The placeholder the manifests in `deployments/` carry instead of an image reference.
-const DEPLOYMENT_IMAGE: &str = "ghcr.io/multus-rs/multus-rs@sha256:IMAGE_DIGEST_";
+/// The image references the manifests in `deployments/` carry: the published upstream-style tags
+/// (`stable-thick`, `stable`), so the files apply as they are.
+const DEPLOYMENT_THICK: &str = "ghcr.io/multus-rs/multus-rs:stable-thick";
+const DEPLOYMENT_THIN: &str = "ghcr.io/multus-rs/multus-rs:stable";
 
-/// A deployment manifest with its image placeholders (`…@sha256:IMAGE_DIGEST_THICK` / `_THIN`)
-/// replaced by `<repository>@<index digest>` of what this release produced (pure).
+/// A deployment manifest with its image references (`…:stable-thick` / `…:stable`) replaced by
+/// `<repository>@<index digest>` of what this release produced (pure). Thick first: the thin tag is
+/// a prefix of the thick one.
 pub fn render_deployment(text: &str, repository: &str, thick: &str, thin: &str) -> String {
-    text.replace(&format!("{DEPLOYMENT_IMAGE}THICK"), &format!("{repository}@{thick}"))
-        .replace(&format!("{DEPLOYMENT_IMAGE}THIN"), &format!("{repository}@{thin}"))
+    text.replace(&format!("{DEPLOYMENT_THICK}\n"), &format!("{repository}@{thick}\n"))
+        .replace(&format!("{DEPLOYMENT_THIN}\n"), &format!("{repository}@{thin}\n"))
 }
 
 /// Writes every `deployments/*.yml` rendered for this release into `out` (temp + rename).
@@ -621,11 +624,14 @@ mod tests {
 
     #[test]
     fn deployments_reference_the_released_index_digests() {
-        let text = "image: ghcr.io/multus-rs/multus-rs@sha256:IMAGE_DIGEST_THICK\nimage: ghcr.io/multus-rs/multus-rs@sha256:IMAGE_DIGEST_THIN\n";
+        let text = "image: ghcr.io/multus-rs/multus-rs:stable-thick\nimage: ghcr.io/multus-rs/multus-rs:stable\n";
         assert_eq!(
             render_deployment(text, "127.0.0.1:5000/multus", "sha256:aa", "sha256:bb"),
             "image: 127.0.0.1:5000/multus@sha256:aa\nimage: 127.0.0.1:5000/multus@sha256:bb\n"
         );
+        // Only whole references: another tag of the repository stays.
+        let other = "image: ghcr.io/multus-rs/multus-rs:stable-debug\n";
+        assert_eq!(render_deployment(other, "r", "sha256:aa", "sha256:bb"), other);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! A CycloneDX 1.5 SBOM (JSON) per platform image: the image as the metadata component, each
-//! binary in it (path, sha256) as an application, and every crate of the binaries' embedded
+//! binary in it (path, sha256; a Debian package's with its `pkg:deb` purl) as an application, and every crate of the binaries' embedded
 //! dependency lists (`.dep-v0`, so exactly what was linked) as a library with its purl, licence
 //! and description from `cargo metadata`, plus the dependency graph. Deterministic: the serial
 //! number is derived from the manifest digest, the timestamp is the image's creation time.
@@ -85,6 +85,20 @@ pub fn bom(s: &Subject, binaries: &[Binary], licenses: &Licenses) -> Value {
             "hashes": [{"alg": "SHA-256", "content": b.sha256}],
             "properties": [{"name": "path", "value": format!("/{}", b.path)}],
         }));
+        if let Some(d) = &b.debian {
+            let app = apps.last_mut().expect("just pushed");
+            app["version"] = json!(d.version);
+            app["purl"] = json!(format!(
+                "pkg:deb/debian/{}@{}?arch={}&distro=debian-12",
+                d.name,
+                d.version.replace(':', "%3A"),
+                d.architecture
+            ));
+            app["properties"]
+                .as_array_mut()
+                .expect("an array")
+                .push(json!({"name": "debian:package", "value": d.name}));
+        }
         deps.entry(image_ref.clone()).or_default().insert(app_ref.clone());
         let Some(list) = &b.deps else { continue };
         for p in &list.packages {
@@ -168,6 +182,7 @@ mod tests {
             sha256: "ab".repeat(32),
             size: 10,
             deps: Some(list),
+            debian: None,
         }];
         let mut lic = Licenses::default();
         lic.0

@@ -9,7 +9,8 @@
 //!   header mtime 0, no file name, OS byte 255. The compressed digest depends on that backend and
 //!   level; the diff_id (sha256 of the tar) does not;
 //! - a file with the same bytes and mode as one before it in the layer is a hard link to that one
-//!   (the thick image ships `install_multus` at two paths, upstream's; the layer carries it once).
+//!   (the thick image ships `install_multus` at two paths, upstream's; the layer carries it once);
+//! - symbolic links (the debug variants' `/bin/sh` → `busybox`) are stored as they are named.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -29,6 +30,8 @@ pub const DIR_MODE: u32 = 0o755;
 pub enum Content<'a> {
     Dir,
     File(&'a [u8]),
+    /// A symbolic link to this target.
+    Symlink(&'a str),
 }
 
 /// One entry of a layer; `path` is absolute in the image (`/usr/src/multus-cni/bin/passthru`).
@@ -84,7 +87,9 @@ fn normalise<'a>(entries: &[Entry<'a>]) -> anyhow::Result<Vec<(Vec<String>, u32,
         for n in 1..k.len() {
             let parent = k[..n].to_vec();
             match all.get(&parent) {
-                Some((_, Content::File(_))) => bail!("image path /{} is a file and a directory", parent.join("/")),
+                Some((_, Content::File(_) | Content::Symlink(_))) => {
+                    bail!("image path /{} is a file and a directory", parent.join("/"))
+                }
                 Some(_) => {}
                 None => {
                     all.insert(parent, (DIR_MODE, Content::Dir));
@@ -119,6 +124,11 @@ pub fn tar(entries: &[Entry], mtime: u64) -> anyhow::Result<(Vec<u8>, Vec<String
                 h.set_entry_type(tar::EntryType::Regular);
                 first.insert((bytes, mode), parts.join("/"));
                 (parts.join("/"), bytes)
+            }
+            Content::Symlink(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_link_name(target).with_context(|| format!("link target {target} does not fit a ustar header"))?;
+                (parts.join("/"), &[])
             }
         };
         h.set_path(&name).with_context(|| format!("image path /{name} does not fit a ustar header"))?;
@@ -220,6 +230,32 @@ mod tests {
         }
         // gzip header: magic, deflate, no flags, mtime 0, OS 255.
         assert_eq!(&layer.blob.bytes[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn symbolic_links_are_stored_as_named_and_cannot_be_parents() {
+        let link = |path: &str, target: &'static str| Entry {
+            path: path.into(),
+            mode: 0o777,
+            content: Content::Symlink(target),
+        };
+        let entries = [file("/bin/busybox", 0o755, b"bb"), link("/bin/sh", "busybox"), link("/bin/cp", "busybox")];
+        let (bytes, paths) = tar(&entries, 1).unwrap();
+        assert_eq!(paths, ["/bin/", "/bin/busybox", "/bin/cp", "/bin/sh"]);
+        let mut ar = tar::Archive::new(&bytes[..]);
+        let links: Vec<(String, String, u64)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.header().entry_type() == tar::EntryType::Symlink)
+            .map(|e| {
+                let target = e.link_name().unwrap().unwrap().display().to_string();
+                (e.path().unwrap().display().to_string(), target, e.header().size().unwrap())
+            })
+            .collect();
+        assert_eq!(links, [("bin/cp".into(), "busybox".into(), 0), ("bin/sh".into(), "busybox".into(), 0)]);
+        let under_a_link = [link("/bin", "usr/bin"), file("/bin/x", 0o755, b"x")];
+        assert!(tar(&under_a_link, 1).unwrap_err().to_string().contains("a file and a directory"));
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub struct BuiltImage {
     /// Optional binaries that the build did not produce (any platform).
     pub skipped: BTreeSet<String>,
     pub entrypoint_missing: Option<String>,
+    /// More ref names for the index: upstream's tag scheme ([`upstream_tags`]).
+    pub upstream_tags: Vec<String>,
 }
 
 impl BuiltImage {
@@ -118,6 +120,33 @@ pub fn ref_name(image: &str, version: &str, platform: Option<&Platform>) -> Stri
         Some(p) => oci::tag_safe(&format!("{image}-{version}-{}", p.slug())),
         None => oci::tag_safe(&format!("{image}-{version}")),
     }
+}
+
+/// Upstream Multus's tags for an image index of a release (`v4.2.1` and `stable` for thin, its
+/// default image; `-thick`, `-debug`, `-thick-debug` for the others), so a cluster that follows
+/// upstream's tags switches by changing the registry alone. A development build (`+g<commit>`)
+/// gets none, a pre-release (`1.0.0-rc.1`) no `stable`.
+pub fn upstream_tags(image: &str, version: &str) -> Vec<String> {
+    if version.contains('+') || !version.starts_with(|c: char| c.is_ascii_digit()) {
+        return vec![];
+    }
+    let suffix = match image.strip_prefix("thin") {
+        Some(rest) if rest.is_empty() || rest.starts_with('-') => rest.to_string(),
+        _ => format!("-{image}"),
+    };
+    let mut tags = vec![oci::tag_safe(&format!("v{version}{suffix}"))];
+    if !version.contains('-') {
+        tags.push(format!("stable{suffix}"));
+    }
+    tags
+}
+
+/// The config label that records the exact version of a Debian package an image holds files of.
+pub const LABEL_DEBIAN_PACKAGE: &str = "io.github.multus-rs.debian-package.";
+
+/// Where `scripts/fetch-debian-packages.sh` unpacks packages: `<dir>/<debian arch>/<package>/`.
+pub fn debian_packages_dir(root: &Path) -> PathBuf {
+    root.join("target/debian-packages")
 }
 
 /// The OCI annotations of an image's manifests and index.
@@ -187,9 +216,11 @@ pub fn layout_for(images: &[BuiltImage]) -> layout::Layout {
     let mut blobs = BTreeMap::new();
     let mut top = Vec::new();
     for img in images {
-        let mut d = img.index.descriptor.clone();
-        d.annotations.insert(oci::ANN_REF_NAME.into(), img.ref_name.clone());
-        top.push(d);
+        for name in std::iter::once(img.ref_name.clone()).chain(img.upstream_tags.iter().cloned()) {
+            let mut d = img.index.descriptor.clone();
+            d.annotations.insert(oci::ANN_REF_NAME.into(), name);
+            top.push(d);
+        }
         blobs.insert(img.index.descriptor.digest.clone(), img.index.bytes.clone());
         for p in &img.platforms {
             let mut d = p.manifest.descriptor.clone();
@@ -228,6 +259,24 @@ pub fn read_manifest(path: &Path) -> anyhow::Result<build::Manifest> {
     Ok(m)
 }
 
+/// Where the bytes of an image file are on disk, for one platform (`debian_arch`: from
+/// [`debian_packages`]).
+pub fn source_path(
+    root: &Path,
+    manifest_dir: &Path,
+    debian_arch: &BTreeMap<String, String>,
+    platform: &str,
+    source: &spec::Source,
+) -> PathBuf {
+    match source {
+        spec::Source::Binary { path, .. } => manifest_dir.join(path),
+        spec::Source::Repo(p) => root.join(p),
+        spec::Source::Debian { package, path } => {
+            debian_packages_dir(root).join(&debian_arch[platform]).join(package).join(path)
+        }
+    }
+}
+
 /// A layer's tar before compression, and where its compressed blob will come from.
 struct PendingLayer {
     name: String,
@@ -240,6 +289,48 @@ struct PendingLayer {
 struct PendingPlatform {
     platform: Platform,
     layers: Vec<PendingLayer>,
+    /// Labels of this platform only (the Debian packages' versions).
+    labels: BTreeMap<String, String>,
+}
+
+/// The Debian architecture of each platform the specs need Debian packages for, with the
+/// packages fetched (`scripts/fetch-debian-packages.sh`) when they are not unpacked yet.
+pub fn debian_packages(
+    root: &Path,
+    manifest: &build::Manifest,
+    specs: &[spec::ImageSpec],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let packages: BTreeSet<&str> = specs
+        .iter()
+        .flat_map(|s| &s.layers)
+        .flat_map(|l| &l.files)
+        .filter_map(|f| f.debian.as_deref())
+        .map(|d| d.split(':').next().unwrap_or_default())
+        .collect();
+    let mut arch_of = BTreeMap::new();
+    if packages.is_empty() {
+        return Ok(arch_of);
+    }
+    let targets = crate::targets::load(root)?;
+    let dir = debian_packages_dir(root);
+    let mut missing = Vec::new();
+    for t in &manifest.targets {
+        let target = targets.iter().find(|x| x.platform == t.platform).with_context(|| {
+            format!("platform {} is not in cross/targets.toml (its Debian architecture?)", t.platform)
+        })?;
+        for p in &packages {
+            if !dir.join(&target.debian_arch).join(format!("{p}.version")).is_file() {
+                missing.push(format!("{}:{p}", target.debian_arch));
+            }
+        }
+        arch_of.insert(t.platform.clone(), target.debian_arch.clone());
+    }
+    if !missing.is_empty() {
+        let sh = xshell::Shell::new()?;
+        let script = root.join("scripts/fetch-debian-packages.sh");
+        xshell::cmd!(sh, "bash {script} {dir} {missing...}").run().context("scripts/fetch-debian-packages.sh")?;
+    }
+    Ok(arch_of)
 }
 
 /// Reads every file the images need and builds layers, configs, manifests and indexes.
@@ -255,6 +346,8 @@ pub fn assemble(
     meta: &Meta,
     quiet: bool,
 ) -> anyhow::Result<Vec<BuiltImage>> {
+    let debian_arch = debian_packages(root, manifest, specs)?;
+    let debian_dir = debian_packages_dir(root);
     let mut cache: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     let mut tars: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut pending: Vec<(Vec<PendingPlatform>, BTreeSet<String>, Option<String>)> = Vec::new();
@@ -270,13 +363,17 @@ pub fn assemble(
             skipped.extend(plan.skipped.iter().cloned());
             entrypoint_missing = entrypoint_missing.or(plan.entrypoint_missing.clone());
             let mut layers = Vec::new();
+            let mut labels = BTreeMap::new();
             for pl in &plan.layers {
                 let mut contents = Vec::new();
                 for f in &pl.files {
-                    let path = match &f.source {
-                        spec::Source::Binary { path, .. } => manifest_dir.join(path),
-                        spec::Source::Repo(p) => root.join(p),
-                    };
+                    let path = source_path(root, manifest_dir, &debian_arch, &t.platform, &f.source);
+                    if let spec::Source::Debian { package, .. } = &f.source {
+                        let file = debian_dir.join(&debian_arch[&t.platform]).join(format!("{package}.version"));
+                        let version = std::fs::read_to_string(&file)
+                            .with_context(|| format!("image {}: reading {}", s.name, file.display()))?;
+                        labels.insert(format!("{LABEL_DEBIAN_PACKAGE}{package}"), version.trim().to_string());
+                    }
                     if !cache.contains_key(&path) {
                         let bytes = std::fs::read(&path)
                             .with_context(|| format!("image {}: reading {}", s.name, path.display()))?;
@@ -307,6 +404,13 @@ pub fn assemble(
                         content: layer::Content::File(&cache[path]),
                     });
                 }
+                for (path, target) in &pl.links {
+                    entries.push(layer::Entry {
+                        path: path.clone(),
+                        mode: 0o777,
+                        content: layer::Content::Symlink(target),
+                    });
+                }
                 let (tar, paths) = layer::tar(&entries, meta.source_date_epoch)
                     .with_context(|| format!("image {}, layer {:?}, {}", s.name, pl.name, t.platform))?;
                 let diff_id = oci::sha256_digest(&tar);
@@ -318,7 +422,7 @@ pub fn assemble(
                 });
                 tars.entry(diff_id).or_insert(tar);
             }
-            platforms.push(PendingPlatform { platform, layers });
+            platforms.push(PendingPlatform { platform, layers, labels });
         }
         pending.push((platforms, skipped, entrypoint_missing));
     }
@@ -341,7 +445,9 @@ pub fn assemble(
                 .collect();
             let diff: Vec<(&str, &str)> =
                 pp.layers.iter().zip(&layers).map(|(p, l)| (p.name.as_str(), l.diff_id.as_str())).collect();
-            let config = Blob::json(oci::MT_CONFIG, &config_for(s, meta, &pp.platform, &diff))?;
+            let mut config_doc = config_for(s, meta, &pp.platform, &diff);
+            config_doc.config.labels.extend(pp.labels.clone());
+            let config = Blob::json(oci::MT_CONFIG, &config_doc)?;
             let layer_descs: Vec<Descriptor> = layers.iter().map(|l| l.blob.descriptor.clone()).collect();
             let manifest_doc = manifest_for(&config.descriptor, &layer_descs, annotations(s, meta));
             let manifest_blob = Blob::json(oci::MT_MANIFEST, &manifest_doc)?;
@@ -383,6 +489,7 @@ pub fn assemble(
             platforms: built,
             skipped,
             entrypoint_missing,
+            upstream_tags: upstream_tags(&s.name, &meta.version),
         });
     }
     Ok(images)
@@ -416,9 +523,17 @@ fn compress_all(tars: BTreeMap<String, Vec<u8>>) -> anyhow::Result<BTreeMap<Stri
     Ok(out)
 }
 
-/// The descriptions to build: all, or those named (unknown names refused).
+/// The descriptions to build: all (every image and each of its variants, `thick` then
+/// `thick-debug`), or those named (unknown names refused).
 pub fn select_specs(dir: &Path, names: &[String]) -> anyhow::Result<Vec<spec::ImageSpec>> {
-    let all = spec::load_dir(dir)?;
+    let variants = spec::load_variants(dir)?;
+    let mut all = Vec::new();
+    for base in spec::load_dir(dir)? {
+        let derived: Vec<spec::ImageSpec> =
+            variants.iter().map(|v| base.with_variant(v)).collect::<anyhow::Result<_>>()?;
+        all.push(base);
+        all.extend(derived);
+    }
     for n in names {
         if !all.iter().any(|s| &s.name == n) {
             let known: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
@@ -579,6 +694,17 @@ mode = 0o755
     }
 
     #[test]
+    fn releases_also_get_upstreams_tags() {
+        assert_eq!(upstream_tags("thin", "4.2.1"), ["v4.2.1", "stable"]);
+        assert_eq!(upstream_tags("thick", "4.2.1"), ["v4.2.1-thick", "stable-thick"]);
+        assert_eq!(upstream_tags("thin-debug", "4.2.1"), ["v4.2.1-debug", "stable-debug"]);
+        assert_eq!(upstream_tags("thick-debug", "4.2.1"), ["v4.2.1-thick-debug", "stable-thick-debug"]);
+        assert_eq!(upstream_tags("thinner", "4.2.1"), ["v4.2.1-thinner", "stable-thinner"]);
+        assert_eq!(upstream_tags("thick", "1.0.0-rc.1"), ["v1.0.0-rc.1-thick"], "a pre-release is not stable");
+        assert!(upstream_tags("thick", "0.1.0+gabc-dirty").is_empty(), "development builds keep our refs only");
+    }
+
+    #[test]
     fn ref_names_are_tags() {
         let p = Platform::from_target("linux/arm64").unwrap();
         assert_eq!(ref_name("thick", "0.1.0+gabc-dirty", None), "thick-0.1.0_gabc-dirty");
@@ -628,6 +754,21 @@ mode = 0o755
         let lay = layout_for(&a);
         let refs: Vec<&str> = lay.index.manifests.iter().map(|d| d.annotations[oci::ANN_REF_NAME].as_str()).collect();
         assert_eq!(refs, ["thick-0.1.0_gabc", "thick-0.1.0_gabc-linux-amd64", "thick-0.1.0_gabc-linux-arm64"]);
+        // A release's index is also named by upstream's tags, all for the same digest.
+        let mut release = a.clone();
+        release[0].upstream_tags = upstream_tags("thick", "4.2.1");
+        let rl = layout_for(&release);
+        let named: Vec<(&str, &str)> = rl
+            .index
+            .manifests
+            .iter()
+            .map(|d| (d.annotations[oci::ANN_REF_NAME].as_str(), d.digest.as_str()))
+            .filter(|(_, d)| *d == a[0].index.descriptor.digest)
+            .collect();
+        let idx = a[0].index.descriptor.digest.as_str();
+        assert_eq!(named, [("thick-0.1.0_gabc", idx), ("v4.2.1-thick", idx), ("stable-thick", idx)]);
+        layout::write(&rl, &dir.join("layout-release")).unwrap();
+        assert_eq!(layout::read_verified(&dir.join("layout-release")).unwrap().0.index, rl.index);
         layout::write(&lay, &dir.join("layout")).unwrap();
         let (back, v) = layout::read_verified(&dir.join("layout")).unwrap();
         assert_eq!(back.index, lay.index);

@@ -6,6 +6,10 @@
 //! A file may be marked `optional = true` (a binary that is not built yet): when the build
 //! manifest lacks it the image is assembled without it and the command says so loudly; a missing
 //! file that is not optional is an error naming the image, the binary and the platform.
+//!
+//! A file may also come from a Debian package of the platform's architecture (`debian =
+//! "package:path"`), and a layer may hold symbolic links. Variants (`images/variants/*.toml`, e.g.
+//! `debug`) add layers, labels and a licence to every image: `thick` and `thick-debug`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -49,6 +53,35 @@ pub struct LayerSpec {
     pub dirs: Vec<DirSpec>,
     #[serde(default, rename = "file")]
     pub files: Vec<FileSpec>,
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkSpec>,
+}
+
+/// Symbolic links in the image to one target (`/bin/sh`, `/bin/cp` → `busybox`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// What they point to, as stored (relative to each link's directory, or absolute).
+    pub target: String,
+    /// Absolute paths of the links.
+    pub paths: Vec<String>,
+}
+
+/// A variant of every image (`images/variants/<suffix>.toml`): the image's layers plus these,
+/// named `<image>-<suffix>`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    /// `debug`: the variant of `thick` is `thick-debug`.
+    pub suffix: String,
+    /// Appended to the image's description.
+    pub description: String,
+    /// SPDX expression of what the variant adds, joined to the image's with `AND`.
+    pub licenses: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(rename = "layer")]
+    pub layers: Vec<LayerSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -67,6 +100,9 @@ pub struct FileSpec {
     /// A file of the repository (relative to the workspace root), the same on every platform.
     #[serde(default)]
     pub source: Option<String>,
+    /// A file of a Debian package, for the platform's architecture: `busybox-static:bin/busybox`.
+    #[serde(default)]
+    pub debian: Option<String>,
     /// Absolute path in the image.
     pub path: String,
     pub mode: u32,
@@ -82,6 +118,8 @@ pub enum Source {
     Binary { name: String, path: String, sha256: String },
     /// Path relative to the workspace root.
     Repo(String),
+    /// A path inside a Debian package of the platform's architecture.
+    Debian { package: String, path: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +134,8 @@ pub struct PlannedLayer {
     pub name: String,
     pub dirs: Vec<(String, u32)>,
     pub files: Vec<PlannedFile>,
+    /// (path, target) of each symbolic link.
+    pub links: Vec<(String, String)>,
 }
 
 /// An image's content for one platform: its layers (empty ones dropped) and what was skipped.
@@ -136,9 +176,9 @@ impl ImageSpec {
                 if !paths.insert(f.path.as_str()) {
                     bail!("image {n}: {} is listed twice", f.path);
                 }
-                match (&f.binary, &f.source) {
-                    (Some(_), None) => {}
-                    (None, Some(s)) => {
+                match (&f.binary, &f.source, &f.debian) {
+                    (Some(_), None, None) => {}
+                    (None, Some(s), None) => {
                         if f.optional {
                             bail!("image {n}: {} comes from the repository ({s}) and cannot be optional", f.path);
                         }
@@ -146,10 +186,27 @@ impl ImageSpec {
                             bail!("image {n}: source {s:?} must be a path inside the repository");
                         }
                     }
-                    _ => bail!("image {n}: {} needs exactly one of binary = or source =", f.path),
+                    (None, None, Some(d)) => {
+                        if f.optional {
+                            bail!("image {n}: {} comes from a Debian package ({d}) and cannot be optional", f.path);
+                        }
+                        debian_source(d).with_context(|| format!("image {n}: {}", f.path))?;
+                    }
+                    _ => bail!("image {n}: {} needs exactly one of binary =, source = or debian =", f.path),
                 }
                 if f.mode & !0o7777 != 0 {
                     bail!("image {n}: {} has mode {:o} (permission bits only)", f.path, f.mode);
+                }
+            }
+            for k in &l.links {
+                if k.target.is_empty() || k.target.len() > 100 || k.target.bytes().any(|b| b == 0) {
+                    bail!("image {n}: links to {:?} need a target of 1 to 100 bytes without NUL", k.target);
+                }
+                for p in &k.paths {
+                    layer::components(p).with_context(|| format!("image {n}, layer {}", l.name))?;
+                    if !paths.insert(p.as_str()) {
+                        bail!("image {n}: {p} is listed twice");
+                    }
                 }
             }
         }
@@ -190,13 +247,19 @@ impl ImageSpec {
                         ),
                     },
                     (None, Some(s)) => Source::Repo(s.clone()),
-                    (None, None) => unreachable!("checked when parsed"),
+                    (None, None) => {
+                        let d = f.debian.as_deref().expect("checked when parsed");
+                        let (package, path) = debian_source(d)?;
+                        Source::Debian { package: package.into(), path: path.into() }
+                    }
                 };
                 files.push(PlannedFile { path: f.path.clone(), mode: f.mode, source });
             }
-            if !files.is_empty() {
+            if !files.is_empty() || !l.links.is_empty() {
                 let dirs = l.dirs.iter().map(|d| (d.path.clone(), d.mode)).collect();
-                plan.layers.push(PlannedLayer { name: l.name.clone(), dirs, files });
+                let links =
+                    l.links.iter().flat_map(|k| k.paths.iter().map(|p| (p.clone(), k.target.clone()))).collect();
+                plan.layers.push(PlannedLayer { name: l.name.clone(), dirs, files, links });
             }
         }
         if plan.layers.is_empty() {
@@ -204,6 +267,73 @@ impl ImageSpec {
         }
         Ok(plan)
     }
+}
+
+/// `package:path` of a `debian =` source, checked: a Debian package name and a relative path
+/// inside the package without `..`.
+pub fn debian_source(d: &str) -> anyhow::Result<(&str, &str)> {
+    let (package, path) = d.split_once(':').with_context(|| format!("debian source {d:?} is not package:path"))?;
+    let pkg_ok = package.len() >= 2
+        && package.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && package.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
+    if !pkg_ok {
+        bail!("debian source {d:?}: {package:?} is not a Debian package name");
+    }
+    if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        bail!("debian source {d:?}: {path:?} must be a relative path inside the package");
+    }
+    Ok((package, path))
+}
+
+impl ImageSpec {
+    /// This image with `v`'s layers on top: name `<name>-<suffix>`, the variant's labels and
+    /// licence added. Checked like a description of its own.
+    pub fn with_variant(&self, v: &VariantSpec) -> anyhow::Result<ImageSpec> {
+        let mut s = self.clone();
+        s.name = format!("{}-{}", self.name, v.suffix);
+        s.title = format!("{} ({})", self.title, v.suffix);
+        s.description = format!("{}{}", self.description, v.description);
+        s.licenses = format!("{} AND {}", self.licenses, v.licenses);
+        s.labels.extend(v.labels.clone());
+        s.layers.extend(v.layers.iter().cloned());
+        s.check().with_context(|| format!("variant {} of image {}", v.suffix, self.name))?;
+        Ok(s)
+    }
+}
+
+impl VariantSpec {
+    pub fn parse(text: &str) -> anyhow::Result<VariantSpec> {
+        let v: VariantSpec = toml::from_str(text)?;
+        if v.suffix.is_empty() || !v.suffix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+            bail!("variant suffix {:?} must be lower-case letters and digits", v.suffix);
+        }
+        if v.licenses.trim().is_empty() {
+            bail!("variant {}: licenses must name an SPDX expression", v.suffix);
+        }
+        Ok(v)
+    }
+}
+
+/// Every `*.toml` of `dir/variants` (none when the directory is absent), sorted by suffix; each
+/// file's stem must be its suffix.
+pub fn load_variants(dir: &Path) -> anyhow::Result<Vec<VariantSpec>> {
+    let dir = dir.join("variants");
+    let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(vec![]) };
+    let mut out = Vec::new();
+    for e in rd {
+        let path = e?.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let v = VariantSpec::parse(&text).with_context(|| format!("in {}", path.display()))?;
+        if path.file_stem().and_then(|s| s.to_str()) != Some(v.suffix.as_str()) {
+            bail!("{}: suffix {:?} must equal the file name", path.display(), v.suffix);
+        }
+        out.push(v);
+    }
+    out.sort_by(|a, b| a.suffix.cmp(&b.suffix));
+    Ok(out)
 }
 
 /// Every `*.toml` of the images directory, sorted by name; each file's stem must be its name.
@@ -285,6 +415,58 @@ optional = true
         let thick = &specs[0];
         assert_eq!(thick.entrypoint, ["/usr/src/multus-cni/bin/multus-daemon"]);
         assert_eq!(specs[1].entrypoint, ["/thin_entrypoint"]);
+    }
+
+    #[test]
+    fn the_debug_variant_adds_busybox_as_sh_to_every_image() {
+        let dir = crate::project::root().join("images");
+        let variants = load_variants(&dir).unwrap();
+        assert_eq!(variants.iter().map(|v| v.suffix.as_str()).collect::<Vec<_>>(), ["debug"]);
+        let all = ["passthru", "multus", "multus-daemon", "multus-shim", "install_multus", "thin_entrypoint"];
+        for base in load_dir(&dir).unwrap() {
+            let debug = base.with_variant(&variants[0]).unwrap();
+            assert_eq!(debug.name, format!("{}-debug", base.name));
+            assert_eq!(debug.licenses, "Apache-2.0 AND GPL-2.0-only");
+            assert_eq!(debug.entrypoint, base.entrypoint, "the variant starts the same way");
+            let plan = debug.plan("linux/arm/v7", &built(&all)).unwrap();
+            let shell = plan.layers.last().unwrap();
+            assert_eq!(
+                shell.files[0],
+                PlannedFile {
+                    path: "/bin/busybox".into(),
+                    mode: 0o755,
+                    source: Source::Debian { package: "busybox-static".into(), path: "bin/busybox".into() }
+                }
+            );
+            for applet in ["/bin/sh", "/bin/cp", "/bin/ls"] {
+                assert!(shell.links.contains(&(applet.into(), "busybox".into())), "{applet}");
+            }
+            // The base image itself has no shell.
+            let base_plan = base.plan("linux/amd64", &built(&all)).unwrap();
+            assert!(base_plan.layers.iter().all(|l| l.links.is_empty() && l.files.iter().all(|f| f.path != "/bin/sh")));
+        }
+    }
+
+    #[test]
+    fn debian_sources_and_links_are_checked() {
+        assert_eq!(debian_source("busybox-static:bin/busybox").unwrap(), ("busybox-static", "bin/busybox"));
+        for bad in
+            ["busybox", "Busybox:bin/x", "b:bin/x", "busybox:/bin/busybox", "busybox:../etc/passwd", "busybox:bin//x"]
+        {
+            assert!(debian_source(bad).is_err(), "{bad}");
+        }
+        let with = |extra: &str| ImageSpec::parse(&format!("{SPEC}{extra}"));
+        let link = "[[layer.link]]\ntarget = \"passthru\"\npaths = [\"/bin/pt\"]\n";
+        assert!(with(link).is_ok());
+        assert!(with(&link.replace("/bin/pt", "/bin/passthru")).unwrap_err().to_string().contains("listed twice"));
+        assert!(with(&link.replace("\"passthru\"", "\"\"")).unwrap_err().to_string().contains("target of 1 to 100"));
+        let deb = "[[layer.file]]\ndebian = \"busybox-static:bin/busybox\"\npath = \"/bin/busybox\"\nmode = 0o755\n";
+        assert!(with(deb).is_ok());
+        assert!(
+            with(&deb.replace("mode", "optional = true\nmode")).unwrap_err().to_string().contains("cannot be optional")
+        );
+        let two = deb.replace("debian =", "binary = \"x\"\ndebian =");
+        assert!(with(&two).unwrap_err().to_string().contains("exactly one"));
     }
 
     #[test]

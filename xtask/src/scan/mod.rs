@@ -212,7 +212,7 @@ pub fn run(args: &Options) -> anyhow::Result<Gate> {
     let mut images = Vec::new();
     for (platform, arch, digest, image) in &targets {
         let bins = crate::inventory::binaries(&l, digest).with_context(|| format!("reading {image}"))?;
-        let mut with_deps = 0;
+        let (mut with_deps, mut debian) = (0, 0);
         for b in &bins {
             match &b.deps {
                 Some(deps) => {
@@ -221,13 +221,19 @@ pub fn run(args: &Options) -> anyhow::Result<Gate> {
                     let site = rustsec::Site { platform, os, arch, image, target: &b.path };
                     findings.extend(rustsec::matches(&db, deps, &site)?);
                 }
+                // A Debian package's file (the debug variants' busybox): scanners know it by its
+                // dpkg status; it has no crates.
+                None if b.debian.is_some() => debian += 1,
                 None => errors.push(format!(
                     "{image}: /{} is an ELF file without a .dep-v0 dependency list: no scanner can see its crates",
                     b.path
                 )),
             }
         }
-        eprintln!("  {image}: {} binaries, {with_deps} with a dependency list", bins.len());
+        eprintln!(
+            "  {image}: {} binaries, {with_deps} with a dependency list, {debian} from Debian packages",
+            bins.len()
+        );
         images.push(ScannedImage {
             platform: platform.clone(),
             image: image.clone(),

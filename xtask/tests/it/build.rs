@@ -1,4 +1,4 @@
-//! `cargo xtask build` for amd64 (rustup) and arm64 (Debian's rustc 1.85 — the MSRV proof),
+//! `cargo xtask build` for amd64 (rustup), arm64 and arm/v7 (Debian's rustc 1.85 — the MSRV proof),
 //! judged by tools that are not ours: `file` for the ELF type, qemu-user running the binary,
 //! `rust-audit-info` (from the cargo-auditable project) reading the embedded dependency list, and
 //! `cargo metadata` for what that list must contain, `readelf` for the code layout. Built twice in
@@ -62,16 +62,21 @@ fn cross_build_is_verified_auditable_and_reproducible() {
     assert_eq!(manifest["profile"], "release");
     let targets = manifest["targets"].as_array().unwrap();
     let plats: Vec<&str> = targets.iter().map(|t| t["platform"].as_str().unwrap()).collect();
-    assert_eq!(plats, ["linux/amd64", "linux/arm64"]);
-    assert!(
-        targets[1]["toolchain"].as_str().unwrap().starts_with("debian 1.85."),
-        "arm64 is built by the MSRV toolchain"
-    );
+    assert_eq!(plats, ["linux/amd64", "linux/arm64", "linux/arm/v7"]);
+    for t in &targets[1..] {
+        assert!(
+            t["toolchain"].as_str().unwrap().starts_with("debian 1.85."),
+            "{} is built by the MSRV toolchain",
+            t["arch"]
+        );
+    }
 
     let out = first.join("out");
-    for (t, file_says, triple) in
-        [(&targets[0], "x86-64", "x86_64-unknown-linux-gnu"), (&targets[1], "ARM aarch64", "aarch64-unknown-linux-gnu")]
-    {
+    for (t, file_says, triple, qemu) in [
+        (&targets[0], "x86-64", "x86_64-unknown-linux-gnu", None),
+        (&targets[1], "ARM aarch64", "aarch64-unknown-linux-gnu", Some("qemu-aarch64-static")),
+        (&targets[2], "32-bit LSB executable, ARM, EABI5", "armv7-unknown-linux-gnueabihf", Some("qemu-arm-static")),
+    ] {
         let b = &t["binaries"][0];
         let path = out.join(b["path"].as_str().unwrap());
         let bytes = std::fs::read(&path).unwrap();
@@ -80,10 +85,9 @@ fn cross_build_is_verified_auditable_and_reproducible() {
         let file = sh("file", &["-b", path.to_str().unwrap()]);
         assert!(file.contains(file_says) && file.contains("static"), "{file}");
 
-        let version = if triple.starts_with("x86_64") {
-            sh(path.to_str().unwrap(), &["--version"])
-        } else {
-            sh("qemu-aarch64-static", &[path.to_str().unwrap(), "--version"])
+        let version = match qemu {
+            None => sh(path.to_str().unwrap(), &["--version"]),
+            Some(q) => sh(q, &[path.to_str().unwrap(), "--version"]),
         };
         assert!(version.starts_with("passthru: multus-cni version:") && version.contains(&commit), "{version}");
 

@@ -117,8 +117,8 @@ fn the_rustsec_gate_refuses_a_binary_with_a_vulnerable_dependency_and_names_the_
     let report: Value = serde_json::from_slice(&std::fs::read(tmp.join("scan/report.json")).unwrap()).unwrap();
     let failing: Vec<&Value> =
         report["verdict"]["findings"].as_array().unwrap().iter().filter(|f| f["decision"] == "fail").collect();
-    // Both images (thick and thin) ship that binary on amd64; arm64's is untouched.
-    assert_eq!(failing.len(), 2, "{failing:?}");
+    // Every image (thick, thin and their -debug variants) ships that binary on amd64; arm64's is untouched.
+    assert_eq!(failing.len(), 4, "{failing:?}");
     for f in failing {
         assert_eq!(
             (f["id"].as_str(), f["platform"].as_str(), f["package"].as_str()),
@@ -222,7 +222,7 @@ fn trivy_reports_and_process_plumbing_with_a_stand_in_executable() {
     let calls = std::fs::read_to_string(&log).unwrap();
     let platform_refs: Vec<String> =
         refs(layout).into_iter().filter(|(_, d)| d.get("platform").is_some()).map(|(r, _)| r).collect();
-    assert_eq!(platform_refs.len(), 6, "two images, three platforms each");
+    assert_eq!(platform_refs.len(), 12, "two images and their -debug variants, three platforms each");
     for r in &platform_refs {
         let line = calls
             .lines()

@@ -42,7 +42,12 @@ fn images_are_reproducible_unpack_with_umoci_and_carry_the_right_architecture() 
     let build = build_manifest();
     let commit = build["commit"].as_str().unwrap();
     let all = refs(layout);
-    assert_eq!(all.len(), 8, "thick and thin: one index and three platforms each: {:?}", all.keys());
+    assert_eq!(
+        all.len(),
+        16,
+        "thick, thin and their -debug variants: one index and three platforms each: {:?}",
+        all.keys()
+    );
     let license = std::fs::read(root().join("images/LICENSE")).unwrap();
     for image in ["thick", "thin"] {
         let index_ref = ref_of(layout, image, None);
@@ -60,7 +65,9 @@ fn images_are_reproducible_unpack_with_umoci_and_carry_the_right_architecture() 
             // skopeo: the per-platform ref, the index ref with an arch override, and the archive.
             let info = skopeo_inspect(&[&format!("oci:{}:{r}", layout.display())]);
             assert_eq!((info["Architecture"].as_str(), info["Os"].as_str()), (Some(*arch), Some("linux")), "{r}");
-            assert_eq!(info["Variant"].as_str(), *variant, "{r}");
+            // (skopeo 1.9 prints no Variant; the config has it)
+            let config = skopeo_inspect(&["--config", &format!("oci:{}:{r}", layout.display())]);
+            assert_eq!(config["variant"].as_str(), *variant, "{r}");
             assert_eq!(info["Labels"]["org.opencontainers.image.revision"], commit);
             let mut over = vec!["--override-arch", arch];
             if let Some(v) = variant {
@@ -96,13 +103,102 @@ fn images_are_reproducible_unpack_with_umoci_and_carry_the_right_architecture() 
             let mtime = std::fs::metadata(&bin).unwrap().modified().unwrap();
             let epoch = mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
             assert_eq!(epoch, build["source_date_epoch"].as_u64().unwrap(), "file mtimes are SOURCE_DATE_EPOCH");
+            assert!(std::fs::symlink_metadata(bundle.join("rootfs/bin/sh")).is_err(), "{r} has no shell");
         }
+    }
+
+    // The -debug variants: the same files plus Debian's busybox (the package's own bytes for that
+    // architecture) as /bin/sh, its exact version in a config label, its dpkg status for scanners.
+    let debian = root().join("target/debian-packages");
+    for image in ["thick-debug", "thin-debug"] {
+        for (slug, arch, _) in PLATFORMS {
+            let r = ref_of(layout, image, Some(slug));
+            let b = Tmp::new("debug-bundle");
+            let bundle = b.join("bundle");
+            let (ok, _, err) = run(
+                "umoci",
+                &["unpack", "--image", &format!("{}:{r}", layout.display()), bundle.to_str().unwrap()],
+                &[],
+            );
+            assert!(ok, "umoci unpack {r}: {err}");
+            let rootfs = bundle.join("rootfs");
+            for applet in ["sh", "cp", "ls"] {
+                assert_eq!(std::fs::read_link(rootfs.join("bin").join(applet)).unwrap(), Path::new("busybox"), "{r}");
+            }
+            let deb_arch = if arch == "arm" { "armhf" } else { arch };
+            let unpacked = debian.join(deb_arch);
+            let want = std::fs::read(unpacked.join("busybox-static/bin/busybox")).unwrap();
+            assert_eq!(std::fs::read(rootfs.join("bin/busybox")).unwrap(), want, "{r}");
+            assert!(rootfs.join("usr/share/doc/busybox-static/copyright").is_file(), "{r}: the licence");
+            let status = std::fs::read_to_string(rootfs.join("var/lib/dpkg/status.d/busybox-static")).unwrap();
+            assert!(status.contains(&format!("Architecture: {deb_arch}\n")), "{r}: {status}");
+            let version = std::fs::read_to_string(unpacked.join("busybox-static.version")).unwrap();
+            let info = skopeo_inspect(&[&format!("oci:{}:{r}", layout.display())]);
+            assert_eq!(info["Labels"]["io.github.multus-rs.debian-package.busybox-static"], version.trim(), "{r}");
+            assert_eq!(info["Labels"]["org.opencontainers.image.licenses"], "Apache-2.0 AND GPL-2.0-only", "{r}");
+            let spec: Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+            let entry =
+                if image == "thick-debug" { "/usr/src/multus-cni/bin/multus-daemon" } else { "/thin_entrypoint" };
+            assert_eq!(spec["process"]["args"][0], entry, "the variant starts like its image");
+        }
+    }
+}
+
+/// A private podman (its own storage under a temp dir, runc, vfs) that runs images of the layout.
+struct Podman {
+    tmp: Tmp,
+    layout: std::path::PathBuf,
+}
+
+impl Podman {
+    fn new(name: &str) -> Podman {
+        let tmp = Tmp::short(name);
+        // Debian's podman needs runc and lower ulimits on this kind of machine (see test-infra.md §4.1).
+        std::fs::write(
+            tmp.join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
+             [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        // podman turns an `oci:` path into an image name, which must be lower case; the clone's own
+        // path need not be (`mktemp -d` gives `tmp.AbC123`), so the layout is reached through a link.
+        let linked = tmp.join("layout");
+        std::os::unix::fs::symlink(layout(), &linked).unwrap();
+        Podman { tmp, layout: linked }
+    }
+
+    /// `podman run --rm --network=none [run_args] oci:<layout>:<ref of image/slug> [args]`.
+    fn run(&self, image: &str, slug: &str, run_args: &[&str], args: &[&str]) -> (bool, String, String) {
+        let t = &self.tmp;
+        let image_ref = format!("oci:{}:{}", self.layout.display(), ref_of(&self.layout, image, Some(slug)));
+        let (root, runroot, tmpdir) = (t.s("root"), t.s("runroot"), t.s("tmp"));
+        let mut all = vec![
+            "--root",
+            &root,
+            "--runroot",
+            &runroot,
+            "--tmpdir",
+            &tmpdir,
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "run",
+            "--rm",
+            "--network=none",
+        ];
+        all.extend(run_args);
+        all.push(&image_ref);
+        all.extend(args);
+        let conf = t.s("containers.conf");
+        run("podman", &all, &[("CONTAINERS_CONF", &conf)])
     }
 }
 
 #[test]
 fn the_binary_runs_from_the_image_under_podman_on_every_tested_platform() {
-    let layout = layout();
     let build = build_manifest();
     let want = |bin: &str| {
         format!(
@@ -111,52 +207,50 @@ fn the_binary_runs_from_the_image_under_podman_on_every_tested_platform() {
             build["commit"].as_str().unwrap()
         )
     };
-    let tmp = Tmp::short("podman");
-    // Debian's podman needs runc and lower ulimits on this kind of machine (see test-infra.md §4.1).
-    std::fs::write(
-        tmp.join("containers.conf"),
-        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\
-         [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-    )
-    .unwrap();
-    let conf = tmp.s("containers.conf");
-    // podman turns an `oci:` path into an image name, which must be lower case; the clone's own
-    // path need not be (`mktemp -d` gives `tmp.AbC123`), so the layout is reached through a link.
-    let linked = tmp.join("layout");
-    std::os::unix::fs::symlink(layout, &linked).unwrap();
-    let layout = linked.as_path();
+    let podman = Podman::new("podman");
     // Two guards, dropped in reverse order (the first one found binfmt_misc as it was).
     let _arm64 = Binfmt::enable("qemu-aarch64");
     let _arm = Binfmt::enable("qemu-arm");
     for image in ["thick", "thin"] {
         for (slug, arch, _) in PLATFORMS {
-            let r = ref_of(layout, image, Some(slug));
-            let (root, runroot, tmpdir) = (tmp.s("root"), tmp.s("runroot"), tmp.s("tmp"));
-            let image_ref = format!("oci:{}:{r}", layout.display());
-            let args = [
-                "--root",
-                &root,
-                "--runroot",
-                &runroot,
-                "--tmpdir",
-                &tmpdir,
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-                "run",
-                "--rm",
-                "--network=none",
-                &image_ref,
-                "--version",
-            ];
-            let (ok, out, err) = run("podman", &args, &[("CONTAINERS_CONF", &conf)]);
+            let (ok, out, err) = podman.run(image, slug, &[], &["--version"]);
             assert!(ok, "podman run {image} {arch}: {err}");
             let entrypoint = if image == "thick" { "multus-daemon" } else { "thin_entrypoint" };
             assert!(out.contains(&want(entrypoint)), "{image} {arch}: {out:?} {err}");
         }
+    }
+}
+
+/// Upstream 4.2.1's thick DaemonSet with only the image swapped: its init container runs
+/// `sh -c "cp … && cp …"` (upstream's thick image is debian:stable-slim). In our `-debug` thick
+/// image that leaves both binaries, byte for byte, in the host directory; the default image has
+/// no shell, so there the same container fails.
+#[test]
+fn upstreams_thick_init_container_runs_in_the_debug_image() {
+    const INIT: &str = "cp /usr/src/multus-cni/bin/multus-shim /host/opt/cni/bin/multus-shim && \
+                        cp /usr/src/multus-cni/bin/passthru /host/opt/cni/bin/passthru";
+    let build = build_manifest();
+    let podman = Podman::new("podman-init");
+    let _arm64 = Binfmt::enable("qemu-aarch64");
+    for (i, (slug, arch)) in [("linux-amd64", "amd64"), ("linux-arm64", "arm64")].into_iter().enumerate() {
+        let host = Tmp::new("host-cni-bin");
+        let volume = format!("{}:/host/opt/cni/bin", host.0.display());
+        let run_args = ["--entrypoint", "sh", "-v", volume.as_str()];
+        let (ok, _, err) = podman.run("thick-debug", slug, &run_args, &["-c", INIT]);
+        assert!(ok, "the init container in thick-debug on {arch}: {err}");
+        let target = &build["targets"][i];
+        assert_eq!(target["platform"], format!("linux/{arch}"));
+        for bin in ["multus-shim", "passthru"] {
+            let want = target["binaries"].as_array().unwrap().iter().find(|b| b["name"] == bin).unwrap();
+            let got = std::fs::read(host.join(bin)).unwrap_or_else(|e| panic!("{bin} on {arch}: {e}"));
+            assert_eq!(sha256(&got), format!("sha256:{}", want["sha256"].as_str().unwrap()), "{bin} on {arch}");
+        }
+        let (ok, _, err) = podman.run("thick", slug, &run_args, &["-c", INIT]);
+        assert!(!ok, "the default thick image has no shell ({arch})");
+        assert!(
+            err.contains("executable file not found") || err.contains("no such file or directory"),
+            "{arch}: {err}"
+        );
     }
 }
 

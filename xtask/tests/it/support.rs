@@ -123,7 +123,8 @@ pub fn ref_of(layout: &Path, image: &str, platform: Option<&str>) -> String {
     let found: Vec<&String> = all
         .keys()
         .filter(|r| {
-            r.starts_with(&format!("{image}-"))
+            // `thick-<version>`, not `thick-debug-<version>`: the version starts with a digit.
+            r.strip_prefix(&format!("{image}-")).is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
                 && match platform {
                     Some(p) => r.ends_with(&format!("-{p}")),
                     None => !r.contains("-linux-"),
