@@ -254,14 +254,14 @@ fn image_throughput(sh: &Shell) -> anyhow::Result<()> {
     println!("  {:<34} {:>9.3} {:>9.1} {:>12.2}", "cargo xtask image (in memory)", ours, mb / ours, baseline / ours);
     println!("  {:<34} {:>9.3} {:>9.1} {:>12.2}", "tar | gzip -6 (baseline)", baseline, mb / baseline, 1.0);
     println!("  compressed size per image and platform (bytes; layers only / with config+manifest):");
-    println!("  {:<8} {:<14} {:>10} {:>10} {:>14}", "image", "platform", "layers", "total", "tar|gzip -6");
+    println!("  {:<12} {:<14} {:>10} {:>10} {:>14}", "image", "platform", "layers", "total", "tar|gzip -6");
     let mut i = 0;
     for img in &images {
         for p in &img.platforms {
             let layers: u64 = p.layers.iter().map(|l| l.blob.descriptor.size).sum();
             let total = layers + p.config.descriptor.size + p.manifest.descriptor.size;
             println!(
-                "  {:<8} {:<14} {:>10} {:>10} {:>14}",
+                "  {:<12} {:<14} {:>10} {:>10} {:>14}",
                 img.name,
                 p.platform.slug(),
                 layers,
