@@ -294,26 +294,29 @@ pub(crate) mod tests {
     }
 
     fn fixture_of_type(machine: u16, big: bool, interp: bool, e_type: u16) -> Vec<u8> {
-        let mut b = vec![0u8; 64 + 56];
+        fixture_of(machine, big, interp, e_type, true)
+    }
+
+    /// An ELF64 or ELF32 header with one program header (`PT_INTERP` when `interp`, else `PT_LOAD`).
+    fn fixture_of(machine: u16, big: bool, interp: bool, e_type: u16, is64: bool) -> Vec<u8> {
+        // (header size, program header size; offsets of e_phoff, e_phentsize, e_phnum)
+        let (eh, ph, phoff_at, phentsize_at, phnum_at) = if is64 { (64, 56, 32, 54, 56) } else { (52, 32, 28, 42, 44) };
+        let mut b = vec![0u8; eh + ph];
         b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
+        b[4] = if is64 { 2 } else { 1 };
         b[5] = if big { 2 } else { 1 };
         b[6] = 1;
-        let put16 = |b: &mut Vec<u8>, at: usize, v: u16| {
-            b[at..at + 2].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
+        let mut put = |at: usize, v: u64, width: usize| {
+            let bytes = if big { v.to_be_bytes() } else { v.to_le_bytes() };
+            let bytes = if big { &bytes[8 - width..] } else { &bytes[..width] };
+            b[at..at + width].copy_from_slice(bytes);
         };
-        let put32 = |b: &mut Vec<u8>, at: usize, v: u32| {
-            b[at..at + 4].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
-        };
-        let put64 = |b: &mut Vec<u8>, at: usize, v: u64| {
-            b[at..at + 8].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
-        };
-        put16(&mut b, 16, e_type);
-        put16(&mut b, 18, machine);
-        put64(&mut b, 32, 64); // e_phoff
-        put16(&mut b, 54, 56); // e_phentsize
-        put16(&mut b, 56, 1); // e_phnum
-        put32(&mut b, 64, if interp { PT_INTERP } else { 1 });
+        put(16, e_type.into(), 2);
+        put(18, machine.into(), 2);
+        put(phoff_at, eh as u64, if is64 { 8 } else { 4 });
+        put(phentsize_at, ph as u64, 2);
+        put(phnum_at, 1, 2);
+        put(eh, if interp { PT_INTERP } else { 1 }.into(), 4);
         b
     }
 
@@ -321,33 +324,11 @@ pub(crate) mod tests {
         crate::targets::load(&crate::project::root()).unwrap()
     }
 
-    /// The 32-bit layout of [`fixture`] (ELF32 header, one program header).
-    fn fixture32(machine: u16, big: bool) -> Vec<u8> {
-        let mut b = vec![0u8; 52 + 32];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 1;
-        b[5] = if big { 2 } else { 1 };
-        b[6] = 1;
-        let put16 = |b: &mut Vec<u8>, at: usize, v: u16| {
-            b[at..at + 2].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
-        };
-        let put32 = |b: &mut Vec<u8>, at: usize, v: u32| {
-            b[at..at + 4].copy_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() })
-        };
-        put16(&mut b, 16, ET_EXEC);
-        put16(&mut b, 18, machine);
-        put32(&mut b, 28, 52); // e_phoff
-        put16(&mut b, 42, 32); // e_phentsize
-        put16(&mut b, 44, 1); // e_phnum
-        put32(&mut b, 52, 1); // PT_LOAD
-        b
-    }
-
     #[test]
     fn each_target_accepts_its_own_header() {
         for t in targets() {
             let big = t.elf_endian == Endian::Big;
-            let f = if t.elf_class == 32 { fixture32(t.elf_machine, big) } else { fixture(t.elf_machine, big, false) };
+            let f = fixture_of(t.elf_machine, big, false, ET_EXEC, t.elf_class == 64);
             verify("f", &f, &t).unwrap_or_else(|e| panic!("{}: {e}", t.arch));
         }
         // A 64-bit arm binary is not an arm/v7 one.

@@ -318,45 +318,40 @@ impl VariantSpec {
 /// file's stem must be its suffix.
 pub fn load_variants(dir: &Path) -> anyhow::Result<Vec<VariantSpec>> {
     let dir = dir.join("variants");
-    let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(vec![]) };
-    let mut out = Vec::new();
-    for e in rd {
-        let path = e?.path();
-        if path.extension().and_then(|x| x.to_str()) != Some("toml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let v = VariantSpec::parse(&text).with_context(|| format!("in {}", path.display()))?;
-        if path.file_stem().and_then(|s| s.to_str()) != Some(v.suffix.as_str()) {
-            bail!("{}: suffix {:?} must equal the file name", path.display(), v.suffix);
-        }
-        out.push(v);
+    if !dir.is_dir() {
+        return Ok(vec![]);
     }
+    let mut out = load_tomls(&dir, VariantSpec::parse, |v| &v.suffix)?;
     out.sort_by(|a, b| a.suffix.cmp(&b.suffix));
     Ok(out)
 }
 
 /// Every `*.toml` of the images directory, sorted by name; each file's stem must be its name.
 pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<ImageSpec>> {
-    let mut specs = Vec::new();
-    let rd = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-    for e in rd {
-        let path = e?.path();
-        if path.extension().and_then(|x| x.to_str()) != Some("toml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let spec = ImageSpec::parse(&text).with_context(|| format!("in {}", path.display()))?;
-        if path.file_stem().and_then(|s| s.to_str()) != Some(spec.name.as_str()) {
-            bail!("{}: name {:?} must equal the file name", path.display(), spec.name);
-        }
-        specs.push(spec);
-    }
+    let mut specs = load_tomls(dir, ImageSpec::parse, |s| &s.name)?;
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     if specs.is_empty() {
         bail!("no image descriptions (*.toml) in {}", dir.display());
     }
     Ok(specs)
+}
+
+/// Each `*.toml` of `dir` parsed by `parse`; its stem must equal what `key` says the file names.
+fn load_tomls<T>(dir: &Path, parse: fn(&str) -> anyhow::Result<T>, key: fn(&T) -> &String) -> anyhow::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = e?.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let item = parse(&text).with_context(|| format!("in {}", path.display()))?;
+        if path.file_stem().and_then(|s| s.to_str()) != Some(key(&item).as_str()) {
+            bail!("{}: {:?} must equal the file name", path.display(), key(&item));
+        }
+        out.push(item);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -16,6 +16,16 @@ use crate::support::{self, Binfmt, Tmp, build_manifest, layout, ref_of, refs, ru
 const PLATFORMS: [(&str, &str, Option<&str>); 3] =
     [("linux-amd64", "amd64", None), ("linux-arm64", "arm64", None), ("linux-arm-v7", "arm", Some("v7"))];
 
+/// `umoci unpack` of one ref into a fresh bundle (its temp dir, and the bundle's path in it).
+fn umoci_unpack(layout: &Path, r: &str) -> (Tmp, std::path::PathBuf) {
+    let b = Tmp::new("bundle");
+    let bundle = b.join("bundle");
+    let (ok, _, err) =
+        run("umoci", &["unpack", "--image", &format!("{}:{r}", layout.display()), bundle.to_str().unwrap()], &[]);
+    assert!(ok, "umoci unpack {r}: {err}");
+    (b, bundle)
+}
+
 fn skopeo_inspect(args: &[&str]) -> Value {
     let (ok, out, err) = run("skopeo", &[&["inspect"], args].concat(), &[]);
     assert!(ok, "skopeo inspect {args:?}: {err}");
@@ -82,14 +92,7 @@ fn images_are_reproducible_unpack_with_umoci_and_carry_the_right_architecture() 
             assert_eq!(archived["Digest"], info["Digest"]);
 
             // umoci: unpack (verifies every layer against diff_ids and sizes), then look inside.
-            let b = Tmp::new("bundle");
-            let bundle = b.join("bundle");
-            let (ok, _, err) = run(
-                "umoci",
-                &["unpack", "--image", &format!("{}:{r}", layout.display()), bundle.to_str().unwrap()],
-                &[],
-            );
-            assert!(ok, "umoci unpack {r}: {err}");
+            let (_b, bundle) = umoci_unpack(layout, &r);
             let bin = bundle.join("rootfs/usr/src/multus-cni/bin/passthru");
             let want = &build["targets"][i]["binaries"][0];
             assert_eq!(want["name"], "passthru");
@@ -113,14 +116,7 @@ fn images_are_reproducible_unpack_with_umoci_and_carry_the_right_architecture() 
     for image in ["thick-debug", "thin-debug"] {
         for (slug, arch, _) in PLATFORMS {
             let r = ref_of(layout, image, Some(slug));
-            let b = Tmp::new("debug-bundle");
-            let bundle = b.join("bundle");
-            let (ok, _, err) = run(
-                "umoci",
-                &["unpack", "--image", &format!("{}:{r}", layout.display()), bundle.to_str().unwrap()],
-                &[],
-            );
-            assert!(ok, "umoci unpack {r}: {err}");
+            let (_b, bundle) = umoci_unpack(layout, &r);
             let rootfs = bundle.join("rootfs");
             for applet in ["sh", "cp", "ls"] {
                 assert_eq!(std::fs::read_link(rootfs.join("bin").join(applet)).unwrap(), Path::new("busybox"), "{r}");
