@@ -15,6 +15,7 @@ mod inventory;
 mod outcome;
 mod project;
 mod publish;
+mod record;
 mod registry;
 mod release;
 mod report;

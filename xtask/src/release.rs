@@ -365,10 +365,13 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     for d in &s.deployments {
         eprintln!("  deployment {}", rel(d));
     }
+    eprintln!("  record  {} (digests, tags, SBOMs, verdict; schema xtask/schemas/release.schema.json)", rel(&s.record));
     Ok(())
 }
 
 struct Outcome {
+    /// release.json
+    record: PathBuf,
     layout: PathBuf,
     archive: PathBuf,
     images: usize,
@@ -558,7 +561,7 @@ fn run_phases(
     let index_digests: Vec<&(String, String)> =
         signed.signed.iter().filter(|(name, _)| top_refs.contains(name)).collect();
     let digest_of = |image: &str| {
-        index_digests.iter().find(|(name, _)| name.contains(image)).map(|(_, d)| d.clone()).unwrap_or_default()
+        out.images.iter().find(|i| i.name == image).map(|i| i.index.descriptor.digest.clone()).unwrap_or_default()
     };
     let (thick, thin) = (digest_of("thick"), digest_of("thin"));
     let deployments =
@@ -576,7 +579,25 @@ fn run_phases(
             format!("{}   # {name}", sign::cosign_command(&key_s, identity, digest))
         });
     }
+    let record = phases.run("record", || {
+        let manifest = image::read_manifest(&out_dir.join("release-artifacts/manifest.json"))?;
+        let r = crate::record::record(&crate::record::Inputs {
+            out_dir,
+            manifest: &manifest,
+            images: &out.images,
+            gate: &gate,
+            signed: &signed,
+            keyless: args.keyless,
+            registry: args.registry.as_deref(),
+            verified: &verified,
+            layout: &out.layout_dir,
+            archive: &out.archive,
+            deployments: &deployments,
+        });
+        crate::record::write(&r, out_dir)
+    })?;
     Ok(Outcome {
+        record,
         layout: out.layout_dir.clone(),
         archive: out.archive.clone(),
         images: out.images.len(),

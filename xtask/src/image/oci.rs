@@ -68,12 +68,17 @@ impl Platform {
         Ok(Platform { architecture: p.architecture, os: p.os, variant: p.variant })
     }
 
+    /// `linux/arm64` / `linux/arm/v7`: the platform as cross/targets.toml and the tools write it.
+    pub fn name(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
+    }
+
     /// `linux-arm64` / `linux-arm-v7`: how a platform appears in a ref name or tag.
     pub fn slug(&self) -> String {
-        match &self.variant {
-            Some(v) => format!("{}-{}-{v}", self.os, self.architecture),
-            None => format!("{}-{}", self.os, self.architecture),
-        }
+        self.name().replace('/', "-")
     }
 }
 

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::support::{Auth, Registry, Tmp, blob, built, layout, ref_of, refs, run, xtask_result};
+use crate::root;
+use crate::support::{Auth, Registry, Tmp, blob, built, layout, ref_of, refs, run, sha256, xtask_result};
 
 const PASSWORD: (&str, &str) = ("COSIGN_PASSWORD", "correct horse");
 
@@ -304,13 +305,17 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
     let plan: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
     let steps: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert_eq!(steps, ["merge", "image", "scan", "sign", "publish", "verify"]);
+    let gh_output = tmp.join("github-output");
+    let gh = gh_output.display().to_string();
+    let with_gh: Vec<(&str, &str)> = no_trivy.iter().copied().chain([("GITHUB_OUTPUT", gh.as_str())]).collect();
     let (ok, out) = xtask_result(
         &[&base[..], &["--registry", &name, "--insecure", "--key", key.to_str().unwrap()]].concat(),
-        &no_trivy,
+        &with_gh,
     );
     assert!(!ok && out.contains("refusing to publish unscanned images"), "{out}");
     assert_eq!(crate::support::last_exit_code(), 5);
     assert!(!tmp.join("out/oci").exists(), "refused before the images");
+    assert!(!gh_output.exists() && !tmp.join("out/release.json").exists(), "a refused release records nothing");
     let (ok, out) = xtask_result(&[&base[..], &["--registry", "ghcr.io/x/y", "--allow-unscanned"]].concat(), &no_trivy);
     assert!(!ok && out.contains("needs --key or --keyless"), "{out}");
     assert_eq!(crate::support::last_exit_code(), 5);
@@ -323,7 +328,7 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
             &["--registry", &name, "--insecure", "--key", key.to_str().unwrap(), "--trivy", trivy.to_str().unwrap()],
         ]
         .concat(),
-        &[PASSWORD, ("MULTUS_REGISTRY_USERNAME", ""), ("MULTUS_REGISTRY_PASSWORD", "")],
+        &[PASSWORD, ("MULTUS_REGISTRY_USERNAME", ""), ("MULTUS_REGISTRY_PASSWORD", ""), ("GITHUB_OUTPUT", gh.as_str())],
     );
     assert!(ok, "{out}");
     for must in [
@@ -349,4 +354,48 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
     assert!(!rendered.contains("multus-rs/multus-rs:stable"), "every image reference pinned");
     let (ok, out) = judge(&reg, "rel", &thick, &public, &name);
     assert!(ok, "{out}");
+
+    // release.json: valid against the schema in the repository, and what the registry holds.
+    let record_path = tmp.join("out/release.json");
+    crate::support::assert_schema_valid(
+        &root().join("xtask/schemas/release.schema.json").display().to_string(),
+        &[record_path.as_path()],
+    );
+    let record: Value = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    assert_eq!(record["registry"], name.as_str());
+    assert_eq!(record["commit"], crate::support::build_manifest()["commit"]);
+    let images = record["images"].as_array().unwrap();
+    assert_eq!(images.len(), 4, "thick, thin and their -debug variants");
+    for img in images {
+        let digest = img["digest"].as_str().unwrap();
+        assert_eq!(img["pinned"], format!("{name}@{digest}").as_str());
+        for tag in img["tags"].as_array().unwrap() {
+            let raw = run(
+                "skopeo",
+                &["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}:{}", tag.as_str().unwrap())],
+                &[],
+            );
+            assert!(raw.0, "{tag}: {}", raw.2);
+            assert_eq!(sha256(raw.1.as_bytes()), digest, "the registry's {tag} is the recorded index");
+        }
+        for p in img["platforms"].as_array().unwrap() {
+            let raw = run(
+                "skopeo",
+                &["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}:{}", p["tag"].as_str().unwrap())],
+                &[],
+            );
+            assert_eq!(sha256(raw.1.as_bytes()), p["digest"].as_str().unwrap(), "{}", p["tag"]);
+            let sbom = tmp.join("out").join(p["sbom"].as_str().unwrap());
+            assert!(sbom.is_file(), "{}", sbom.display());
+        }
+    }
+    for b in record["binaries"].as_array().unwrap() {
+        let bytes = std::fs::read(tmp.join("out").join(b["path"].as_str().unwrap())).unwrap();
+        assert_eq!(sha256(&bytes), format!("sha256:{}", b["sha256"].as_str().unwrap()), "{}", b["path"]);
+    }
+    let outputs = std::fs::read_to_string(&gh_output).unwrap();
+    let thick_digest = images.iter().find(|i| i["name"] == "thick").unwrap()["digest"].as_str().unwrap();
+    assert!(outputs.contains(&format!("digest-thick={thick_digest}\n")), "{outputs}");
+    assert!(outputs.contains(&format!("pinned-thick={name}@{thick_digest}\n")), "{outputs}");
+    assert!(outputs.contains(&format!("release-json={}\n", record_path.display())), "{outputs}");
 }

@@ -1,0 +1,278 @@
+//! `release.json`: the machine-readable record of one `cargo xtask release`, the way buildx's
+//! `--metadata-file` or goreleaser's `artifacts.json` are: every binary with its sha256, every image
+//! index and platform manifest with its digest, tags and SBOM, the signatures, the gate's verdict
+//! with the scanner and database versions, and where it was published (digest-pinned references).
+//! Its shape is `xtask/schemas/release.schema.json`. In GitHub Actions the same facts go to
+//! `$GITHUB_OUTPUT` as `key=value` lines.
+//!
+//! `record` is a plain function over what the phases returned; writing is `write` (temp + rename).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::build;
+use crate::image::BuiltImage;
+use crate::scan::{Gate, TrivyStatus};
+use crate::sign::Signed;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub schema_version: u32,
+    pub version: String,
+    pub commit: String,
+    pub source_date_epoch: u64,
+    pub binaries: Vec<Binary>,
+    pub images: Vec<Image>,
+    pub scan: Scan,
+    pub signatures: Signatures,
+    /// `HOST/REPO` when the release was published, else null (a local layout only).
+    pub registry: Option<String>,
+    /// What the verify step checked: (reference, digest).
+    pub verified: Vec<Verified>,
+    pub layout: String,
+    pub archive: String,
+    pub deployments: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Binary {
+    pub platform: String,
+    pub name: String,
+    /// Relative to the release's output directory.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub toolchain: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    pub name: String,
+    pub digest: String,
+    /// The layout's ref names of the index, which are its registry tags (ours, then upstream's).
+    pub tags: Vec<String>,
+    /// `HOST/REPO@sha256:…` when published.
+    pub pinned: Option<String>,
+    pub platforms: Vec<Platform>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Platform {
+    pub platform: String,
+    pub tag: String,
+    pub digest: String,
+    pub pinned: Option<String>,
+    /// The CycloneDX SBOM attested for it (relative to the output directory when inside).
+    pub sbom: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scan {
+    pub passed: bool,
+    /// `{scanner, db}` versions, or null with `trivyNotScanned` saying why.
+    pub trivy: Option<crate::scan::trivy::Versions>,
+    pub trivy_not_scanned: Option<String>,
+    pub rustsec_db: String,
+    pub rustsec_advisories: usize,
+    pub findings: usize,
+    pub waivers: usize,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Signatures {
+    pub identity: String,
+    pub keyless: bool,
+    pub signed: Vec<Verified>,
+    pub attested: usize,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verified {
+    pub reference: String,
+    pub digest: String,
+}
+
+/// What the phases of one release returned.
+pub struct Inputs<'a> {
+    pub out_dir: &'a Path,
+    pub manifest: &'a build::Manifest,
+    pub images: &'a [BuiltImage],
+    pub gate: &'a Gate,
+    pub signed: &'a Signed,
+    pub keyless: bool,
+    pub registry: Option<&'a str>,
+    pub verified: &'a [(String, String)],
+    pub layout: &'a Path,
+    pub archive: &'a Path,
+    pub deployments: &'a [PathBuf],
+}
+
+/// The record (pure).
+pub fn record(i: &Inputs) -> Record {
+    let rel = |p: &Path| p.strip_prefix(i.out_dir).unwrap_or(p).display().to_string();
+    let pin = |digest: &str| i.registry.map(|r| format!("{r}@{digest}"));
+    let binaries = i
+        .manifest
+        .targets
+        .iter()
+        .flat_map(|t| {
+            t.binaries.iter().map(move |b| Binary {
+                platform: t.platform.clone(),
+                name: b.name.clone(),
+                path: format!("release-artifacts/{}", b.path),
+                size: b.size,
+                sha256: b.sha256.clone(),
+                toolchain: t.toolchain.clone(),
+            })
+        })
+        .collect();
+    let images = i
+        .images
+        .iter()
+        .map(|img| Image {
+            name: img.name.clone(),
+            digest: img.index.descriptor.digest.clone(),
+            tags: std::iter::once(img.ref_name.clone()).chain(img.upstream_tags.iter().cloned()).collect(),
+            pinned: pin(&img.index.descriptor.digest),
+            platforms: img
+                .platforms
+                .iter()
+                .map(|p| {
+                    let digest = p.manifest.descriptor.digest.clone();
+                    let sbom =
+                        i.signed.attested.iter().find(|(_, d, _)| *d == digest).map(|(_, _, f)| rel(Path::new(f)));
+                    Platform {
+                        platform: p.platform.name(),
+                        tag: p.ref_name.clone(),
+                        pinned: pin(&digest),
+                        digest,
+                        sbom,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let (trivy, trivy_not_scanned) = match &i.gate.trivy {
+        TrivyStatus::Scanned(v) => (Some(v.clone()), None),
+        TrivyStatus::NotScanned { reason } => (None, Some(reason.clone())),
+    };
+    Record {
+        schema_version: SCHEMA_VERSION,
+        version: i.manifest.version.clone(),
+        commit: i.manifest.commit.clone(),
+        source_date_epoch: i.manifest.source_date_epoch,
+        binaries,
+        images,
+        scan: Scan {
+            passed: i.gate.verdict.passed,
+            trivy,
+            trivy_not_scanned,
+            rustsec_db: i.gate.rustsec_db.clone(),
+            rustsec_advisories: i.gate.rustsec_advisories,
+            findings: i.gate.verdict.findings.len(),
+            waivers: i.gate.waivers,
+        },
+        signatures: Signatures {
+            identity: i.signed.identity.clone(),
+            keyless: i.keyless,
+            signed: i.signed.signed.iter().map(|(r, d)| Verified { reference: r.clone(), digest: d.clone() }).collect(),
+            attested: i.signed.attested.len(),
+        },
+        registry: i.registry.map(String::from),
+        verified: i.verified.iter().map(|(r, d)| Verified { reference: r.clone(), digest: d.clone() }).collect(),
+        layout: rel(i.layout),
+        archive: rel(i.archive),
+        deployments: i.deployments.iter().map(|p| rel(p)).collect(),
+    }
+}
+
+/// `$GITHUB_OUTPUT` lines: the record's path, version, commit, and each index's digest and
+/// (when published) digest-pinned reference (pure).
+pub fn github_outputs(r: &Record, path: &Path) -> String {
+    let mut out = format!("release-json={}\nversion={}\ncommit={}\n", path.display(), r.version, r.commit);
+    for img in &r.images {
+        out.push_str(&format!("digest-{}={}\n", img.name, img.digest));
+        if let Some(p) = &img.pinned {
+            out.push_str(&format!("pinned-{}={p}\n", img.name));
+        }
+    }
+    out
+}
+
+/// Writes `release.json` into `out_dir` (temp + rename) and, when `$GITHUB_OUTPUT` names a file,
+/// appends [`github_outputs`] to it. Returns the record's path.
+pub fn write(r: &Record, out_dir: &Path) -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let path = out_dir.join("release.json");
+    let tmp = out_dir.join(".release.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(r)? + "\n")
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    if let Some(gh) = std::env::var_os("GITHUB_OUTPUT").filter(|v| !v.is_empty()) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&gh)
+            .with_context(|| format!("opening $GITHUB_OUTPUT {}", Path::new(&gh).display()))?;
+        f.write_all(github_outputs(r, &path).as_bytes())?;
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_outputs_name_the_record_and_every_index() {
+        let img = |name: &str, d: &str, pinned: Option<String>| Image {
+            name: name.into(),
+            digest: d.into(),
+            tags: vec![format!("{name}-1.0.0")],
+            pinned,
+            platforms: vec![],
+        };
+        let r = Record {
+            schema_version: SCHEMA_VERSION,
+            version: "1.0.0".into(),
+            commit: "c".repeat(40),
+            source_date_epoch: 1,
+            binaries: vec![],
+            images: vec![img("thick", "sha256:aa", Some("r/m@sha256:aa".into())), img("thin", "sha256:bb", None)],
+            scan: Scan {
+                passed: true,
+                trivy: None,
+                trivy_not_scanned: Some("not installed".into()),
+                rustsec_db: "db".into(),
+                rustsec_advisories: 1,
+                findings: 0,
+                waivers: 0,
+            },
+            signatures: Signatures { identity: "r/m".into(), keyless: false, signed: vec![], attested: 0 },
+            registry: None,
+            verified: vec![],
+            layout: "oci/layout".into(),
+            archive: "oci/oci-archive.tar".into(),
+            deployments: vec![],
+        };
+        let cccc = "c".repeat(40);
+        assert_eq!(
+            github_outputs(&r, Path::new("/o/release.json")),
+            format!(
+                "release-json=/o/release.json\nversion=1.0.0\ncommit={cccc}\n\
+                 digest-thick=sha256:aa\npinned-thick=r/m@sha256:aa\ndigest-thin=sha256:bb\n"
+            )
+        );
+    }
+}
