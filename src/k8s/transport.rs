@@ -385,18 +385,11 @@ fn run_exec(exec: &ExecConfig) -> Result<ExecCredential, Error> {
 }
 
 /// `command` as client-go's `exec.LookPath` finds it: a name without a slash is searched in
-/// `PATH` (the first executable regular file wins); anything else is used as it is.
+/// `PATH` (libcni's `find_in_path`, the first regular file wins); anything else is used as it is.
 fn look_path(command: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    if command.contains('/') {
-        return PathBuf::from(command);
-    }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(command))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
-        .unwrap_or_else(|| PathBuf::from(command))
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).filter(|d| !d.as_os_str().is_empty()).collect();
+    crate::cni::exec::find_in_path(command, &dirs).unwrap_or_else(|_| PathBuf::from(command))
 }
 
 /// The `status` of an `ExecCredential` document (pure).

@@ -373,6 +373,13 @@ pub fn assemble(
                         let version = std::fs::read_to_string(&file)
                             .with_context(|| format!("image {}: reading {}", s.name, file.display()))?;
                         labels.insert(format!("{LABEL_DEBIAN_PACKAGE}{package}"), version.trim().to_string());
+                        // A package's symlink would be followed to a file of this machine: only its
+                        // regular files go into an image.
+                        let meta = std::fs::symlink_metadata(&path)
+                            .with_context(|| format!("image {}: reading {}", s.name, path.display()))?;
+                        if !meta.file_type().is_file() {
+                            bail!("image {}: {} is not a regular file of its package", s.name, path.display());
+                        }
                     }
                     if !cache.contains_key(&path) {
                         let bytes = std::fs::read(&path)
