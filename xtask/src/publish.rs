@@ -133,7 +133,24 @@ fn visit(layout: &Layout, d: &Descriptor, p: &mut Plan, seen: &mut BTreeSet<Stri
     Ok(())
 }
 
-pub fn run(args: &Options) -> anyhow::Result<()> {
+/// What a publish left in the registry: every tag with its digest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Published {
+    /// `HOST/REPO`.
+    pub registry: String,
+    pub tags: Vec<PublishedTag>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublishedTag {
+    pub tag: String,
+    pub digest: String,
+    pub media_type: String,
+    /// `HOST/REPO:TAG@DIGEST`.
+    pub pinned: String,
+}
+
+pub fn run(args: &Options) -> anyhow::Result<Published> {
     let dir = &args.layout;
     let target = args.access.target(&args.registry)?;
     for m in &args.mount_from {
@@ -225,11 +242,19 @@ pub fn run(args: &Options) -> anyhow::Result<()> {
         "  {} requests, {} retries, {} chunks resumed, {} upload sessions restarted, {} tokens fetched; every tag read back identical",
         s.requests, s.retries, s.chunk_resumes, s.session_restarts, s.tokens
     );
-    eprintln!("pinned references:");
-    for (tag, d) in &plan.tags {
-        println!("{}:{tag}@{}", target.name(), d.digest);
-    }
-    Ok(())
+    Ok(Published {
+        registry: target.name(),
+        tags: plan
+            .tags
+            .iter()
+            .map(|(tag, d)| PublishedTag {
+                tag: tag.clone(),
+                digest: d.digest.clone(),
+                media_type: d.media_type.clone(),
+                pinned: format!("{}:{tag}@{}", target.name(), d.digest),
+            })
+            .collect(),
+    })
 }
 
 fn short_type(mt: &str) -> &str {

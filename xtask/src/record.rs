@@ -81,6 +81,9 @@ pub struct Scan {
     pub trivy: Option<crate::scan::trivy::Versions>,
     pub trivy_not_scanned: Option<String>,
     pub rustsec_db: String,
+    pub rustsec_db_commit: Option<String>,
+    /// `YYYY-MM-DD`: the commit's date, a snapshot's, or the newest advisory's.
+    pub rustsec_db_date: Option<String>,
     pub rustsec_advisories: usize,
     pub findings: usize,
     pub waivers: usize,
@@ -117,27 +120,32 @@ pub struct Inputs<'a> {
     pub deployments: &'a [PathBuf],
 }
 
-/// The record (pure).
-pub fn record(i: &Inputs) -> Record {
-    let rel = |p: &Path| p.strip_prefix(i.out_dir).unwrap_or(p).display().to_string();
-    let pin = |digest: &str| i.registry.map(|r| format!("{r}@{digest}"));
-    let binaries = i
-        .manifest
+/// Every binary of a build manifest, paths prefixed with `prefix` (what `build --json` prints).
+pub fn binaries(manifest: &build::Manifest, prefix: &str) -> Vec<Binary> {
+    manifest
         .targets
         .iter()
         .flat_map(|t| {
             t.binaries.iter().map(move |b| Binary {
                 platform: t.platform.clone(),
                 name: b.name.clone(),
-                path: format!("release-artifacts/{}", b.path),
+                path: format!("{prefix}{}", b.path),
                 size: b.size,
                 sha256: b.sha256.clone(),
                 toolchain: t.toolchain.clone(),
             })
         })
-        .collect();
-    let images = i
-        .images
+        .collect()
+}
+
+/// Every image index with its platform manifests (what `image --json` prints); `pin` makes the
+/// digest-pinned reference of a digest when published, `sbom` names a digest's attested SBOM.
+pub fn images(
+    built: &[BuiltImage],
+    pin: &dyn Fn(&str) -> Option<String>,
+    sbom: &dyn Fn(&str) -> Option<String>,
+) -> Vec<Image> {
+    built
         .iter()
         .map(|img| Image {
             name: img.name.clone(),
@@ -149,19 +157,27 @@ pub fn record(i: &Inputs) -> Record {
                 .iter()
                 .map(|p| {
                     let digest = p.manifest.descriptor.digest.clone();
-                    let sbom =
-                        i.signed.attested.iter().find(|(_, d, _)| *d == digest).map(|(_, _, f)| rel(Path::new(f)));
                     Platform {
                         platform: p.platform.name(),
                         tag: p.ref_name.clone(),
                         pinned: pin(&digest),
+                        sbom: sbom(&digest),
                         digest,
-                        sbom,
                     }
                 })
                 .collect(),
         })
-        .collect();
+        .collect()
+}
+
+/// The record (pure).
+pub fn record(i: &Inputs) -> Record {
+    let rel = |p: &Path| p.strip_prefix(i.out_dir).unwrap_or(p).display().to_string();
+    let pin = |digest: &str| i.registry.map(|r| format!("{r}@{digest}"));
+    let binaries = binaries(i.manifest, "release-artifacts/");
+    let sbom_of =
+        |digest: &str| i.signed.attested.iter().find(|(_, d, _)| d == digest).map(|(_, _, f)| rel(Path::new(f)));
+    let images = images(i.images, &pin, &sbom_of);
     let (trivy, trivy_not_scanned) = match &i.gate.trivy {
         TrivyStatus::Scanned(v) => (Some(v.clone()), None),
         TrivyStatus::NotScanned { reason } => (None, Some(reason.clone())),
@@ -178,6 +194,8 @@ pub fn record(i: &Inputs) -> Record {
             trivy,
             trivy_not_scanned,
             rustsec_db: i.gate.rustsec_db.clone(),
+            rustsec_db_commit: i.gate.rustsec_db_version.commit.clone(),
+            rustsec_db_date: i.gate.rustsec_db_version.date.clone(),
             rustsec_advisories: i.gate.rustsec_advisories,
             findings: i.gate.verdict.findings.len(),
             waivers: i.gate.waivers,
@@ -211,6 +229,87 @@ pub fn github_outputs(r: &Record, path: &Path) -> String {
 
 /// Writes `release.json` into `out_dir` (temp + rename) and, when `$GITHUB_OUTPUT` names a file,
 /// appends [`github_outputs`] to it. Returns the record's path.
+/// Appends `key=value` lines to `$GITHUB_OUTPUT` when GitHub Actions set it.
+pub fn append_github_output(lines: &str) -> anyhow::Result<()> {
+    append_to("GITHUB_OUTPUT", lines)
+}
+
+/// Appends Markdown to `$GITHUB_STEP_SUMMARY` when GitHub Actions set it.
+pub fn append_step_summary(md: &str) -> anyhow::Result<()> {
+    append_to("GITHUB_STEP_SUMMARY", md)
+}
+
+fn append_to(var: &str, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    let Some(gh) = std::env::var_os(var).filter(|v| !v.is_empty()) else { return Ok(()) };
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&gh)
+        .with_context(|| format!("opening ${var} {}", Path::new(&gh).display()))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("writing ${var} {}", Path::new(&gh).display()))
+}
+
+/// The one step summary of a release (pure): its outcome, the images by digest, the downloads,
+/// then the gate's own summary. `record` is release.json (null when the release failed before it
+/// was written), `failure` the error of a failed release, `gate_md` the gate's summary.md.
+pub fn step_summary(
+    version: &str,
+    commit: &str,
+    record: &serde_json::Value,
+    failure: Option<&str>,
+    gate_md: Option<&str>,
+    assets: &[crate::dist::Asset],
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    match failure {
+        None => {
+            let _ = writeln!(s, "# Release {version}: done\n");
+        }
+        Some(e) => {
+            let _ = writeln!(s, "# Release {version}: FAILED\n\n```\n{}\n```\n", e.trim());
+        }
+    }
+    let _ = writeln!(s, "Commit `{commit}`.\n");
+    if let Some(images) = record["images"].as_array() {
+        let _ = writeln!(s, "## Images\n\n| image | index | tags | platforms |\n|---|---|---|---|");
+        for i in images {
+            let tags: Vec<&str> = i["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).collect();
+            let platforms: Vec<&str> =
+                i["platforms"].as_array().into_iter().flatten().filter_map(|p| p["platform"].as_str()).collect();
+            let index = i["pinned"].as_str().or(i["digest"].as_str()).unwrap_or("");
+            let _ = writeln!(
+                s,
+                "| {} | `{index}` | {} | {} |",
+                i["name"].as_str().unwrap_or(""),
+                tags.join(", "),
+                platforms.join(", ")
+            );
+        }
+        s.push('\n');
+    }
+    if !assets.is_empty() {
+        let _ = writeln!(s, "## Downloads (`dist/`)\n\n| file | bytes | sha256 |\n|---|---|---|");
+        for a in assets {
+            let _ = writeln!(s, "| {} | {} | `{}` |", a.name, a.size, a.sha256);
+        }
+        s.push('\n');
+    }
+    if let Some(md) = gate_md {
+        // The gate's headings one level down, under the release's.
+        for line in md.lines() {
+            if line.starts_with('#') {
+                s.push('#');
+            }
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    s
+}
+
 pub fn write(r: &Record, out_dir: &Path) -> anyhow::Result<PathBuf> {
     use anyhow::Context as _;
     let path = out_dir.join("release.json");
@@ -218,15 +317,7 @@ pub fn write(r: &Record, out_dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::write(&tmp, serde_json::to_string_pretty(r)? + "\n")
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    if let Some(gh) = std::env::var_os("GITHUB_OUTPUT").filter(|v| !v.is_empty()) {
-        use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&gh)
-            .with_context(|| format!("opening $GITHUB_OUTPUT {}", Path::new(&gh).display()))?;
-        f.write_all(github_outputs(r, &path).as_bytes())?;
-    }
+    append_github_output(&github_outputs(r, &path))?;
     Ok(path)
 }
 
@@ -255,6 +346,8 @@ mod tests {
                 trivy: None,
                 trivy_not_scanned: Some("not installed".into()),
                 rustsec_db: "db".into(),
+                rustsec_db_commit: None,
+                rustsec_db_date: Some("2026-08-21".into()),
                 rustsec_advisories: 1,
                 findings: 0,
                 waivers: 0,
@@ -274,5 +367,30 @@ mod tests {
                  digest-thick=sha256:aa\npinned-thick=r/m@sha256:aa\ndigest-thin=sha256:bb\n"
             )
         );
+    }
+
+    #[test]
+    fn the_step_summary_is_golden() {
+        let record = serde_json::json!({
+            "images": [{
+                "name": "thick",
+                "digest": "sha256:aa",
+                "pinned": "ghcr.io/o/m@sha256:aa",
+                "tags": ["thick-1.0.0", "v1.0.0-thick"],
+                "platforms": [{"platform": "linux/amd64"}, {"platform": "linux/arm/v7"}],
+            }],
+        });
+        let assets = vec![crate::dist::Asset {
+            name: "multus-1.0.0-linux-amd64.tar.gz".into(),
+            size: 3,
+            sha256: "ab".repeat(32),
+        }];
+        let gate = "## Release gate: PASSED\n\n| scanner | status |\n|---|---|\n";
+        let md = step_summary("1.0.0", &"c".repeat(40), &record, None, Some(gate), &assets);
+        crate::report::golden("release-summary.md", &md);
+        let failed =
+            step_summary("1.0.0", "c", &serde_json::Value::Null, Some("the release gate failed: X\n"), Some(gate), &[]);
+        assert!(failed.starts_with("# Release 1.0.0: FAILED\n\n```\nthe release gate failed: X\n```"), "{failed}");
+        assert!(failed.contains("### Release gate: PASSED") && !failed.contains("## Images"), "{failed}");
     }
 }

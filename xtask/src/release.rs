@@ -50,18 +50,26 @@ pub struct Args {
     /// Publish even though Trivy is not installed (only the RustSec check gates then).
     #[arg(long)]
     pub allow_unscanned: bool,
-    /// The RustSec advisory database (default $MULTUS_RUSTSEC_DB or ../shared/data/rustsec-advisory-db).
+    /// The RustSec advisory database, used as it is (default $MULTUS_RUSTSEC_DB; else fetched with
+    /// git into $CARGO_HOME/advisory-db, offline the last fetch or ../shared/data/rustsec-advisory-db).
     #[arg(long)]
     pub rustsec_db: Option<PathBuf>,
+    /// A publishing release refuses an advisory database older than this many days
+    /// (default $MULTUS_RUSTSEC_DB_MAX_AGE, else 30).
+    #[arg(long)]
+    pub max_rustsec_db_age: Option<u32>,
     /// The Trivy executable (default `trivy` on PATH).
     #[arg(long)]
     pub trivy: Option<PathBuf>,
     /// Extra arguments for `trivy image` (repeatable).
     #[arg(long = "trivy-arg", allow_hyphen_values = true)]
     pub trivy_args: Vec<String>,
-    /// Where release-artifacts/, oci/, scan/ and sbom/ go (default target).
+    /// Where release-artifacts/, oci/, scan/, sbom/ and dist/ go (default target).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// Where cargo builds (default target/xbuild; `bench release` uses a fresh one for a cold run).
+    #[arg(long)]
+    pub target_dir: Option<PathBuf>,
 }
 
 /// How signatures will be made.
@@ -270,6 +278,11 @@ fn merge_prebuilt(out: &Path, from: &Path, order: &[String]) -> anyhow::Result<b
 }
 
 pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
+    run_timed(sh, args).map(|_| ())
+}
+
+/// `run`, returning each phase's name and duration (what `bench release` reports).
+pub fn run_timed(sh: &Shell, args: Args) -> anyhow::Result<Vec<(String, std::time::Duration)>> {
     let root = crate::project::root();
     let all = targets::load(&root)?;
     let chosen = targets::select(&all, &args.arches)?;
@@ -289,7 +302,8 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     let rel =
         |p: &Path| p.strip_prefix(&root).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string());
     let trivy = scan::trivy::locate(args.trivy.as_deref())?;
-    let db = args.rustsec_db.clone().unwrap_or_else(scan::default_rustsec_db);
+    let db_located = scan::locate_rustsec_db(args.rustsec_db.clone())?;
+    let db = db_located.dir.clone();
     let dev = root.join("target/dev-keys/cosign.key");
     let out_dir = args.out_dir.clone().unwrap_or_else(|| root.join("target"));
     let key = match (&args.key, args.keyless) {
@@ -334,17 +348,58 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     if let Some(r) = &args.registry {
         access.creds = access.creds_for(&access.target(r)?.host).context("the registry's credentials")?;
     }
-    if args.dry_run {
-        return Ok(());
+    // Every compiler the build will use is the pinned one (a dry run probes without installing).
+    if args.prebuilt.is_none() {
+        for t in &chosen {
+            let compiler = crate::toolchain::probe(&root, t)?;
+            eprintln!("  toolchain {:<8} {compiler}", t.arch);
+        }
     }
-    if !db.join("crates").is_dir() {
-        scan::rustsec::load(&db)?;
+    // The advisory database must load, and a publishing release refuses a stale one.
+    let db_loaded = scan::rustsec::load(&db)?;
+    let db_version = scan::advisory_db::version(&db_located, db_loaded.newest.as_deref());
+    drop(db_loaded);
+    if publishing {
+        let max = match args.max_rustsec_db_age {
+            Some(m) => m,
+            None => match std::env::var("MULTUS_RUSTSEC_DB_MAX_AGE").ok().filter(|v| !v.is_empty()) {
+                Some(v) => {
+                    v.parse().with_context(|| format!("MULTUS_RUSTSEC_DB_MAX_AGE={v:?}: want a number of days"))?
+                }
+                None => scan::advisory_db::DEFAULT_MAX_AGE_DAYS,
+            },
+        };
+        scan::advisory_db::check_age(&db_version, &scan::today(), max)?;
+    }
+    if args.dry_run {
+        return Ok(vec![]);
     }
 
     let mut phases = Phases::default();
-    let resolved = Resolved { root: &root, out_dir: &out_dir, access: &access, rustsec_db: &db, identity: &identity };
+    let resolved =
+        Resolved { root: &root, out_dir: &out_dir, access: &access, rustsec_db: &db_located, identity: &identity };
+    let _ = std::fs::remove_file(out_dir.join("scan/summary.md"));
     let result = run_phases(sh, &args, &resolved, &chosen, &mut phases);
     eprint!("{}", phases.summary());
+    // One step summary for the whole release, also when it failed (then with the gate's verdict
+    // when the scan got that far).
+    let gate_md = std::fs::read_to_string(out_dir.join("scan/summary.md")).ok();
+    let (record_doc, failure, assets) = match &result {
+        Ok(o) => (
+            serde_json::from_slice(&std::fs::read(&o.record)?).context("reading back release.json")?,
+            None,
+            o.assets.clone(),
+        ),
+        Err(e) => (serde_json::Value::Null, Some(format!("{e:#}")), vec![]),
+    };
+    crate::record::append_step_summary(&crate::record::step_summary(
+        &stamp.version,
+        &stamp.commit,
+        &record_doc,
+        failure.as_deref(),
+        gate_md.as_deref(),
+        &assets,
+    ))?;
     let s = result?;
     eprintln!("release summary:");
     eprintln!("  version {} commit {}", stamp.version, stamp.commit);
@@ -366,12 +421,17 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
         eprintln!("  deployment {}", rel(d));
     }
     eprintln!("  record  {} (digests, tags, SBOMs, verdict; schema xtask/schemas/release.schema.json)", rel(&s.record));
-    Ok(())
+    eprintln!("  dist    {} ({} release assets; SHA256SUMS signed)", rel(&s.dist), s.assets.len() + s.signature_files);
+    Ok(phases.timings())
 }
 
 struct Outcome {
     /// release.json
     record: PathBuf,
+    /// The GitHub Release's assets (`dist/`), and the signature files of its SHA256SUMS.
+    dist: PathBuf,
+    assets: Vec<crate::dist::Asset>,
+    signature_files: usize,
     layout: PathBuf,
     archive: PathBuf,
     images: usize,
@@ -429,7 +489,7 @@ struct Resolved<'a> {
     root: &'a Path,
     out_dir: &'a Path,
     access: &'a Access,
-    rustsec_db: &'a Path,
+    rustsec_db: &'a scan::advisory_db::Located,
     identity: &'a str,
 }
 
@@ -451,7 +511,7 @@ fn run_phases(
                 arches: args.arches.clone(),
                 release: true,
                 bins: vec![],
-                target_dir: root.join("target/xbuild"),
+                target_dir: args.target_dir.clone().unwrap_or_else(|| root.join("target/xbuild")),
                 out_dir: out_dir.join("release-artifacts"),
             };
             phases.run("build", || build::run(sh, &b))?;
@@ -471,10 +531,11 @@ fn run_phases(
             out_dir: out_dir.join("scan"),
             policy: root.join("trivy.yaml"),
             waivers: root.join(".trivyignore.yaml"),
-            rustsec_db: rustsec_db.to_path_buf(),
+            rustsec_db: rustsec_db.clone(),
             trivy: args.trivy.clone(),
             trivy_args: args.trivy_args.clone(),
             require_trivy: args.registry.is_some() && !args.allow_unscanned,
+            step_summary: false,
             today: scan::today(),
         })
     })?;
@@ -487,17 +548,16 @@ fn run_phases(
             )
         }
     };
-    let (signed, public_pem) = phases.run("sign", || {
-        sign::run_sign(&sign::SignOptions {
-            layout: out.layout_dir.clone(),
-            key: args.key.clone(),
-            keyless: args.keyless,
-            identity: identity.to_string(),
-            sbom_dir: out_dir.join("sbom"),
-            fulcio_url: sign::keyless::FULCIO.into(),
-            rekor_url: sign::keyless::REKOR.into(),
-        })
-    })?;
+    let sign_options = sign::SignOptions {
+        layout: out.layout_dir.clone(),
+        key: args.key.clone(),
+        keyless: args.keyless,
+        identity: identity.to_string(),
+        sbom_dir: out_dir.join("sbom"),
+        fulcio_url: sign::keyless::FULCIO.into(),
+        rekor_url: sign::keyless::REKOR.into(),
+    };
+    let (signed, public_pem) = phases.run("sign", || sign::run_sign(&sign_options))?;
     let pub_path = out_dir.join("oci/cosign.pub");
     std::fs::write(&pub_path, &public_pem)?;
     let key_arg = match &args.key {
@@ -596,7 +656,25 @@ fn run_phases(
         });
         crate::record::write(&r, out_dir)
     })?;
+    // The GitHub Release's assets: binaries per platform, manifests, SBOMs, release.json, and
+    // SHA256SUMS over them, signed like the images.
+    let (dist_dir, assets, sums_signature) = phases.run("dist", || {
+        let manifest = image::read_manifest(&out_dir.join("release-artifacts/manifest.json"))?;
+        let mut sboms: Vec<PathBuf> = signed.attested.iter().map(|(_, _, f)| PathBuf::from(f)).collect();
+        sboms.sort();
+        sboms.dedup();
+        let copies: Vec<PathBuf> = deployments.iter().cloned().chain(sboms).chain([record.clone()]).collect();
+        let planned = crate::dist::plan(&manifest, &out_dir.join("release-artifacts"), &copies)?;
+        let dir = out_dir.join("dist");
+        let assets = crate::dist::assemble(&dir, &planned, manifest.source_date_epoch)?;
+        let sig = sign::sign_blob(&sign_options, &dir.join("SHA256SUMS"))?;
+        crate::record::append_github_output(&format!("dist={}\n", dir.display()))?;
+        Ok((dir, assets, sig))
+    })?;
     Ok(Outcome {
+        dist: dist_dir,
+        signature_files: sums_signature.len(),
+        assets,
         record,
         layout: out.layout_dir.clone(),
         archive: out.archive.clone(),

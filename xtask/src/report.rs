@@ -21,6 +21,11 @@ impl Phases {
         r
     }
 
+    /// (phase, duration) in the order they ran.
+    pub fn timings(&self) -> Vec<(String, Duration)> {
+        self.done.iter().map(|(n, d, _)| (n.clone(), *d)).collect()
+    }
+
     pub fn summary(&self) -> String {
         let mut s = String::from("phase timings:\n");
         let total: Duration = self.done.iter().map(|(_, d, _)| *d).sum();
@@ -30,6 +35,15 @@ impl Phases {
         s.push_str(&format!("  {:<28} {:>8.1}s\n", "total", total.as_secs_f64()));
         s
     }
+}
+
+/// Writes `path` whole or not at all: a temporary file beside it, then a rename.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let name = path.file_name().with_context(|| format!("{}: no file name", path.display()))?;
+    let tmp = path.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// Pretty JSON with every object's keys sorted, whatever serde_json's `preserve_order` feature is

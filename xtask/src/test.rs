@@ -64,6 +64,12 @@ fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()
         })?;
     }
     let filter: Vec<String> = args.filter.iter().cloned().collect();
+    // The release gate's tests use the shared snapshot of the advisory database, never a fetch.
+    if std::env::var_os("MULTUS_RUSTSEC_DB").is_none() {
+        if let Some(snapshot) = crate::scan::advisory_db::shared_snapshot() {
+            sh.set_var("MULTUS_RUSTSEC_DB", snapshot);
+        }
+    }
     phases.run("build tests", || {
         cmd!(sh, "cargo test --workspace --locked --no-run").run().context("test build failed")
     })?;
@@ -96,7 +102,12 @@ fn narrow_unit_tests(sh: &Shell, filter: &Option<String>) -> anyhow::Result<()> 
                 flags = format!("{flags} --sysroot {}", sysroot.join("usr").display());
                 c = c.env("RUSTC", crate::toolchain::DEBIAN_RUSTC);
             }
-            crate::toolchain::Toolchain::Rustup { .. } => c = c.env_remove("RUSTC"),
+            crate::toolchain::Toolchain::Rustup { name, .. } => {
+                c = c.env_remove("RUSTC");
+                if let Some(n) = name {
+                    c = c.env("RUSTUP_TOOLCHAIN", n);
+                }
+            }
         }
         eprintln!("==> unit tests for {} ({}) under {}", t.platform, tc.describe(), t.qemu);
         c.env(format!("CARGO_TARGET_{key}_RUSTFLAGS"), flags)

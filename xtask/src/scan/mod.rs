@@ -11,6 +11,7 @@
 //! (`sarif`) and `summary.md` (`summary`, also appended to `$GITHUB_STEP_SUMMARY`) to the output
 //! directory, then fails when the verdict does.
 
+pub mod advisory_db;
 pub mod policy;
 pub mod rustsec;
 pub mod sarif;
@@ -39,8 +40,9 @@ pub struct Args {
     /// The waivers (default .trivyignore.yaml).
     #[arg(long)]
     pub waivers: Option<PathBuf>,
-    /// The RustSec advisory database: a checkout of github.com/rustsec/advisory-db
-    /// (default $MULTUS_RUSTSEC_DB, else ../shared/data/rustsec-advisory-db beside the repository).
+    /// The RustSec advisory database, a checkout or snapshot of github.com/rustsec/advisory-db, used
+    /// as it is (default $MULTUS_RUSTSEC_DB; else fetched with git into $CARGO_HOME/advisory-db,
+    /// falling back offline to the last fetch or ../shared/data/rustsec-advisory-db).
     #[arg(long)]
     pub rustsec_db: Option<PathBuf>,
     /// The Trivy executable (default `trivy` on PATH).
@@ -64,11 +66,13 @@ pub struct Options {
     pub out_dir: PathBuf,
     pub policy: PathBuf,
     pub waivers: PathBuf,
-    pub rustsec_db: PathBuf,
+    pub rustsec_db: advisory_db::Located,
     /// `None`: `trivy` on PATH.
     pub trivy: Option<PathBuf>,
     pub trivy_args: Vec<String>,
     pub require_trivy: bool,
+    /// Append the summary to `$GITHUB_STEP_SUMMARY` (`release` writes one summary of its own instead).
+    pub step_summary: bool,
     /// YYYY-MM-DD, what waivers are checked against.
     pub today: String,
 }
@@ -81,10 +85,11 @@ impl Args {
             out_dir: self.out_dir.unwrap_or_else(|| root.join("target/scan")),
             policy: self.policy.unwrap_or_else(|| root.join("trivy.yaml")),
             waivers: self.waivers.unwrap_or_else(|| root.join(".trivyignore.yaml")),
-            rustsec_db: self.rustsec_db.unwrap_or_else(default_rustsec_db),
+            rustsec_db: locate_rustsec_db(self.rustsec_db)?,
             trivy: self.trivy,
             trivy_args: self.trivy_args,
             require_trivy: self.require_trivy,
+            step_summary: true,
             today: match self.today {
                 Some(t) => policy::date_of(&t).context("--today")?.to_string(),
                 None => today(),
@@ -123,8 +128,14 @@ pub struct ScannedImage {
 #[derive(Debug, Clone, Serialize)]
 pub struct Gate {
     pub trivy: TrivyStatus,
+    /// `PATH (commit C of DATE)`, for the reports.
     pub rustsec_db: String,
+    pub rustsec_db_version: advisory_db::DbVersion,
     pub rustsec_advisories: usize,
+    /// Advisory files the rustsec crate could not parse: reported, skipped.
+    pub rustsec_skipped: Vec<String>,
+    /// Advisories with fields the parser ignored: reported.
+    pub rustsec_notes: Vec<String>,
     pub policy_file: String,
     pub policy: Policy,
     pub waivers_file: String,
@@ -133,13 +144,40 @@ pub struct Gate {
     pub verdict: Verdict,
 }
 
-pub fn default_rustsec_db() -> PathBuf {
-    match std::env::var_os("MULTUS_RUSTSEC_DB").filter(|v| !v.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let root = crate::project::root();
-            root.parent().unwrap_or(&root).join("shared/data/rustsec-advisory-db")
-        }
+/// The database directory given by flag or `MULTUS_RUSTSEC_DB`, if any.
+pub fn given_rustsec_db(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("MULTUS_RUSTSEC_DB").filter(|v| !v.is_empty()).map(PathBuf::from))
+}
+
+/// Finds (and when not given, fetches) the advisory database; says so when a fallback stands in.
+pub fn locate_rustsec_db(flag: Option<PathBuf>) -> anyhow::Result<advisory_db::Located> {
+    let given = given_rustsec_db(flag);
+    if given.is_none() {
+        eprintln!(
+            "==> RustSec: fetching {} into {}",
+            advisory_db::url(),
+            advisory_db::default_dir().map(|d| d.display().to_string()).unwrap_or_default()
+        );
+    }
+    let l = advisory_db::locate(
+        given.as_deref(),
+        &advisory_db::url(),
+        advisory_db::default_dir().as_deref(),
+        advisory_db::shared_snapshot().as_deref(),
+    )?;
+    if let Some(note) = &l.note {
+        eprintln!("warning: {note}; using {} ({:?})", l.dir.display(), l.origin);
+    }
+    Ok(l)
+}
+
+/// `PATH (commit C of DATE)`.
+pub fn describe_db(v: &advisory_db::DbVersion) -> String {
+    match (&v.commit, &v.date) {
+        (Some(c), Some(d)) => format!("{} (commit {c} of {d})", v.path),
+        (Some(c), None) => format!("{} (commit {c})", v.path),
+        (None, Some(d)) => format!("{} (newest advisory {d})", v.path),
+        (None, None) => v.path.clone(),
     }
 }
 
@@ -185,7 +223,7 @@ fn rel(root: &Path, p: &Path) -> String {
 
 pub fn run(args: &Options) -> anyhow::Result<Gate> {
     let (dir, out_dir, policy_path, waivers_path) = (&args.layout, &args.out_dir, &args.policy, &args.waivers);
-    let (db_dir, today) = (&args.rustsec_db, args.today.clone());
+    let (located, today) = (&args.rustsec_db, args.today.clone());
 
     let policy = policy::parse_policy(
         &std::fs::read_to_string(policy_path)
@@ -205,8 +243,15 @@ pub fn run(args: &Options) -> anyhow::Result<Gate> {
     }
     std::fs::create_dir_all(out_dir.join("trivy")).with_context(|| format!("creating {}", out_dir.display()))?;
 
-    let db = rustsec::load(db_dir)?;
-    eprintln!("==> RustSec: {} advisories from {}", db.count, db.source);
+    let db = rustsec::load(&located.dir)?;
+    let db_version = advisory_db::version(located, db.newest.as_deref());
+    eprintln!("==> RustSec: {} advisories from {}", db.count, describe_db(&db_version));
+    for s in &db.skipped {
+        eprintln!("warning: RustSec advisory skipped (the rustsec crate cannot read it): {s}");
+    }
+    for n in &db.notes {
+        eprintln!("warning: RustSec advisory {n}");
+    }
     let mut findings: Vec<Finding> = Vec::new();
     let mut errors = Vec::new();
     let mut images = Vec::new();
@@ -287,8 +332,11 @@ pub fn run(args: &Options) -> anyhow::Result<Gate> {
     let verdict = policy::evaluate(&findings, &policy, &waivers, &today, errors);
     let gate = Gate {
         trivy: trivy_status,
-        rustsec_db: db.source.clone(),
+        rustsec_db: describe_db(&db_version),
+        rustsec_db_version: db_version,
         rustsec_advisories: db.count,
+        rustsec_skipped: db.skipped.clone(),
+        rustsec_notes: db.notes.clone(),
         policy_file: rel(&crate::project::root(), policy_path),
         policy,
         waivers_file: rel(&crate::project::root(), waivers_path),
@@ -300,10 +348,8 @@ pub fn run(args: &Options) -> anyhow::Result<Gate> {
     std::fs::write(out_dir.join("report.json"), crate::report::canonical_json(serde_json::to_value(&gate)?))?;
     std::fs::write(out_dir.join("gate.sarif"), sarif::render(&gate))?;
     std::fs::write(out_dir.join("summary.md"), &md)?;
-    if let Some(p) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
-        use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&p)?;
-        f.write_all(md.as_bytes())?;
+    if args.step_summary {
+        crate::record::append_step_summary(&md)?;
     }
     eprint!("{md}");
     eprintln!("reports: {} (report.json, gate.sarif, summary.md, trivy/)", out_dir.display());
@@ -340,7 +386,7 @@ pub fn run(args: &Options) -> anyhow::Result<Gate> {
 
 #[cfg(test)]
 mod tests {
-    use super::policy::{self, Kind, Scanner, Severity, Waiver};
+    use super::policy::{self, Waiver};
     use super::*;
 
     /// A fixed gate with one finding of each decision: the SARIF and Markdown documents are
@@ -349,19 +395,31 @@ mod tests {
         let p = policy::parse_policy(include_str!("../../../trivy.yaml")).unwrap();
         let r = trivy::parse_report(include_bytes!("../../tests/fixtures/trivy/report-arm64.json")).unwrap();
         let mut f = trivy::findings(&r, "linux/arm64", "thick-1.0.0-linux-arm64").unwrap();
-        let rs = policy::tests::finding(Scanner::Rustsec, "RUSTSEC-2021-0003", Severity::Unknown, Some(">=1.6.1"));
-        f.push(Finding { url: Some("https://rustsec.org/advisories/RUSTSEC-2021-0003.html".into()), ..rs.clone() });
-        f.push(Finding {
-            id: "RUSTSEC-2024-0384".into(),
-            package: "instant".into(),
-            installed: "0.1.13".into(),
-            kind: Kind::Unmaintained,
-            aliases: vec![],
-            title: "`instant` is unmaintained".into(),
-            fixed: None,
-            purl: None,
-            ..rs
-        });
+        // The RustSec findings come from the real matcher over two advisories of the shared
+        // snapshot (one with a CVSS vector, one informational), so their severities are the crate's.
+        let snap = advisory_db::shared_snapshot().unwrap();
+        let advisories = ["smallvec/RUSTSEC-2021-0003.md", "instant/RUSTSEC-2024-0384.md"]
+            .map(|f| ::rustsec::Advisory::load_file(snap.join("crates").join(f)).unwrap());
+        let db = rustsec::Db::from_advisories(advisories.to_vec());
+        let pkg = |name: &str, version: &str| crate::auditable::DepPackage {
+            name: name.into(),
+            version: version.into(),
+            source: "crates.io".into(),
+            kind: "runtime".into(),
+            dependencies: vec![],
+            root: false,
+        };
+        let deps = crate::auditable::DepList { packages: vec![pkg("smallvec", "1.6.0"), pkg("instant", "0.1.13")] };
+        let site = rustsec::Site {
+            platform: "linux/arm64",
+            os: "linux",
+            arch: "arm64",
+            image: "thick-1.0.0-linux-arm64",
+            target: "usr/src/multus-cni/bin/passthru",
+        };
+        let rs = rustsec::matches(&db, &deps, &site).unwrap();
+        assert_eq!(rs.len(), 2);
+        f.extend(rs);
         let waivers = vec![Waiver {
             id: "aws-access-key-id".into(),
             statement: Some("test fixture credentials, not a secret".into()),
@@ -375,8 +433,19 @@ mod tests {
                 scanner: "0.62.1".into(),
                 db: "v2 updated 2026-01-01T06:00:00Z".into(),
             }),
-            rustsec_db: "../shared/data/rustsec-advisory-db (commit bf5c0d245a92671908518d7e765914d437954ed6)".into(),
+            rustsec_db:
+                "../shared/data/rustsec-advisory-db (commit bf5c0d245a92671908518d7e765914d437954ed6 of 2026-08-21)"
+                    .into(),
+            rustsec_db_version: advisory_db::DbVersion {
+                path: "../shared/data/rustsec-advisory-db".into(),
+                origin: advisory_db::Origin::Given,
+                commit: Some("bf5c0d245a92671908518d7e765914d437954ed6".into()),
+                date: Some("2026-08-21".into()),
+                date_from: "SNAPSHOT.md".into(),
+            },
             rustsec_advisories: 1205,
+            rustsec_skipped: vec!["crates/x/RUSTSEC-2099-0001.md: error parsing".into()],
+            rustsec_notes: vec!["RUSTSEC-2099-0002: unknown fields [advisory] exploited (ignored)".into()],
             policy_file: "trivy.yaml".into(),
             policy: p,
             waivers_file: ".trivyignore.yaml".into(),
@@ -397,6 +466,7 @@ mod tests {
         let g = gate();
         assert!(!g.verdict.passed);
         crate::report::golden("gate.sarif", &sarif::render(&g));
+        crate::report::golden("gate-report.json", &crate::report::canonical_json(serde_json::to_value(&g).unwrap()));
         crate::report::golden("summary.md", &summary::render(&g));
         let sarif: serde_json::Value = serde_json::from_str(&sarif::render(&g)).unwrap();
         assert_eq!(

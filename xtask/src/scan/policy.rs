@@ -193,6 +193,9 @@ pub struct Finding {
     pub scanner: Scanner,
     pub kind: Kind,
     pub severity: Severity,
+    /// RustSec's CVSS base score and vector (`9.8 CVSS:3.1/...`), when the advisory has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cvss: Option<String>,
     pub title: String,
     pub url: Option<String>,
     pub purl: Option<String>,
@@ -341,6 +344,7 @@ pub mod tests {
             scanner,
             kind: Kind::Vulnerability,
             severity,
+            cvss: None,
             title: "buffer overflow".into(),
             url: None,
             purl: Some("pkg:cargo/smallvec@1.6.0".into()),

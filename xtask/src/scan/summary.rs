@@ -30,6 +30,17 @@ pub fn render(gate: &Gate) -> String {
         }
     }
     let _ = writeln!(s, "| RustSec | {} advisories, {} |", gate.rustsec_advisories, cell(&gate.rustsec_db));
+    if !gate.rustsec_skipped.is_empty() {
+        let _ = writeln!(
+            s,
+            "| RustSec | {} advisories skipped (unreadable): {} |",
+            gate.rustsec_skipped.len(),
+            cell(&gate.rustsec_skipped.join("; "))
+        );
+    }
+    if !gate.rustsec_notes.is_empty() {
+        let _ = writeln!(s, "| RustSec | read past: {} |", cell(&gate.rustsec_notes.join("; ")));
+    }
     let p = &gate.policy;
     let sev: Vec<&str> = p.severities.iter().map(|x| x.as_str()).collect();
     let _ = writeln!(

@@ -291,6 +291,23 @@ pub fn run_sign(args: &SignOptions) -> anyhow::Result<(Signed, String)> {
         .exec()
         .context("cargo metadata (licences for the SBOM)")?;
     let licenses = crate::sbom::Licenses::from_metadata(&meta);
+    with_signing(args, |signing| {
+        eprintln!("==> sign {} as {identity}", dir.display());
+        let signed = sign_layout(dir, signing, identity, sbom_dir, &licenses)?;
+        eprintln!(
+            "summary: {} signatures, {} SBOM attestations in {}",
+            signed.signed.len(),
+            signed.attested.len(),
+            dir.display()
+        );
+        Ok((signed, signing.public_pem()))
+    })
+}
+
+/// Runs `f` with the signer `args` asks for: a key, the development key, or a keyless session
+/// (a GitHub Actions OIDC token exchanged for a Fulcio certificate).
+fn with_signing<T>(args: &SignOptions, f: impl FnOnce(&Signing) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let root = crate::project::root();
     let transport;
     let signing = if args.keyless {
         let url = std::env::var("ACTIONS_ID_TOKEN_REQUEST_URL").context(
@@ -310,15 +327,32 @@ pub fn run_sign(args: &SignOptions) -> anyhow::Result<(Signed, String)> {
         eprintln!("==> sign with {}", path.display());
         Signing::Key(key::load(&path, &pw)?)
     };
-    eprintln!("==> sign {} as {identity}", dir.display());
-    let signed = sign_layout(dir, &signing, identity, sbom_dir, &licenses)?;
-    eprintln!(
-        "summary: {} signatures, {} SBOM attestations in {}",
-        signed.signed.len(),
-        signed.attested.len(),
-        dir.display()
-    );
-    Ok((signed, signing.public_pem()))
+    f(&signing)
+}
+
+/// `cosign sign-blob` for a file: `FILE.sig` (the base64 ECDSA P-256 signature over the file,
+/// which `cosign verify-blob --key cosign.pub --signature FILE.sig FILE` and `openssl dgst -sha256
+/// -verify` accept) and, keyless, `FILE.pem` (the Fulcio certificate). Written temp + rename.
+pub fn sign_blob(args: &SignOptions, file: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    with_signing(args, |signing| {
+        let (sig, ann) = signing.sign(&bytes)?;
+        let mut written = Vec::new();
+        let mut out = |ext: &str, data: &[u8]| -> anyhow::Result<()> {
+            let mut name = file.as_os_str().to_owned();
+            name.push(ext);
+            let path = PathBuf::from(name);
+            crate::report::write_atomic(&path, data)?;
+            written.push(path);
+            Ok(())
+        };
+        use base64::Engine as _;
+        out(".sig", base64::engine::general_purpose::STANDARD.encode(&sig).as_bytes())?;
+        if let Some(cert) = ann.get(cosign::ANN_CERTIFICATE) {
+            out(".pem", cert.as_bytes())?;
+        }
+        Ok(written)
+    })
 }
 
 /// Where `verify` reads manifests and blobs.
@@ -373,7 +407,8 @@ impl Source for RegistrySource<'_> {
 }
 
 /// What one reference's verification found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Checked {
     /// The reference as given (tag, ref name or digest).
     pub reference: String,
@@ -595,7 +630,7 @@ pub fn run_verify(args: &VerifyOptions) -> anyhow::Result<Vec<Checked>> {
             c.signatures,
             c.attestations
         );
-        println!("{}", cosign_command(&key_s, &target.name(), &c.digest));
+        eprintln!("  a consumer verifies with: {}", cosign_command(&key_s, &target.name(), &c.digest));
         out.push(c);
     }
     Ok(out)

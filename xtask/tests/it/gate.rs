@@ -128,6 +128,9 @@ fn the_rustsec_gate_refuses_a_binary_with_a_vulnerable_dependency_and_names_the_
             (f["installed"].as_str(), f["fixed"].as_str()),
             (Some("1.6.0"), Some(">=0.6.14, <1.0.0 or >=1.6.1"))
         );
+        // The severity is the advisory's CVSS vector's, through the rustsec crate.
+        assert_eq!(f["severity"], "CRITICAL");
+        assert_eq!(f["cvss"], "9.8 CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H");
     }
     crate::support::assert_schema_valid("sarif-2.1.0", &[&tmp.join("scan/gate.sarif")]);
     let sarif: Value = serde_json::from_slice(&std::fs::read(tmp.join("scan/gate.sarif")).unwrap()).unwrap();
@@ -297,4 +300,62 @@ fn golden_sbom_and_sarif_follow_their_schemas() {
     let bad = tmp.join("bad.sarif");
     let result = std::panic::catch_unwind(|| crate::support::assert_schema_valid("sarif-2.1.0", &[&bad]));
     assert!(result.is_err(), "a SARIF version 2.0.0 document passed the schema check");
+}
+
+/// A fresh copy of the working tree (what a clone holds) in a directory without `../shared`,
+/// offline (the fetch URL points nowhere and CARGO_HOME is empty, so there is no earlier fetch
+/// either): `release` without `--rustsec-db` stops and says how to get a database; with
+/// `--rustsec-db` pointing at a snapshot it releases into the local layout (from the shared
+/// prebuilt binaries) and records the snapshot's commit.
+#[test]
+fn a_fresh_clone_without_the_shared_snapshot_asks_for_rustsec_db_then_releases_with_it() {
+    let tmp = Tmp::new("fresh-clone");
+    let clone = tmp.join("elsewhere/repo");
+    std::fs::create_dir_all(&clone).unwrap();
+    let copy = format!(
+        "git ls-files -z --cached --others --exclude-standard | tar --null --ignore-failed-read -T - -cf - \
+         | tar -xf - -C {}",
+        clone.display()
+    );
+    let (ok, _, e) = run("sh", &["-c", &copy], &[]);
+    assert!(ok, "{e}");
+    // The Debian packages of the -debug variants come from this checkout's cache (no download).
+    std::fs::create_dir_all(clone.join("target")).unwrap();
+    std::os::unix::fs::symlink(root().join("target/debian-packages"), clone.join("target/debian-packages")).unwrap();
+    // The clone's own xtask (its project root is the clone), built once per run and kept.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fresh-clone-target");
+    let manifest = clone.join("Cargo.toml");
+    let (ok, _, e) = run(
+        "cargo",
+        &["build", "--offline", "--locked", "--quiet", "-p", "xtask", "--manifest-path", manifest.to_str().unwrap()],
+        &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
+    );
+    assert!(ok, "{e}");
+    let snapshot = root().join("../shared/data/rustsec-advisory-db");
+    let offline = |args: &[&str]| -> (bool, String, i32) {
+        let out = std::process::Command::new(target.join("debug/xtask"))
+            .args(args)
+            .current_dir(&clone)
+            .env_remove("MULTUS_RUSTSEC_DB")
+            .env("CARGO_HOME", tmp.join("empty-cargo-home"))
+            .env("MULTUS_RUSTSEC_DB_URL", format!("file://{}/no-such-repository", tmp.0.display()))
+            .env("PATH", NO_TRIVY_PATH)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text, out.status.code().unwrap_or(-1))
+    };
+    let out_dir = tmp.s("out");
+    let base = ["release", "--prebuilt", built().to_str().unwrap(), "--arch", "amd64", "--out-dir", &out_dir];
+    let (ok, out, code) = offline(&base);
+    assert!(!ok && code == 1, "{code}: {out}");
+    assert!(out.contains("no RustSec advisory database") && out.contains("pass --rustsec-db DIR"), "{out}");
+    assert!(!tmp.join("out/oci").exists(), "stopped before the images");
+
+    let (ok, out, _) = offline(&[&base[..], &["--rustsec-db", snapshot.to_str().unwrap()]].concat());
+    assert!(ok, "{out}");
+    let record: Value = serde_json::from_slice(&std::fs::read(tmp.join("out/release.json")).unwrap()).unwrap();
+    let commit = record["scan"]["rustsecDbCommit"].as_str().unwrap().to_string();
+    assert!(std::fs::read_to_string(snapshot.join("SNAPSHOT.md")).unwrap().contains(&commit), "{commit}");
+    assert_eq!(record["scan"]["passed"], true);
 }

@@ -25,6 +25,15 @@ pub fn xtask(args: &[&str]) -> String {
     text
 }
 
+/// `xtask ARGS --json`: asserts success and parses stdout, which must be the one JSON document
+/// (progress goes to stderr).
+pub fn xtask_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).arg("--json").current_dir(root()).output().unwrap();
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "xtask {args:?} --json failed:\n{o}{e}");
+    serde_json::from_str(&o).unwrap_or_else(|err| panic!("xtask {args:?} --json printed no JSON ({err}):\n{o}"))
+}
+
 pub fn sh(prog: &str, args: &[&str]) -> String {
     let out = Command::new(prog).args(args).current_dir(root()).output().unwrap_or_else(|e| panic!("{prog}: {e}"));
     assert!(out.status.success(), "{prog} {args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -111,6 +111,27 @@ fn push_plain_monolithic_chunked_mounted_and_again() {
     assert!(ok, "{out}");
     assert_eq!(counts(&out), (0, 0, total), "{out}");
     assert!(out.contains("manifests: 0 pushed") && out.contains("tags: 0 set"), "{out}");
+
+    // --json: stdout is one document naming every tag with the digest the registry holds.
+    let (ok, stdout, err) = run(
+        env!("CARGO_BIN_EXE_xtask"),
+        &["publish", "--registry", &name, "--layout", layout.to_str().unwrap(), "--insecure", "--json"],
+        &[("DOCKER_CONFIG", "/nonexistent")],
+    );
+    assert!(ok, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(doc["registry"], name.as_str());
+    let tags = doc["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), refs(layout).len());
+    for t in tags {
+        let (tag, digest) = (t["tag"].as_str().unwrap(), t["digest"].as_str().unwrap());
+        assert_eq!(refs(layout)[tag]["digest"], digest);
+        assert_eq!(t["pinned"], format!("{name}:{tag}@{digest}").as_str());
+        let (ok, raw, e) =
+            run("skopeo", &["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}:{tag}")], &[]);
+        assert!(ok, "{e}");
+        assert_eq!(crate::support::sha256(raw.as_bytes()), digest, "{tag}");
+    }
 }
 
 #[test]

@@ -202,6 +202,11 @@ fn keygen_sign_verify_publish_and_independent_judges() {
         )),
         "{out}"
     );
+    // --json: every verified reference with the digest the registry serves.
+    let v =
+        crate::xtask_json(&["verify", &format!("{identity}:{thick}"), "--key", public.to_str().unwrap(), "--insecure"]);
+    assert_eq!(v["verified"][0]["digest"], thick_digest.as_str(), "{v}");
+    assert!(v["verified"][0]["signatures"].as_u64().unwrap() >= 1, "{v}");
     let (ok, out) = judge(&reg, "multus", &thick, &public, &identity);
     assert!(ok && out.contains("judge: 4 manifests signed by the key"), "{out}");
 
@@ -273,7 +278,10 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
     let (key, public) = keygen(&tmp.join("keys"));
     let reg = Registry::start(Auth::None, None);
     let name = format!("{}/rel", reg.host());
-    let no_trivy = [("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), PASSWORD];
+    // The shared snapshot is months old: a publishing release would refuse it (checked below), so
+    // these runs accept any age.
+    const ANY_AGE: (&str, &str) = ("MULTUS_RUSTSEC_DB_MAX_AGE", "36500");
+    let no_trivy = [("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), PASSWORD, ANY_AGE];
     let base = [
         "release",
         "--prebuilt",
@@ -303,6 +311,18 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
     );
     assert!(ok, "{out}");
     let plan: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    // A stale advisory database is refused, in a dry run as in a real one.
+    let (ok, stale) = xtask_result(
+        &[
+            &base[..],
+            &["--registry", &name, "--insecure", "--key", key.to_str().unwrap(), "--allow-unscanned", "--dry-run"],
+            &["--max-rustsec-db-age", "1"],
+        ]
+        .concat(),
+        &no_trivy,
+    );
+    assert!(!ok && stale.contains("days old") && stale.contains("--max-rustsec-db-age"), "{stale}");
+    assert_eq!(crate::support::last_exit_code(), 5);
     let steps: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert_eq!(steps, ["merge", "image", "scan", "sign", "publish", "verify"]);
     let gh_output = tmp.join("github-output");
@@ -328,7 +348,13 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
             &["--registry", &name, "--insecure", "--key", key.to_str().unwrap(), "--trivy", trivy.to_str().unwrap()],
         ]
         .concat(),
-        &[PASSWORD, ("MULTUS_REGISTRY_USERNAME", ""), ("MULTUS_REGISTRY_PASSWORD", ""), ("GITHUB_OUTPUT", gh.as_str())],
+        &[
+            PASSWORD,
+            ANY_AGE,
+            ("MULTUS_REGISTRY_USERNAME", ""),
+            ("MULTUS_REGISTRY_PASSWORD", ""),
+            ("GITHUB_OUTPUT", gh.as_str()),
+        ],
     );
     assert!(ok, "{out}");
     for must in [
@@ -363,6 +389,11 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
     );
     let record: Value = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
     assert_eq!(record["registry"], name.as_str());
+    // The database the gate used is recorded with its commit and date (the snapshot's SNAPSHOT.md).
+    let snapshot = std::fs::read_to_string(root().join("../shared/data/rustsec-advisory-db/SNAPSHOT.md")).unwrap();
+    let commit = record["scan"]["rustsecDbCommit"].as_str().unwrap();
+    assert!(commit.len() == 40 && snapshot.contains(commit), "{commit}");
+    assert!(snapshot.contains(record["scan"]["rustsecDbDate"].as_str().unwrap()));
     assert_eq!(record["commit"], crate::support::build_manifest()["commit"]);
     let images = record["images"].as_array().unwrap();
     assert_eq!(images.len(), 4, "thick, thin and their -debug variants");
@@ -398,4 +429,212 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
     assert!(outputs.contains(&format!("digest-thick={thick_digest}\n")), "{outputs}");
     assert!(outputs.contains(&format!("pinned-thick={name}@{thick_digest}\n")), "{outputs}");
     assert!(outputs.contains(&format!("release-json={}\n", record_path.display())), "{outputs}");
+
+    // dist/: the GitHub Release's assets. sha256sum accepts SHA256SUMS, openssl accepts its
+    // signature with the release's public key (and refuses a tampered copy), tar lists every node
+    // binary per platform.
+    let dist = tmp.join("out/dist");
+    assert!(outputs.contains(&format!("dist={}\n", dist.display())), "{outputs}");
+    let in_dist = |script: &str| run("sh", &["-c", &format!("cd {} && {script}", dist.display())], &[]);
+    let (ok, o, e) = in_dist("sha256sum --check --strict SHA256SUMS");
+    assert!(ok, "{o}{e}");
+    let pub_s = public.display().to_string();
+    let verify = format!(
+        "base64 -d SHA256SUMS.sig > {t}/sig.der && openssl dgst -sha256 -verify {pub_s} -signature {t}/sig.der",
+        t = tmp.0.display()
+    );
+    let (ok, o, e) = in_dist(&format!("{verify} SHA256SUMS"));
+    assert!(ok && o.contains("Verified OK"), "{o}{e}");
+    let (ok, _, _) =
+        in_dist(&format!("sed 's/^./0/' SHA256SUMS > {t}/tampered && {verify} {t}/tampered", t = tmp.0.display()));
+    assert!(!ok, "a tampered SHA256SUMS must not verify");
+    let names: Vec<String> = std::fs::read_to_string(dist.join("SHA256SUMS"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1.to_string())
+        .collect();
+    let version = record["version"].as_str().unwrap();
+    for platform in ["linux-amd64", "linux-arm64"] {
+        let tarball = format!("multus-{version}-{platform}.tar.gz");
+        assert!(names.contains(&tarball), "{names:?}");
+        let (ok, list, e) = in_dist(&format!("tar -tzf {tarball}"));
+        assert!(ok, "{e}");
+        for bin in crate::support::NODE_BINARIES {
+            assert!(list.lines().any(|l| l == format!("multus-{version}-{platform}/{bin}")), "{bin} in {list}");
+        }
+    }
+    let platforms: usize = images.iter().map(|i| i["platforms"].as_array().unwrap().len()).sum();
+    let sboms = names.iter().filter(|n| n.ends_with(".cdx.json")).count();
+    assert!(names.contains(&"release.json".to_string()) && sboms == platforms, "{sboms} SBOMs: {names:?}");
+    assert!(names.iter().any(|n| n.ends_with(".yml")), "{names:?}");
+
+    // The GitHub Release, against a stand-in for GitHub's REST API (GitHub cannot run here; the
+    // stand-in answers with the documented status codes and fields and keeps what it is sent).
+    let gh = FakeGitHub::start();
+    let (ok, stdout, e) = run(
+        env!("CARGO_BIN_EXE_xtask"),
+        &[
+            "github-release",
+            "--dist",
+            dist.to_str().unwrap(),
+            "--tag",
+            "v9.9.9-rc.1",
+            "--repo",
+            "o/r",
+            "--api-url",
+            &format!("http://127.0.0.1:{}", gh.port),
+            "--json",
+        ],
+        &[("GITHUB_TOKEN", "t0k")],
+    );
+    assert!(ok, "{e}");
+    let published: Value = serde_json::from_str(&stdout).unwrap();
+    let log = gh.log.lock().unwrap();
+    let create = log.iter().find(|r| r.0 == "POST" && r.1 == "/repos/o/r/releases").expect("a release was created");
+    let created: Value = serde_json::from_slice(&create.2).unwrap();
+    assert_eq!((created["draft"].as_bool(), created["prerelease"].as_bool()), (Some(true), Some(true)));
+    assert!(created["body"].as_str().unwrap().contains(&format!("{name}@{thick_digest}")), "{created}");
+    let uploads: Vec<&Seen> = log.iter().filter(|r| r.1.starts_with("/uploads/")).collect();
+    let files: Vec<String> =
+        std::fs::read_dir(&dist).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(uploads.len(), files.len(), "every file of dist/ is uploaded once");
+    for (_, path, body) in &uploads {
+        let name = percent_decode(path.split("?name=").nth(1).unwrap());
+        assert_eq!(body, &std::fs::read(dist.join(&name)).unwrap(), "{name} arrives byte for byte");
+    }
+    assert_eq!(
+        log.last().map(|r| (r.0.as_str(), r.1.as_str())),
+        Some(("PATCH", "/repos/o/r/releases/1")),
+        "published last"
+    );
+    assert_eq!(serde_json::from_slice::<Value>(&log.last().unwrap().2).unwrap()["draft"], false);
+    assert_eq!(published["assets"].as_array().unwrap().len(), files.len());
+    drop(log);
+
+    // A tampered dist/ is refused before any request.
+    std::fs::write(dist.join("release.json"), "{}").unwrap();
+    let before = gh.log.lock().unwrap().len();
+    let (ok, out) = xtask_result(
+        &[
+            "github-release",
+            "--dist",
+            dist.to_str().unwrap(),
+            "--tag",
+            "v9.9.9",
+            "--repo",
+            "o/r",
+            "--api-url",
+            &format!("http://127.0.0.1:{}", gh.port),
+        ],
+        &[("GITHUB_TOKEN", "t0k")],
+    );
+    assert!(!ok && out.contains("does not match its SHA256SUMS line"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 4);
+    assert_eq!(gh.log.lock().unwrap().len(), before, "nothing was sent");
+}
+
+/// `%XX` escapes of a query value decoded.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A stand-in for GitHub's REST API, as far as `github-release` goes: `GET
+/// /repos/o/r/releases/tags/T` (404: none yet), `POST /repos/o/r/releases` (201, a draft with an
+/// `upload_url` template pointing back here), `POST /uploads/...?name=N` (201 with the stored
+/// size), `PATCH /repos/o/r/releases/1` (200). It records (method, path, body) of every request;
+/// every answer closes the connection.
+struct FakeGitHub {
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+/// (method, path with query, body) of one request.
+type Seen = (String, String, Vec<u8>);
+
+impl FakeGitHub {
+    fn start() -> FakeGitHub {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                let (head, mut body) = loop {
+                    let n = s.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break (String::new(), Vec::new());
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some((h, b)) = crate::support::split_head(&buf) {
+                        break (h, b.to_vec());
+                    }
+                };
+                if head.is_empty() {
+                    continue;
+                }
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                while body.len() < len {
+                    let n = s.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    body.extend_from_slice(&chunk[..n]);
+                }
+                let mut first = head.lines().next().unwrap().split_whitespace();
+                let (method, path) = (first.next().unwrap().to_string(), first.next().unwrap().to_string());
+                let authorized = head.lines().any(|l| l.eq_ignore_ascii_case("authorization: bearer t0k"));
+                let (status, answer) = if !authorized {
+                    (401, serde_json::json!({"message": "Bad credentials"}))
+                } else if method == "GET" && path.starts_with("/repos/o/r/releases/tags/") {
+                    (404, serde_json::json!({"message": "Not Found"}))
+                } else if method == "POST" && path == "/repos/o/r/releases" {
+                    let up = format!("http://127.0.0.1:{port}/uploads/repos/o/r/releases/1/assets{{?name,label}}");
+                    (201, serde_json::json!({"id": 1, "draft": true, "upload_url": up}))
+                } else if method == "POST" && path.starts_with("/uploads/repos/o/r/releases/1/assets?name=") {
+                    let name = path.split("?name=").nth(1).unwrap().to_string();
+                    (
+                        201,
+                        serde_json::json!({"name": name, "size": body.len(), "state": "uploaded",
+                        "browser_download_url": format!("https://github.com/o/r/releases/download/v/{name}")}),
+                    )
+                } else if method == "PATCH" && path == "/repos/o/r/releases/1" {
+                    (
+                        200,
+                        serde_json::json!({"id": 1, "draft": false, "html_url": "https://github.com/o/r/releases/tag/v"}),
+                    )
+                } else {
+                    (404, serde_json::json!({"message": "Not Found"}))
+                };
+                l2.lock().unwrap().push((method, path, body));
+                let text = answer.to_string();
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        FakeGitHub { port, log }
+    }
 }

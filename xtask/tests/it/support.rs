@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{root, xtask};
+use crate::{root, xtask_json};
 
 /// A directory under CARGO_TARGET_TMPDIR, removed on drop.
 pub struct Tmp(pub PathBuf);
@@ -58,7 +58,7 @@ pub const NODE_BINARIES: [&str; 6] =
     ["passthru", "multus", "multus-shim", "multus-daemon", "install_multus", "thin_entrypoint"];
 
 /// Builds release `bins` for `arches` with `base/target` as cargo's directory; returns the output
-/// directory `base/out`.
+/// directory `base/out`. What `build --json` printed is kept in `base/out/build.json`.
 pub fn build_into(base: &Path, arches: &[&str], bins: &[&str]) -> PathBuf {
     let (t, o) = (base.join("target"), base.join("out"));
     let mut args = vec!["build", "--release"];
@@ -69,7 +69,8 @@ pub fn build_into(base: &Path, arches: &[&str], bins: &[&str]) -> PathBuf {
         args.extend(["--bin", b]);
     }
     args.extend(["--target-dir", t.to_str().unwrap(), "--out-dir", o.to_str().unwrap()]);
-    xtask(&args);
+    let json = xtask_json(&args);
+    std::fs::write(o.join("build.json"), serde_json::to_vec_pretty(&json).unwrap()).unwrap();
     base.join("out")
 }
 
@@ -91,9 +92,16 @@ pub fn build_manifest() -> Value {
     serde_json::from_slice(&std::fs::read(built().join("manifest.json")).unwrap()).unwrap()
 }
 
-/// `xtask image` of `built()` into `out` (layout in out/layout, archive in out/oci-archive.tar).
-pub fn image_into(out: &Path) -> String {
-    xtask(&["image", "--manifest", built().join("manifest.json").to_str().unwrap(), "--out-dir", out.to_str().unwrap()])
+/// `xtask image --json` of `built()` into `out` (layout in out/layout, archive in
+/// out/oci-archive.tar); returns what it printed.
+pub fn image_into(out: &Path) -> Value {
+    xtask_json(&[
+        "image",
+        "--manifest",
+        built().join("manifest.json").to_str().unwrap(),
+        "--out-dir",
+        out.to_str().unwrap(),
+    ])
 }
 
 /// One layout shared by the tests that only read it (made once per run).
@@ -101,7 +109,8 @@ pub fn layout() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ximage-oci");
-        image_into(&out);
+        let json = image_into(&out);
+        std::fs::write(out.join("image.json"), serde_json::to_vec_pretty(&json).unwrap()).unwrap();
         out.join("layout")
     })
 }
