@@ -1,8 +1,15 @@
 //! What a binary says about itself with `-version`/`--version`/`-v`: the version, commit and date
 //! that `cargo xtask build` stamps in at compile time (`MULTUS_VERSION`, `MULTUS_COMMIT`,
-//! `MULTUS_DATE`), or the crate version for a plain `cargo build`, in upstream's shape
-//! (`multus-cni version:V, commit:C, date:D`, prefixed with `<bin>: ` as upstream's shim and daemon
-//! do) followed by our own facts (`binary:`, `arch:`).
+//! `MULTUS_DATE`, and the pinned compiler `MULTUS_RUSTC`), or the crate version for a plain
+//! `cargo build`, in upstream's shape (`multus-cni version:V, commit:C, date:D`, prefixed with
+//! `<bin>: ` as upstream's shim and daemon do) followed by our own facts (`binary:`, `arch:`,
+//! `rustc:`).
+
+/// The compiler `cargo xtask build` used (`rustup 1.95.0`, `debian 1.85.0`), or `unknown`.
+pub const RUSTC: &str = match option_env!("MULTUS_RUSTC") {
+    Some(r) => r,
+    None => "unknown",
+};
 
 /// `0.1.0+g1a2b3c4`, or the tag for a tagged release.
 pub const VERSION: &str = match option_env!("MULTUS_VERSION") {
@@ -27,7 +34,7 @@ pub const DATE: &str = match option_env!("MULTUS_DATE") {
 pub fn version_line(bin: &str) -> String {
     let prefix = if bin == "multus" { String::new() } else { format!("{bin}: ") };
     format!(
-        "{prefix}multus-cni version:{VERSION}, commit:{COMMIT}, date:{DATE}, binary:{bin}, arch:{}",
+        "{prefix}multus-cni version:{VERSION}, commit:{COMMIT}, date:{DATE}, binary:{bin}, arch:{}, rustc:{RUSTC}",
         std::env::consts::ARCH
     )
 }
@@ -91,6 +98,9 @@ mod tests {
         let multus = version_line("multus");
         assert!(multus.starts_with(&format!("multus-cni version:{VERSION}, commit:{COMMIT}, date:")), "{multus}");
         assert!(version_line("multus-shim").starts_with("multus-shim: multus-cni version:"));
-        assert!(multus.ends_with(&format!(", binary:multus, arch:{}", std::env::consts::ARCH)), "{multus}");
+        assert!(
+            multus.ends_with(&format!(", binary:multus, arch:{}, rustc:{RUSTC}", std::env::consts::ARCH)),
+            "{multus}"
+        );
     }
 }

@@ -5,10 +5,18 @@
 //! - `thick`: shim + daemon against the thin plugin (`benches/thick.rs`): one pod's ADD+DEL, a
 //!   burst of a hundred pods (pods/s), the daemon's RSS idle and at its peak.
 //! - `build`: cold and warm release build of the node binaries per target, each cold build in a
-//!   fresh directory; ratios against the amd64 cold build of the same run.
+//!   fresh directory; ratios against the amd64 cold build of the same run. Then the release
+//!   profile's choices on amd64: the shipped one (one codegen unit, fat LTO, `opt-level = "s"`)
+//!   against faster-to-build ones (16 codegen units with thin or no LTO; `opt-level = 3`), each
+//!   with its cold build time, binary sizes and the CNI bench's thin-plugin ratio on its `multus`.
 //! - `image`: image assembly from target/release-artifacts (layers, configs, manifests, indexes,
 //!   in memory) in MB/s of layer data, against `tar | gzip -6` of the same files staged in a
 //!   directory, in the same run; and the compressed size of each image per platform.
+//! - `release`: `cargo xtask release` (every target, local layout) cold (fresh cargo target
+//!   directory and output) and warm (one source file of the library touched), per phase, against
+//!   the ~36 min cold release the issue measured and its goals (cold under 15 min, warm under 3),
+//!   with the binary sizes of the run and the CNI bench (thin plugin against bare bridge, on the
+//!   release's own amd64 `multus`) beside them, so no speed-up is bought with a slower plugin.
 //! - `size`: each node binary as shipped (amd64, static, stripped) against its goal and against
 //!   `passthru` (the floor: std and static glibc), and where its bytes come from, per crate, from
 //!   the same build with symbols kept (`size`).
@@ -22,11 +30,11 @@ use crate::build;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Benchmarks to run: cni, thick, build, image, size (default: all).
+    /// Benchmarks to run: cni, thick, build, image, size, release (default: all but release).
     names: Vec<String>,
 }
 
-const ALL: &[&str] = &["cni", "thick", "build", "image", "size"];
+const ALL: &[&str] = &["cni", "thick", "build", "image", "size", "release"];
 
 pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     for n in &args.names {
@@ -34,7 +42,7 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
             bail!("unknown benchmark {n:?}; known: {ALL:?}");
         }
     }
-    let wanted = |n: &str| args.names.is_empty() || args.names.iter().any(|a| a == n);
+    let wanted = |n: &str| (args.names.is_empty() && n != "release") || args.names.iter().any(|a| a == n);
     let (cni, thick) = (wanted("cni"), wanted("thick"));
     if cni || thick {
         cmd!(sh, "bash scripts/install-test-deps.sh").run()?;
@@ -76,6 +84,9 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     }
     if wanted("size") {
         sizes(sh)?;
+    }
+    if wanted("release") {
+        release_times(sh)?;
     }
     Ok(())
 }
@@ -312,5 +323,128 @@ fn build_times(sh: &Shell) -> anyhow::Result<()> {
             cold.as_secs_f64() / baseline
         );
     }
+    profile_choices(sh)
+}
+
+/// Release-profile variants (name, CARGO_PROFILE_RELEASE_* overrides); the first is what ships.
+const PROFILES: &[(&str, &[(&str, &str)])] = &[
+    ("shipped: cu=1 fat s", &[]),
+    ("cu=16 thin-lto s", &[("CODEGEN_UNITS", "16"), ("LTO", "thin")]),
+    ("cu=16 no-lto s", &[("CODEGEN_UNITS", "16"), ("LTO", "off")]),
+    ("cu=1 fat opt=3", &[("OPT_LEVEL", "3")]),
+];
+
+fn profile_choices(sh: &Shell) -> anyhow::Result<()> {
+    let root = crate::project::root();
+    let bins: Vec<String> = ["multus", "multus-daemon", "multus-shim"].map(String::from).to_vec();
+    let mut rows = Vec::new();
+    for (name, overrides) in PROFILES {
+        let base = root.join("target/bench-profile");
+        let _ = std::fs::remove_dir_all(&base);
+        let mut guards = Vec::new();
+        for (k, v) in *overrides {
+            guards.push(sh.push_env(format!("CARGO_PROFILE_RELEASE_{k}"), v));
+        }
+        let start = Instant::now();
+        let m = build::run(
+            sh,
+            &build::Options {
+                arches: vec!["amd64".into()],
+                release: true,
+                bins: bins.clone(),
+                target_dir: base.join("target"),
+                out_dir: base.join("out"),
+            },
+        )?;
+        let cold = start.elapsed();
+        drop(guards);
+        let size = |n: &str| m.targets[0].binaries.iter().find(|b| b.name == n).map_or(0, |b| b.size);
+        let multus = base.join("out/linux-amd64/multus");
+        let out = cmd!(sh, "cargo bench --locked --bench cni -- thin_multus_vs_bridge")
+            .env("MULTUS_BENCH_BIN", &multus)
+            .env("MULTUS_BENCH_ROUNDS", std::env::var("MULTUS_BENCH_ROUNDS").unwrap_or_else(|_| "41".into()))
+            .read()?;
+        let ratio = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("ratio measured/by-hand"))
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("?")
+            .to_string();
+        rows.push((*name, cold, size("multus"), size("multus-daemon"), size("multus-shim"), ratio));
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    println!("bench build, release-profile choices (amd64; multus, multus-daemon, multus-shim; cold build):");
+    println!(
+        "  {:<20} {:>8} {:>10} {:>10} {:>10} {:>12}",
+        "profile", "cold s", "multus", "daemon", "shim", "thin/bridge"
+    );
+    for (name, cold, m, d, sh_, r) in &rows {
+        println!("  {:<20} {:>8.1} {:>10} {:>10} {:>10} {:>12}", name, cold.as_secs_f64(), m, d, sh_, r);
+    }
+    println!("  (thin/bridge: `bench cni` thin_multus_vs_bridge on that build's multus, ratio of the means)");
+    Ok(())
+}
+
+/// The cold all-targets release the issue measured on this machine before the work (seconds),
+/// and the goals.
+const RELEASE_BEFORE_S: f64 = 36.0 * 60.0;
+const RELEASE_COLD_GOAL_S: f64 = 15.0 * 60.0;
+const RELEASE_WARM_GOAL_S: f64 = 3.0 * 60.0;
+
+fn release_times(sh: &Shell) -> anyhow::Result<()> {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: crate::release::Args,
+    }
+    let root = crate::project::root();
+    let base = root.join("target/bench-release");
+    let _ = std::fs::remove_dir_all(&base);
+    let (target, out) = (base.join("target"), base.join("out"));
+    let argv =
+        ["release", "--target-dir", target.to_str().unwrap_or_default(), "--out-dir", out.to_str().unwrap_or_default()];
+    let mut runs = Vec::new();
+    for (label, touch) in [("cold", false), ("warm", true)] {
+        if touch {
+            cmd!(sh, "touch src/lib.rs").run()?;
+        }
+        eprintln!("==> bench release: {label} run");
+        let start = Instant::now();
+        let phases = crate::release::run_timed(sh, Cli::try_parse_from(argv)?.args)?;
+        runs.push((label, start.elapsed(), phases));
+    }
+    let manifest = crate::image::read_manifest(&out.join("release-artifacts/manifest.json"))?;
+    println!("bench release (every target of cross/targets.toml, local layout, 2 cores):");
+    println!("  {:<24} {:>9} {:>9}", "phase", "cold s", "warm s");
+    let names: Vec<&String> = runs[0].2.iter().map(|(n, _)| n).collect();
+    for n in names {
+        let at = |i: usize| runs[i].2.iter().find(|(m, _)| m == n).map_or(0.0, |(_, d)| d.as_secs_f64());
+        println!("  {:<24} {:>9.1} {:>9.1}", n, at(0), at(1));
+    }
+    let (cold, warm) = (runs[0].1.as_secs_f64(), runs[1].1.as_secs_f64());
+    println!("  {:<24} {:>9.1} {:>9.1}", "total (incl. checks)", cold, warm);
+    println!(
+        "  cold: {:.2} of the {:.0} s measured before (goal <= {:.2}: {:.0} s); warm: {:.2} of the {:.0} s goal",
+        cold / RELEASE_BEFORE_S,
+        RELEASE_BEFORE_S,
+        RELEASE_COLD_GOAL_S / RELEASE_BEFORE_S,
+        RELEASE_COLD_GOAL_S,
+        warm / RELEASE_WARM_GOAL_S,
+        RELEASE_WARM_GOAL_S
+    );
+    println!("  binary sizes (bytes):");
+    for t in &manifest.targets {
+        let sizes: Vec<String> = t.binaries.iter().map(|b| format!("{} {}", b.name, b.size)).collect();
+        println!("    {:<14} {:<16} {}", t.platform, t.toolchain, sizes.join(", "));
+    }
+    // The plugin this release ships, timed against the bare bridge plugin in the same run.
+    let multus = out.join("release-artifacts/linux-amd64/multus");
+    cmd!(sh, "bash scripts/install-test-deps.sh").run()?;
+    let rounds = std::env::var("MULTUS_BENCH_ROUNDS").unwrap_or_else(|_| "41".into());
+    cmd!(sh, "cargo bench --locked --bench cni")
+        .env("MULTUS_BENCH_BIN", &multus)
+        .env("MULTUS_BENCH_ROUNDS", rounds)
+        .run()?;
     Ok(())
 }

@@ -296,11 +296,16 @@ fn cargo_build(
     for b in bins {
         c = c.args(["--bin", b]);
     }
-    if let Toolchain::Debian { .. } = g.toolchain {
-        c = c.env("RUSTC", toolchain::DEBIAN_RUSTC);
-    } else {
-        c = c.env_remove("RUSTC");
-    }
+    c = match &g.toolchain {
+        Toolchain::Debian { .. } => c.env("RUSTC", toolchain::DEBIAN_RUSTC).env("MULTUS_RUSTC", g.toolchain.describe()),
+        Toolchain::Rustup { name, .. } => {
+            let c = c.env_remove("RUSTC").env("MULTUS_RUSTC", g.toolchain.describe());
+            match name {
+                Some(n) => c.env("RUSTUP_TOOLCHAIN", n),
+                None => c.env_remove("RUSTUP_TOOLCHAIN"),
+            }
+        }
+    };
     for t in &g.targets {
         let key = t.env_key();
         c = c

@@ -17,6 +17,8 @@ pub struct Target {
     pub elf_machine: u16,
     pub elf_class: u8,
     pub elf_endian: Endian,
+    /// The pinned compiler (`rustup:X.Y.Z` or `debian:X.Y.Z`).
+    pub rustc: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +88,7 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Target>> {
     }
     for (i, t) in file.target.iter().enumerate() {
         parse_platform(&t.platform).with_context(|| format!("target {}", t.arch))?;
+        crate::toolchain::Pin::parse(&t.rustc).with_context(|| format!("target {}", t.arch))?;
         if ![32, 64].contains(&t.elf_class) {
             bail!("target {}: elf_class must be 32 or 64, not {}", t.arch, t.elf_class);
         }
@@ -160,8 +163,16 @@ platform = "linux/amd64"
 elf_machine = 62
 elf_class = 64
 elf_endian = "little"
+rustc = "rustup:1.95.0"
 "#;
         assert_eq!(parse(one).unwrap().len(), 1);
+        assert!(
+            parse(&one.replace("rustup:1.95.0", "stable"))
+                .unwrap_err()
+                .chain()
+                .any(|e| e.to_string().contains("rustup:X.Y.Z"))
+        );
+        assert!(parse(&one.replace("rustup:1.95.0", "debian:1.85")).is_err());
         assert!(parse(&format!("{one}{one}")).unwrap_err().to_string().contains("listed twice"));
         assert!(parse(&one.replace("elf_class = 64", "elf_class = 16")).is_err());
         assert!(parse(&one.replace("little", "middle")).is_err());

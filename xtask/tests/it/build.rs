@@ -71,7 +71,26 @@ fn cross_build_is_verified_auditable_and_reproducible() {
         );
     }
 
+    let targets_toml: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root().join("cross/targets.toml")).unwrap()).unwrap();
+    let pins: std::collections::BTreeMap<&str, &str> = targets_toml["target"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["arch"].as_str().unwrap(), t["rustc"].as_str().unwrap()))
+        .collect();
     let out = first.join("out");
+    // `build --json` listed every binary of the manifest with the same sha256 and compiler.
+    let printed: Value = serde_json::from_slice(&std::fs::read(out.join("build.json")).unwrap()).unwrap();
+    let listed = printed["binaries"].as_array().unwrap();
+    let in_manifest: usize = targets.iter().map(|t| t["binaries"].as_array().unwrap().len()).sum();
+    assert_eq!(listed.len(), in_manifest);
+    for b in listed {
+        let bytes = std::fs::read(out.join(b["path"].as_str().unwrap())).unwrap();
+        assert_eq!(b["sha256"], format!("{:x}", sha2::Sha256::digest(&bytes)).as_str(), "{b}");
+        let t = targets.iter().find(|t| t["platform"] == b["platform"]).unwrap();
+        assert_eq!(b["toolchain"], t["toolchain"]);
+    }
     for (t, file_says, triple, qemu) in [
         (&targets[0], "x86-64", "x86_64-unknown-linux-gnu", None),
         (&targets[1], "ARM aarch64", "aarch64-unknown-linux-gnu", Some("qemu-aarch64-static")),
@@ -90,6 +109,10 @@ fn cross_build_is_verified_auditable_and_reproducible() {
             Some(q) => sh(q, &[path.to_str().unwrap(), "--version"]),
         };
         assert!(version.starts_with("passthru: multus-cni version:") && version.contains(&commit), "{version}");
+        // The pinned compiler of cross/targets.toml built it, and the binary says which.
+        let pin = pins.get(t["arch"].as_str().unwrap()).unwrap().replace(':', " ");
+        assert_eq!(t["toolchain"], pin.as_str());
+        assert!(version.trim_end().ends_with(&format!(", rustc:{pin}")), "{version}");
 
         let audit: Value = serde_json::from_str(&sh(
             &root().join("target/tools/bin/rust-audit-info").display().to_string(),
