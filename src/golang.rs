@@ -22,6 +22,79 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// A command line read as Go's `flag` package reads it: `-name value`, `-name=value`, and the same
+/// with two dashes, up to the first non-flag or `--`; every name must be in `known` (string flags;
+/// `-v`/`-version`/`-h`/`-help` are the caller's business and returned as given). Returns the
+/// values by name (the last one wins).
+pub fn go_flags(args: &[String], known: &[&str]) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" || !a.starts_with('-') || a == "-" {
+            break;
+        }
+        let flag = a.trim_start_matches('-');
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (flag, None),
+        };
+        if ["v", "version", "h", "help"].contains(&name) {
+            out.insert(name.to_string(), inline.unwrap_or_else(|| "true".into()));
+            i += 1;
+            continue;
+        }
+        if !known.contains(&name) {
+            return Err(format!("flag provided but not defined: -{name}"));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                i += 1;
+                args.get(i).cloned().ok_or_else(|| format!("flag needs an argument: -{name}"))?
+            }
+        };
+        out.insert(name.to_string(), value);
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// Go's `time.ParseDuration` for non-negative durations (`10m`, `1h30m`, `1.5s`, `300ms`; units
+/// ns, us, µs, ms, s, m, h); `None` for anything Go would refuse, or a negative duration.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut nanos: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (num, after) = rest.split_at(num_len);
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return None;
+        }
+        let value: f64 = num.parse().ok()?;
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        nanos += value * scale;
+        rest = next;
+    }
+    (nanos.is_finite() && nanos < 9.2e18).then(|| std::time::Duration::from_nanos(nanos as u64))
+}
+
 /// The value `encoding/json` would decode into the struct field tagged `name`: every key that
 /// equals `name` ignoring ASCII case sets the field, so the last such key in document order wins.
 pub fn field<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -190,6 +263,33 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn go_flag_parsing() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let f = go_flags(
+            &a(&["-certdir", "/c", "--kubeconfig=/k", "-cert-duration=1h"]),
+            &["certdir", "kubeconfig", "cert-duration"],
+        )
+        .unwrap();
+        assert_eq!((f["certdir"].as_str(), f["kubeconfig"].as_str(), f["cert-duration"].as_str()), ("/c", "/k", "1h"));
+        assert!(go_flags(&a(&["-nope", "x"]), &["certdir"]).unwrap_err().contains("-nope"));
+        assert!(go_flags(&a(&["-certdir"]), &["certdir"]).unwrap_err().contains("needs an argument"));
+        assert_eq!(go_flags(&a(&["-version"]), &[]).unwrap()["version"], "true");
+    }
+
+    #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "10", "m", "1x", "-1s", "1..5s", "1h 2m"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn field_matching_ignores_case_and_the_last_key_wins() {

@@ -11,6 +11,7 @@ pub mod files;
 pub mod golang;
 pub mod k8s;
 pub mod logging;
+pub mod multicall;
 pub mod multus;
 pub mod netns;
 pub mod thick;

@@ -12,6 +12,7 @@
 //! - `confgen`: `cni` (versions; its errors convert into `cni::Error`);
 //! - `thick`: `cni`, `multus`, `netns`, and for the daemon's start-up `k8s` (its caches) and
 //!   `confgen` (primary selection and file installation, for its config manager);
+//! - `multicall`: `k8s` (the tools it starts by name);
 //! - `bin/`: anything.
 //!
 //! Test modules (from the first `#[cfg(test)]` of a file on) and comments are not looked at.
@@ -34,6 +35,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("k8s", &["cni", "multus"]),
     ("confgen", &["cni"]),
     ("thick", &["cni", "multus", "netns", "k8s", "confgen"]),
+    ("multicall", &["k8s"]),
 ];
 
 /// The parts a source text uses through `crate::` paths, outside comments and test modules.

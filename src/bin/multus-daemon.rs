@@ -22,7 +22,12 @@ fn fail(code: u8, message: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<String> = std::env::args().collect();
+    // Started as cert-approver or kubeconfig_generator (the image links those names to us).
+    if let Some(code) = multus::multicall::dispatch(&argv) {
+        return ExitCode::from(code);
+    }
+    let args: Vec<String> = argv[1..].to_vec();
     let config_path = match daemon::parse_args(&args) {
         Ok(Cli::Run { config }) => {
             // Still single-threaded: may re-execute the daemon (see the function).

@@ -75,6 +75,15 @@ impl Plugin for Multus {
 
 /// The C entry point, without std's runtime start-up (see `skel::plugin_main`).
 #[unsafe(no_mangle)]
-extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    // Started as cert-approver or kubeconfig_generator (the thin image links those names to us).
+    if argc > 0 && !argv.is_null() {
+        // SAFETY: the C runtime passes argc valid, NUL-terminated argument strings.
+        let arg0 = unsafe { std::ffi::CStr::from_ptr(*argv) };
+        if multus::multicall::is_tool(arg0.to_bytes()) {
+            let args: Vec<String> = std::env::args().collect();
+            return multus::multicall::dispatch(&args).map_or(1, std::ffi::c_int::from);
+        }
+    }
     skel::plugin_main(&Multus, "multus", version::ALL)
 }

@@ -33,18 +33,49 @@ const EXEC_RENEW_EARLY: Duration = Duration::from_secs(10);
 
 /// A `kube::Client` for `config`, with our authentication and TLS settings (see the module doc).
 pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
+    client_with(config, None)
+}
+
+/// A client certificate that changes while the client lives (the per-node certificate): what
+/// resolves it at each handshake, and the client's connections, closed when it changes.
+#[derive(Clone)]
+pub struct RotatingCert {
+    pub resolver: Arc<dyn rustls::client::ResolvesClientCert>,
+    pub connections: super::conns::Connections,
+}
+
+/// A client like [`client`] that presents the certificate `certs` resolves at every new TLS
+/// connection (the per-node certificate, which rotates under it); `config`'s own credentials are
+/// not used then, its connections are tracked and TLS session resumption is off (see `conns`).
+pub fn client_with(config: &kube::Config, certs: Option<&RotatingCert>) -> Result<kube::Client, Error> {
     if let Some(proxy) = &config.proxy_url {
         return Err(Error::Config(format!("proxy-url {proxy} is not supported: reach the API server directly")));
     }
-    let (auth, exec_identity) = Auth::from_info(&config.auth_info)?;
-    let identity = match exec_identity {
-        Some(pem) => Some(pem),
-        None => static_identity(&config.auth_info)?,
+    let (auth, identity) = match certs {
+        Some(_) => (Auth::from_info(&AuthInfo::default())?.0, None),
+        None => {
+            let (auth, exec_identity) = Auth::from_info(&config.auth_info)?;
+            let identity = match exec_identity {
+                Some(pem) => Some(pem),
+                None => static_identity(&config.auth_info)?,
+            };
+            (auth, identity)
+        }
     };
-    let tls = tls_config(config.root_cert.as_deref(), identity.as_deref(), config.accept_invalid_certs)?;
+    let mut tls = tls_config(
+        config.root_cert.as_deref(),
+        identity.as_deref(),
+        certs.map(|c| c.resolver.clone()),
+        config.accept_invalid_certs,
+    )?;
+    if certs.is_some() {
+        tls.resumption = rustls::client::Resumption::disabled();
+    }
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
+    let tracking =
+        super::conns::TrackingConnector { http, connections: certs.map(|c| c.connections.clone()).unwrap_or_default() };
     let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
     let builder = match &config.tls_server_name {
         Some(name) => {
@@ -54,7 +85,7 @@ pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
         }
         None => builder,
     };
-    let mut connector = hyper_timeout::TimeoutConnector::new(builder.enable_http1().wrap_connector(http));
+    let mut connector = hyper_timeout::TimeoutConnector::new(builder.enable_http1().wrap_connector(tracking));
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
@@ -75,6 +106,7 @@ pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
 fn tls_config(
     roots: Option<&[Vec<u8>]>,
     identity: Option<&[u8]>,
+    certs: Option<Arc<dyn rustls::client::ResolvesClientCert>>,
     insecure: bool,
 ) -> Result<rustls::ClientConfig, Error> {
     use hyper_rustls::ConfigBuilderExt;
@@ -93,12 +125,13 @@ fn tls_config(
         }
         None => builder.with_native_roots().map_err(|e| bad("no usable system root certificates", &e))?,
     };
-    let mut config = match identity {
-        Some(pem) => {
+    let mut config = match (identity, certs) {
+        (_, Some(resolver)) => builder.with_client_cert_resolver(resolver),
+        (Some(pem), None) => {
             let (chain, key) = client_identity(pem)?;
             builder.with_client_auth_cert(chain, key).map_err(|e| bad("invalid client certificate or key", &e))?
         }
-        None => builder.with_no_client_auth(),
+        (None, None) => builder.with_no_client_auth(),
     };
     if insecure {
         config.dangerous().set_certificate_verifier(Arc::new(NoVerifier(rustls::crypto::ring::default_provider())));

@@ -162,6 +162,21 @@ const CACHE_SYNC: Duration = Duration::from_secs(20);
 /// The daemon's view of Kubernetes: watch-fed caches when an API server is configured (the
 /// `kubeconfig` key, else `KUBECONFIG`, else in-cluster settings), else none.
 async fn cluster(config: &DaemonConfig, node: &str) -> Result<Arc<dyn Cluster + Send + Sync>, Exit> {
+    if let Some(p) = config.per_node_certificate.as_ref().filter(|p| p.enabled) {
+        if p.bootstrap_kubeconfig.is_empty() {
+            return Err(Exit::Kubernetes(crate::k8s::Error::Config(
+                "perNodeCertificate.bootstrapKubeconfig is not set".into(),
+            )));
+        }
+        let settings = crate::k8s::pernode::settings(node, &p.cert_dir, &p.cert_duration).map_err(Exit::Kubernetes)?;
+        logging::verbose(&format!("per-node certificate for {node} in {}", p.cert_dir));
+        let (client, watch_client) =
+            crate::k8s::pernode::clients(std::path::Path::new(&p.bootstrap_kubeconfig), settings)
+                .await
+                .map_err(Exit::Kubernetes)?;
+        let handle = tokio::runtime::Handle::current();
+        return Ok(Arc::new(InformerCluster::start(handle, client, watch_client, node, CACHE_SYNC).await));
+    }
     let kubeconfig = config.raw.get("kubeconfig").and_then(|v| v.as_str()).unwrap_or_default();
     let source = k8s_client::daemon_source(kubeconfig, |k| std::env::var(k).ok());
     let connected = k8s_client::connect_with_watch(&source).await;

@@ -10,5 +10,6 @@ mod apiserver;
 mod auth;
 mod devices;
 mod networks;
+mod pernode;
 mod podresources;
 mod tls;

@@ -42,7 +42,7 @@ use std::thread::JoinHandle;
 
 use serde_json::{Value, json};
 
-use store::{ApiError, EVENT, EVENT_V1, Form, KINDS, NAD, POD, Part, Selector, State, Watch};
+use store::{ApiError, CSR, EVENT, EVENT_V1, Form, KINDS, NAD, POD, Part, Selector, State, Watch};
 
 /// A request as the fake received it (for hooks).
 #[derive(Clone, Debug)]
@@ -290,6 +290,24 @@ impl ApiHandle {
         })
     }
 
+    /// Every CertificateSigningRequest, in name order.
+    pub fn csrs(&self) -> Vec<Value> {
+        self.state().objects[CSR].values().cloned().collect()
+    }
+
+    /// Issues a certificate for an approved CertificateSigningRequest (what the signer
+    /// controller of kube-controller-manager does): `status.certificate` = the PEM.
+    pub fn issue_csr(&self, name: &str, certificate_pem: &str) -> Value {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(certificate_pem);
+        self.expect_write("issuing certificate", |st| {
+            let old = st.get(CSR, "", name)?;
+            let mut new = old.clone();
+            new["status"]["certificate"] = json!(b64);
+            st.update(CSR, old, new, Part::All)
+        })
+    }
+
     /// Deletes a pod at once; returns it as deleted (with the deletion's resourceVersion).
     pub fn delete_pod(&self, ns: &str, name: &str) -> Option<Value> {
         self.write(|st| st.delete(POD, ns, name)).ok()
@@ -422,7 +440,9 @@ impl ApiHandle {
         }
         let st = self.state();
         let mut names: Vec<&str> = vec!["default", "kube-node-lease", "kube-public", "kube-system"];
-        names.extend(st.objects.iter().flat_map(|objects| objects.keys().map(|(ns, _)| ns.as_str())));
+        names.extend(
+            st.objects.iter().flat_map(|objects| objects.keys().map(|(ns, _)| ns.as_str())).filter(|ns| !ns.is_empty()),
+        );
         names.sort();
         names.dedup();
         let items: Vec<Value> = names.into_iter().map(namespace).collect();
@@ -435,21 +455,30 @@ impl ApiHandle {
         if !KINDS.iter().any(in_gv) {
             return Err(ApiError::no_route());
         }
+        let cluster_scoped = |plural: &str| KINDS.iter().any(|k| in_gv(k) && k.plural == plural && !k.namespaced);
         let (ns, plural, name, sub) = match *rest {
             [] if req.method == "GET" => return Ok(Reply::ok(resource_list(group, version))),
             [] => return Err(ApiError::method_not_allowed()),
-            [plural] => (None, plural, None, false),
-            ["namespaces", ns, plural] => (Some(ns), plural, None, false),
-            ["namespaces", ns, plural, name] => (Some(ns), plural, Some(name), false),
-            ["namespaces", ns, plural, name, "status"] => (Some(ns), plural, Some(name), true),
+            [plural] => (None, plural, None, None),
+            [plural, name] if cluster_scoped(plural) => (None, plural, Some(name), None),
+            [plural, name, sub] if cluster_scoped(plural) => (None, plural, Some(name), Some(sub)),
+            ["namespaces", ns, plural] => (Some(ns), plural, None, None),
+            ["namespaces", ns, plural, name] => (Some(ns), plural, Some(name), None),
+            ["namespaces", ns, plural, name, sub] => (Some(ns), plural, Some(name), Some(sub)),
             _ => return Err(ApiError::no_route()),
         };
         let kind = KINDS.iter().position(|k| in_gv(k) && k.plural == plural).ok_or_else(ApiError::no_route)?;
         let k = &KINDS[kind];
-        if sub && !k.status {
+        if ns.is_some() != k.namespaced && name.is_some() {
             return Err(ApiError::no_route());
         }
-        let part = if sub { Part::Status } else { Part::Object };
+        let part = match sub {
+            None => Part::Object,
+            Some("status") if k.status => Part::Status,
+            Some("approval") if k.approval => Part::Approval,
+            Some(_) => return Err(ApiError::no_route()),
+        };
+        let sub = sub.is_some();
         if sub && matches!(req.method.as_str(), "PUT" | "PATCH") {
             let mut st = self.state();
             if st.status_conflicts > 0 {
@@ -471,9 +500,14 @@ impl ApiHandle {
                         Form::Meta => Err(ApiError::not_acceptable()),
                     }
                 }
-                ("POST", Some(ns)) => {
+                ("POST", Some(ns)) if k.namespaced => {
                     let body = serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_body(k, e))?;
                     let created = self.write(|st| st.create(kind, ns, body, true))?;
+                    Ok(Reply::Response(FakeResponse::json(201, &created)))
+                }
+                ("POST", None) if !k.namespaced => {
+                    let body = serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_body(k, e))?;
+                    let created = self.write(|st| st.create(kind, "", body, true))?;
                     Ok(Reply::Response(FakeResponse::json(201, &created)))
                 }
                 _ => Err(ApiError::method_not_allowed()),
@@ -526,15 +560,19 @@ fn resource_list(group: &str, version: &str) -> Value {
                               "kind": "Namespace", "verbs": ["get", "list"], "shortNames": ["ns"]}));
     }
     for k in KINDS.iter().filter(|k| k.group == group && k.version == version) {
-        let mut r = json!({"name": k.plural, "singularName": k.singular, "namespaced": true, "kind": k.kind,
+        let mut r = json!({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced, "kind": k.kind,
                            "verbs": verbs, "shortNames": k.short_names});
         if k.kind == "Pod" {
             r["categories"] = json!(["all"]);
         }
         resources.push(r);
         if k.status {
-            resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": true,
-                                  "kind": k.kind, "verbs": ["get", "patch", "update"]}));
+            resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "",
+                                  "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "patch", "update"]}));
+        }
+        if k.approval {
+            resources.push(json!({"name": format!("{}/approval", k.plural), "singularName": "",
+                                  "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get", "patch", "update"]}));
         }
     }
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 pub mod apiserver;
 pub mod thick;
+pub mod tls;
 
 /// Where Debian's containernetworking-plugins installs the reference plugins.
 pub const CNI_BIN: &str = "/usr/lib/cni";

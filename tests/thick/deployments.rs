@@ -218,3 +218,51 @@ fn thin_daemonset() {
         assert!(image.contains(&format!("path = \"{path}\"")), "the thin image has no {path}");
     }
 }
+
+#[test]
+fn per_node_certificates() {
+    let file = "deployments/multus-per-node-certificates.yml";
+    let docs = documents(file);
+    check_images(file, THICK_IMAGE);
+    // The daemon config replaces the thick manifest's (same name) with perNodeCertificate on, and
+    // every path it names is one the thick DaemonSet mounts.
+    let cm = one(&docs, "ConfigMap");
+    assert_eq!(s(&cm["metadata"]["name"]), "multus-daemon-config");
+    let json: serde_json::Value = serde_json::from_str(s(&cm["data"]["daemon-config.json"])).unwrap();
+    let config = DaemonConfig::parse(json.to_string().as_bytes()).unwrap();
+    let p = config.per_node_certificate.expect("perNodeCertificate");
+    assert!(p.enabled);
+    multus::k8s::pernode::settings("node1", &p.cert_dir, &p.cert_duration).expect("valid settings");
+    let thick = documents("deployments/multus-daemonset-thick.yml");
+    let daemon = &one(&thick, "DaemonSet")["spec"]["template"]["spec"]["containers"][0];
+    let have = mounts(daemon);
+    for path in [p.bootstrap_kubeconfig.as_str(), p.cert_dir.as_str(), "/var/lib/kubelet/pki"] {
+        assert!(have.iter().any(|(_, m, _, _)| Path::new(path).starts_with(m)), "{path} is not mounted");
+    }
+    // The daemon's identity (group system:multus) gets the multus role.
+    let bindings: Vec<&Value> = docs.iter().filter(|d| s(&d["kind"]) == "ClusterRoleBinding").collect();
+    assert!(bindings.iter().any(|b| {
+        s(&b["roleRef"]["name"]) == "multus"
+            && b["subjects"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|x| s(&x["kind"]) == "Group" && s(&x["name"]) == "system:multus")
+    }));
+    // cert-approver: may read requests, update their approval and approve for the signer.
+    let role = one(&docs, "ClusterRole");
+    let rules = role["rules"].as_sequence().unwrap();
+    let grants = |resource: &str, verb: &str| {
+        rules.iter().any(|r| strings(&r["resources"]).contains(&resource) && strings(&r["verbs"]).contains(&verb))
+    };
+    assert!(grants("certificatesigningrequests", "watch") && grants("certificatesigningrequests/approval", "update"));
+    let signer = rules.iter().find(|r| strings(&r["resources"]) == ["signers"]).unwrap();
+    assert_eq!(strings(&signer["resourceNames"]), [multus::k8s::pernode::SIGNER]);
+    assert_eq!(strings(&signer["verbs"]), ["approve"]);
+    let deployment = one(&docs, "Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(strings(&container["command"]), ["/cert-approver"]);
+    assert_eq!(s(&deployment["spec"]["template"]["spec"]["serviceAccountName"]), "cert-approver");
+    let image = std::fs::read_to_string(repo("images/thick.toml")).unwrap();
+    assert!(image.contains("paths = [\"/cert-approver\"]"), "the thick image links /cert-approver");
+}

@@ -22,4 +22,5 @@ mod harness;
 mod http;
 mod install;
 mod kube;
+mod pernode;
 mod scale;

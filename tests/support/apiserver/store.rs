@@ -25,12 +25,17 @@ pub(super) struct Kind {
     pub returns_deleted: bool,
     /// Field selectors the real server accepts besides `metadata.name` and `metadata.namespace`.
     pub fields: &'static [&'static str],
+    /// Lives in a namespace (false: cluster-scoped, stored under the namespace "").
+    pub namespaced: bool,
+    /// Has the `approval` subresource (CertificateSigningRequests).
+    pub approval: bool,
 }
 
 pub(super) const POD: usize = 0;
 pub(super) const NAD: usize = 1;
 pub(super) const EVENT: usize = 2;
 pub(super) const EVENT_V1: usize = 3;
+pub(super) const CSR: usize = 4;
 
 const POD_FIELDS: &[&str] = &[
     "spec.nodeName",
@@ -58,16 +63,22 @@ const EVENT_V1_FIELDS: &[&str] =
     &["regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid", "reason", "type"];
 
 #[rustfmt::skip]
-pub(super) static KINDS: [Kind; 4] = [
+pub(super) static KINDS: [Kind; 5] = [
     Kind { group: "", version: "v1", plural: "pods", singular: "pod", kind: "Pod", short_names: &["po"],
-           builtin: true, status: true, returns_deleted: true, fields: POD_FIELDS },
+           builtin: true, status: true, returns_deleted: true, fields: POD_FIELDS, namespaced: true, approval: false },
     Kind { group: "k8s.cni.cncf.io", version: "v1", plural: "network-attachment-definitions",
            singular: "network-attachment-definition", kind: "NetworkAttachmentDefinition",
-           short_names: &["net-attach-def"], builtin: false, status: false, returns_deleted: false, fields: &[] },
+           short_names: &["net-attach-def"], builtin: false, status: false, returns_deleted: false, fields: &[],
+           namespaced: true, approval: false },
     Kind { group: "", version: "v1", plural: "events", singular: "event", kind: "Event", short_names: &["ev"],
-           builtin: true, status: false, returns_deleted: false, fields: EVENT_FIELDS },
+           builtin: true, status: false, returns_deleted: false, fields: EVENT_FIELDS, namespaced: true, approval: false },
     Kind { group: "events.k8s.io", version: "v1", plural: "events", singular: "event", kind: "Event",
-           short_names: &["ev"], builtin: true, status: false, returns_deleted: false, fields: EVENT_V1_FIELDS },
+           short_names: &["ev"], builtin: true, status: false, returns_deleted: false, fields: EVENT_V1_FIELDS,
+           namespaced: true, approval: false },
+    Kind { group: "certificates.k8s.io", version: "v1", plural: "certificatesigningrequests",
+           singular: "certificatesigningrequest", kind: "CertificateSigningRequest", short_names: &["csr"],
+           builtin: true, status: true, returns_deleted: false, fields: &["spec.signerName"], namespaced: false,
+           approval: true },
 ];
 
 impl Kind {
@@ -183,6 +194,8 @@ pub(super) enum Part {
     Status,
     /// A test's direct write (a kubelet or controller playing its part): everything.
     All,
+    /// The `approval` subresource: only `status.conditions` changes (the CSR approval strategy).
+    Approval,
 }
 
 /// One write, kept for watches.
@@ -344,7 +357,9 @@ impl State {
         }
         let meta = &mut new["metadata"];
         meta["name"] = json!(name);
-        meta["namespace"] = json!(ns);
+        if k.namespaced {
+            meta["namespace"] = json!(ns);
+        }
         if meta["uid"].as_str().is_none_or(str::is_empty) {
             meta["uid"] = json!(self.uid());
         }
@@ -370,7 +385,11 @@ impl State {
         for field in ["name", "namespace", "uid", "creationTimestamp", "generation", "resourceVersion"] {
             keep(&mut new["metadata"], &old["metadata"], field);
         }
-        if part == Part::Status {
+        if part == Part::Approval {
+            let conditions = new["status"]["conditions"].clone();
+            new = old.clone();
+            new["status"]["conditions"] = conditions;
+        } else if part == Part::Status {
             keep(&mut new, &old, "spec");
             keep(&mut new["metadata"], &old["metadata"], "deletionTimestamp");
             keep(&mut new["metadata"], &old["metadata"], "ownerReferences");

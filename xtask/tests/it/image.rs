@@ -225,6 +225,15 @@ fn the_binary_runs_from_the_image_under_podman_on_every_tested_platform() {
             assert!(ok, "podman run {image} {arch}: {err}");
             let entrypoint = if image == "thick" { "multus-daemon" } else { "thin_entrypoint" };
             assert!(out.contains(&want(entrypoint)), "{image} {arch}: {out:?} {err}");
+            // Upstream's per-node certificate tools at upstream's paths: links that run as themselves.
+            for (path, tool) in [
+                ("/cert-approver", "cert-approver"),
+                ("/usr/src/multus-cni/bin/cert-approver", "cert-approver"),
+                ("/usr/src/multus-cni/bin/kubeconfig_generator", "kubeconfig_generator"),
+            ] {
+                let (ok, out, err) = podman.run(image, slug, &["--entrypoint", path], &["-version"]);
+                assert!(ok && out.contains(&want(tool)), "{image} {arch} {path}: {out:?} {err}");
+            }
         }
     }
 }
