@@ -147,6 +147,9 @@ pub fn client_identity(pem: &[u8]) -> Result<(Vec<CertificateDer<'static>>, Priv
     for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
         let (kind, der) = section.map_err(|e| Error::Config(format!("invalid client certificate PEM: {e}")))?;
         match kind {
+            // A kubeconfig may name one file holding both as client-certificate and client-key
+            // (upstream's per-node kubeconfig does): the certificate is read twice then.
+            SectionKind::Certificate if chain.iter().any(|c: &CertificateDer| c.as_ref() == der.as_slice()) => {}
             SectionKind::Certificate => chain.push(CertificateDer::from(der)),
             SectionKind::PrivateKey => key = Some(PrivateKeyDer::Pkcs8(der.into())),
             SectionKind::RsaPrivateKey => key = key.or(Some(PrivateKeyDer::Pkcs1(der.into()))),

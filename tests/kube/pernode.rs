@@ -175,3 +175,76 @@ fn cert_approver_approves_a_node_denies_an_impostor_and_ignores_the_rest() {
     wait_for("the late request's approval", Duration::from_secs(20), || condition(&by_name("late")));
     assert_eq!(condition(&by_name("kubelet")), None, "{}", by_name("kubelet"));
 }
+
+/// A process killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `kubeconfig_generator` (the thin `multus` binary under that name, as the thin image links it)
+/// gets the node's certificate with the bootstrap credentials (approved by `cert-approver`, issued
+/// by `openssl ca`), and writes a kubeconfig with which our client and the real `kubectl` reach the
+/// API server through TLS presenting `CN=system:multus:node7`.
+#[test]
+fn kubeconfig_generator_writes_a_kubeconfig_that_presents_the_node_certificate() {
+    use crate::support::tls::TlsFront;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_pki(d, "unused");
+    let api = FakeApiServer::start();
+    api.create_pod(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"namespace": "ns", "name": "p", "uid": "u"}}));
+    let front = TlsFront::start(d, api.addr());
+    let _signer = Signer::start(d, api.handle(), Duration::from_secs(3600));
+    let admin = api.write_kubeconfig(d);
+    let _approver = Approver::start(d, &admin);
+    let boot = d.join("bootstrap.kubeconfig");
+    std::fs::write(
+        &boot,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://{}\n    \
+             certificate-authority: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: b\n\
+             current-context: c\nusers:\n- name: b\n  user:\n    token: bootstrap-token\n",
+            front.addr,
+            d.join("ca.crt").display()
+        ),
+    )
+    .unwrap();
+    let link = d.join("kubeconfig_generator");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_multus"), &link).unwrap();
+    let out = d.join("run/multus/kubeconfig");
+    let log = std::fs::File::create(d.join("generator.log")).unwrap();
+    let _generator = Running(
+        Command::new(&link)
+            .args(["-certdir", d.join("certs").to_str().unwrap(), "-bootstrap-config", boot.to_str().unwrap()])
+            .args(["-kubeconfig", out.to_str().unwrap(), "-cert-duration", "1h"])
+            .env("MULTUS_NODE_NAME", "node7")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting kubeconfig_generator"),
+    );
+    wait_for("the generated kubeconfig", Duration::from_secs(30), || out.exists().then_some(()));
+    let pair = std::fs::read_to_string(d.join("certs").join(pernode::CURRENT_FILE)).unwrap();
+    assert!(pair.contains("BEGIN CERTIFICATE") && pair.contains("BEGIN PRIVATE KEY"));
+
+    // Our client with that kubeconfig: TLS with the node's certificate.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = connect(&Source::Kubeconfig(out.clone())).await.unwrap().expect("a client");
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, "ns");
+        pods.get("p").await.expect("GET through TLS with the node certificate");
+    });
+    assert!(front.client_cns.lock().unwrap().iter().any(|cn| cn == "system:multus:node7"), "{:?}", front.client_cns);
+    // The real kubectl reads the same kubeconfig (certificate and key in one file, as upstream's).
+    let before = front.client_cns.lock().unwrap().len();
+    let (ok, text) = kubectl(&out, &["get", "pod", "-n", "ns", "p", "-o", "jsonpath={.metadata.uid}"]);
+    assert!(ok && text == "u", "{text}");
+    assert!(front.client_cns.lock().unwrap()[before..].iter().all(|cn| cn == "system:multus:node7"));
+}

@@ -2,7 +2,9 @@
 //! the node namespace: the fake API server (kube-apiserver cannot run here) behind a real TLS
 //! front (rustls, a test CA made by `openssl`), the real `cert-approver` (the daemon binary under
 //! that name) approving, the real `openssl ca` issuing (`support::tls::Signer`, playing
-//! kube-controller-manager's signer) with a short lifetime. The daemon asks with its bootstrap
+//! kube-controller-manager's signer) with a short lifetime: the daemon asks for `certDuration`
+//! (10m, `expirationSeconds: 600`, the API's minimum) and the signer caps it at 20 s, as
+//! kube-controller-manager's `--cluster-signing-duration` caps what is asked. The daemon asks with its bootstrap
 //! token, then every connection that reads pods and NADs presents the issued certificate
 //! (`CN=system:multus:node1`), and it rotates the certificate before it expires without a restart.
 
@@ -98,6 +100,7 @@ fn the_daemon_gets_a_node_certificate_uses_it_for_every_watch_and_rotates_it() {
     let csrs = api.csrs();
     assert_eq!(csrs.len(), 1, "{csrs:?}");
     assert_eq!(csrs[0]["status"]["conditions"][0]["reason"], "AutoApproved");
+    assert_eq!(csrs[0]["spec"]["expirationSeconds"], 600, "certDuration 10m");
     let first = current_certificate(&certs).expect("the pair in certDir");
     assert_eq!(x509::parse_certificate(&first).unwrap().common_names, ["system:multus:node1"]);
     use std::os::unix::fs::PermissionsExt as _;

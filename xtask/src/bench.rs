@@ -5,10 +5,11 @@
 //! - `thick`: shim + daemon against the thin plugin (`benches/thick.rs`): one pod's ADD+DEL, a
 //!   burst of a hundred pods (pods/s), the daemon's RSS idle and at its peak.
 //! - `build`: cold and warm release build of the node binaries per target, each cold build in a
-//!   fresh directory; ratios against the amd64 cold build of the same run. Then the release
-//!   profile's choices on amd64: the shipped one (one codegen unit, fat LTO, `opt-level = "s"`)
-//!   against faster-to-build ones (16 codegen units with thin or no LTO; `opt-level = 3`), each
-//!   with its cold build time, binary sizes and the CNI bench's thin-plugin ratio on its `multus`.
+//!   fresh directory; ratios against the amd64 cold build of the same run.
+//! - `profile`: the release profile's choices on amd64: the shipped one (one codegen unit, fat LTO,
+//!   `opt-level = "s"`) against faster-to-build ones (16 codegen units with thin or no LTO;
+//!   `opt-level = 3`), each with its cold build time, binary sizes and the CNI bench's thin-plugin
+//!   ratio on its own `multus`.
 //! - `image`: image assembly from target/release-artifacts (layers, configs, manifests, indexes,
 //!   in memory) in MB/s of layer data, against `tar | gzip -6` of the same files staged in a
 //!   directory, in the same run; and the compressed size of each image per platform.
@@ -30,11 +31,12 @@ use crate::build;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Benchmarks to run: cni, thick, build, image, size, release (default: all but release).
+    /// Benchmarks to run: cni, thick, build, profile, image, size, release (default: all but
+    /// profile and release, the long ones).
     names: Vec<String>,
 }
 
-const ALL: &[&str] = &["cni", "thick", "build", "image", "size", "release"];
+const ALL: &[&str] = &["cni", "thick", "build", "profile", "image", "size", "release"];
 
 pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     for n in &args.names {
@@ -42,7 +44,8 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
             bail!("unknown benchmark {n:?}; known: {ALL:?}");
         }
     }
-    let wanted = |n: &str| (args.names.is_empty() && n != "release") || args.names.iter().any(|a| a == n);
+    let wanted =
+        |n: &str| (args.names.is_empty() && !["release", "profile"].contains(&n)) || args.names.iter().any(|a| a == n);
     let (cni, thick) = (wanted("cni"), wanted("thick"));
     if cni || thick {
         cmd!(sh, "bash scripts/install-test-deps.sh").run()?;
@@ -78,6 +81,9 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     }
     if wanted("build") {
         build_times(sh)?;
+    }
+    if wanted("profile") {
+        profile_choices(sh)?;
     }
     if wanted("image") {
         image_throughput(sh)?;
@@ -323,7 +329,7 @@ fn build_times(sh: &Shell) -> anyhow::Result<()> {
             cold.as_secs_f64() / baseline
         );
     }
-    profile_choices(sh)
+    Ok(())
 }
 
 /// Release-profile variants (name, CARGO_PROFILE_RELEASE_* overrides); the first is what ships.
