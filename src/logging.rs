@@ -108,8 +108,12 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// (`YYYY-MM-DD`, seconds into the day) in UTC.
 fn civil(t: SystemTime) -> (String, u64) {
     let s = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let days = (s / 86400) as i64;
-    // Howard Hinnant's days-to-civil.
+    let (y, m, d) = civil_from_days((s / 86400) as i64);
+    (format!("{y:04}-{m:02}-{d:02}"), s % 86400)
+}
+
+/// (year, month, day) of a day number since 1970-01-01 (Howard Hinnant's days-to-civil).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719468;
     let era = z.div_euclid(146097);
     let doe = z - era * 146097;
@@ -118,8 +122,7 @@ fn civil(t: SystemTime) -> (String, u64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (format!("{y:04}-{m:02}-{d:02}"), s % 86400)
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn write_rotating(path: &Path, opts: &LogOptions, line: &[u8]) -> std::io::Result<()> {

@@ -339,18 +339,8 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// `YYMMDDHHMMSSZ` (UTCTime) of seconds since the epoch (years 1950..2049).
 pub fn utc_time(secs: i64) -> Vec<u8> {
-    let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    // civil_from_days
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::logging::civil_from_days(secs.div_euclid(86_400));
     let s = format!("{:02}{m:02}{d:02}{:02}{:02}{:02}Z", y % 100, rem / 3600, rem % 3600 / 60, rem % 60);
     tlv(0x17, s.as_bytes())
 }

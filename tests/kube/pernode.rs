@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::api::{Api, PostParams};
@@ -17,17 +17,7 @@ use serde_json::Value;
 
 use crate::support::apiserver::FakeApiServer;
 use crate::support::tls::{Signer, make_pki, openssl};
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::support::wait_for;
 
 fn condition(csr: &Value) -> Option<(String, String)> {
     let c = csr["status"]["conditions"].as_array()?.first()?;

@@ -22,6 +22,18 @@ pub mod apiserver;
 pub mod thick;
 pub mod tls;
 
+/// Polls `f` every 50 ms until it gives a value; panics naming `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Where Debian's containernetworking-plugins installs the reference plugins.
 pub const CNI_BIN: &str = "/usr/lib/cni";
 

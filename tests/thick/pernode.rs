@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multus::k8s::{pernode, x509};
 use serde_json::json;
@@ -19,20 +19,10 @@ use crate::harness::{Daemon, daemon_config};
 use crate::support::Node;
 use crate::support::apiserver::FakeApiServer;
 use crate::support::tls::{Signer, TlsFront, make_pki, subject_cn};
+use crate::support::wait_for;
 
 /// How long the signer's certificates live: the daemon renews at 70–90 % of it.
 const LIFETIME: Duration = Duration::from_secs(20);
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn bootstrap_kubeconfig(dir: &Path, server: &str) -> PathBuf {
     let text = format!(

@@ -499,7 +499,7 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
         std::fs::read_dir(&dist).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(uploads.len(), files.len(), "every file of dist/ is uploaded once");
     for (_, path, body) in &uploads {
-        let name = percent_decode(path.split("?name=").nth(1).unwrap());
+        let name = crate::support::unescape(path.split("?name=").nth(1).unwrap());
         assert_eq!(body, &std::fs::read(dist.join(&name)).unwrap(), "{name} arrives byte for byte");
     }
     assert_eq!(
@@ -531,23 +531,6 @@ fn release_from_prebuilt_binaries_publishes_signed_verified_images() {
     assert!(!ok && out.contains("does not match its SHA256SUMS line"), "{out}");
     assert_eq!(crate::support::last_exit_code(), 4);
     assert_eq!(gh.log.lock().unwrap().len(), before, "nothing was sent");
-}
-
-/// `%XX` escapes of a query value decoded.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
 
 /// A stand-in for GitHub's REST API, as far as `github-release` goes: `GET

@@ -671,7 +671,8 @@ fn b64(bytes: &[u8], url: bool) -> String {
     }
 }
 
-fn unescape(s: &str) -> String {
+/// A query value decoded (`%XX` escapes, `+` as space).
+pub fn unescape(s: &str) -> String {
     let mut out = Vec::new();
     let b = s.as_bytes();
     let mut i = 0;
