@@ -319,7 +319,10 @@ fn a_fresh_clone_without_the_shared_snapshot_asks_for_rustsec_db_then_releases_w
     );
     let (ok, _, e) = run("sh", &["-c", &copy], &[]);
     assert!(ok, "{e}");
-    // The Debian packages of the -debug variants come from this checkout's cache (no download).
+    // The Debian packages of the -debug variants come from this checkout's cache (no download):
+    // the shared layout fetched them.
+    crate::support::layout();
+    assert!(root().join("target/debian-packages").is_dir());
     std::fs::create_dir_all(clone.join("target")).unwrap();
     std::os::unix::fs::symlink(root().join("target/debian-packages"), clone.join("target/debian-packages")).unwrap();
     // The clone's own xtask (its project root is the clone), built once per run and kept.
