@@ -8,6 +8,8 @@
 #   DIR/DEBIAN_ARCH/PACKAGE.version (both appear atomically: a directory is renamed into place).
 # Idempotent: packages already unpacked are not fetched again.
 set -euo pipefail
+# Progress goes to stderr: xtask commands run this and keep their stdout for `--json`.
+exec 1>&2
 
 DIR=${1:?usage: fetch-debian-packages.sh DIR DEBIAN_ARCH:PACKAGE...}
 shift

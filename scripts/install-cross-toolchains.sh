@@ -12,6 +12,8 @@
 # Idempotent: a machine that has everything pays a few dpkg queries.
 # usage: install-cross-toolchains.sh SYSROOT_DIR
 set -euo pipefail
+# Progress goes to stderr: xtask commands run this and keep their stdout for `--json`.
+exec 1>&2
 
 RUST_DEB_VER=1.85.0+dfsg3-1~deb12u3
 STD_PKG=libstd-rust-web-1.85
