@@ -301,6 +301,9 @@ pub fn settings(node: &str, cert_dir: &str, duration: &str) -> Result<Settings, 
     if node.is_empty() {
         return Err(Error::Config("perNodeCertificate needs MULTUS_NODE_NAME (the certificate names the node)".into()));
     }
+    if !super::approver::valid_node_name(node) {
+        return Err(Error::Config(format!("MULTUS_NODE_NAME {node:?} is not a node name (a DNS-1123 subdomain)")));
+    }
     if cert_dir.is_empty() {
         return Err(Error::Config("perNodeCertificate.certDir is not set".into()));
     }
@@ -321,6 +324,14 @@ mod tests {
 
     fn issued(nb: i64, na: i64) -> x509::Issued {
         x509::Issued { not_before: nb, not_after: na, common_names: vec![], public_key_info: vec![] }
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(settings("n1", "/d", "10m").is_ok());
+        for (node, dir, d) in [("", "/d", "10m"), ("N_1", "/d", "10m"), ("n1", "", "10m"), ("n1", "/d", "ten")] {
+            assert!(settings(node, dir, d).is_err(), "{node:?} {dir:?} {d:?}");
+        }
     }
 
     #[test]
