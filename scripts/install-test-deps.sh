@@ -15,6 +15,9 @@ PKGS+=(golang-go golang-github-appc-cni-dev)
 PKGS+=(skopeo umoci docker-registry apache2-utils openssl podman runc qemu-user-static binfmt-support)
 # The thin plugin's real-runtime test (tests/thin/podman.rs): busybox as the container's rootfs.
 PKGS+=(busybox-static)
+# The CRI tests (tests/cri): containerd 1.6 (CRI plugin, ctr, the runc v2 shim) runs pod sandboxes
+# through multus; its pause image is compiled static by gcc against libc6-dev's libc.a.
+PKGS+=(containerd runc gcc libc6-dev)
 
 # The fake API server's tests (tests/kube/apiserver.rs) check it with the real kubectl. Any kubectl
 # on PATH will do (e.g. the Google Cloud SDK's); otherwise Debian's kubernetes-client provides one.

@@ -1,7 +1,8 @@
 //! Test support shared by the integration-test binaries: network namespaces the test creates and
 //! always removes (Drop runs on panic too), running code inside one on a dedicated thread, and
 //! reading what is really in a namespace with `ip -j`; `kubelet` is a fake kubelet PodResources
-//! server; `thick` runs the real daemon and shim (the `thick` tests and bench).
+//! server; `thick` runs the real daemon and shim (the `thick` tests and bench); `containerd` runs a
+//! private containerd and `cri` is the kubelet's client of it (the `cri` tests and bench).
 //!
 //! These tests need root (they create namespaces); they fail loudly rather than skip without it.
 
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod apiserver;
+pub mod containerd;
+pub mod cri;
 pub mod thick;
 pub mod tls;
 

@@ -100,6 +100,8 @@ enum Cmd {
     Release(release::Args),
     /// Publish a release's dist/ (checked against its signed SHA256SUMS) as a GitHub Release.
     GithubRelease(github_release::Args),
+    /// Build the CRI tests' sandbox image (target/cri/pause.oci.tar; `test` builds it too).
+    PauseImage,
 }
 
 /// Exit codes: see `outcome` (0 ok, 1 tool or infrastructure, 2 usage, 3 gate, 4 verification,
@@ -187,5 +189,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Release(a) => release::run(&sh, a),
         Cmd::GithubRelease(a) => github_release::run(a),
+        Cmd::PauseImage => image::pause::build(&sh, &project::root()).map(drop),
     }
 }

@@ -70,6 +70,13 @@ fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()
             sh.set_var("MULTUS_RUSTSEC_DB", snapshot);
         }
     }
+    // The CRI tests' sandbox image (tests/cri), built by our own image code and imported into
+    // the tests' containerd.
+    phases.run("build the CRI pause image", || {
+        let archive = crate::image::pause::build(sh, &crate::project::root())?;
+        sh.set_var("MULTUS_TEST_PAUSE_IMAGE", archive);
+        Ok(())
+    })?;
     phases.run("build tests", || {
         cmd!(sh, "cargo test --workspace --locked --no-run").run().context("test build failed")
     })?;

@@ -18,7 +18,6 @@ use std::io::Write as _;
 use anyhow::{Context, bail};
 
 use super::oci::Blob;
-#[cfg(test)]
 use super::oci::{MT_LAYER_GZIP, sha256_digest};
 
 /// The pinned gzip level (the same as `gzip`'s default, so the bench baseline is comparable).
@@ -155,8 +154,8 @@ pub fn gzip(data: &[u8]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Builds one layer from entries (order of `entries` does not matter). `image::assemble` does
-/// the same in two steps (tar, then compression of each distinct tar once, in parallel).
-#[cfg(test)]
+/// the same in two steps (tar, then compression of each distinct tar once, in parallel);
+/// `pause` builds its one layer with this.
 pub fn build(entries: &[Entry], mtime: u64) -> anyhow::Result<Layer> {
     let (tar, paths) = tar(entries, mtime)?;
     let diff_id = sha256_digest(&tar);

@@ -9,6 +9,7 @@
 pub mod layer;
 pub mod layout;
 pub mod oci;
+pub mod pause;
 pub mod spec;
 
 use std::collections::{BTreeMap, BTreeSet};
