@@ -55,19 +55,32 @@ pub struct Cluster {
     /// `clusterNetwork` is the path of the cluster network's conflist, as subdirectory chains
     /// need; auto mode inlines the delegate (as upstream's does), which loads no subdirectory.
     pub thin_copy: bool,
+    /// multus's `logLevel`.
+    pub log_level: &'static str,
     pub conf_dir: PathBuf,
     pub bin_dir: PathBuf,
     pub node: Node,
 }
 
-/// The binaries cargo built for this test run (multus, passthru, multus-shim, ...): the directory
-/// `install_multus` copies from, as it copies from the image's /usr/src/multus-cni/bin.
-fn image_bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_multus")).parent().unwrap().to_path_buf()
+/// Where the node binaries come from (multus, passthru, multus-shim, multus-daemon,
+/// install_multus, thin_entrypoint): cargo's builds for this run, or the directory
+/// `MULTUS_BENCH_BIN_DIR` names (the bench points it at the shipped static builds). It is the
+/// directory `install_multus` copies from, as it copies from the image's /usr/src/multus-cni/bin.
+pub fn image_bin_dir() -> PathBuf {
+    match std::env::var_os("MULTUS_BENCH_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_BIN_EXE_multus")).parent().unwrap().to_path_buf(),
+    }
+}
+
+fn bin(name: &str) -> PathBuf {
+    let path = image_bin_dir().join(name);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
 }
 
 fn install_multus(kind: &str, dest: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_install_multus"))
+    let out = Command::new(bin("install_multus"))
         .args(["-t", kind, "-d"])
         .arg(dest)
         .arg("--source-dir")
@@ -87,6 +100,12 @@ impl Cluster {
     /// [`Cluster::new`] with a plugin in the cluster network's subdirectory
     /// (`<confDir>/cbr/<file>`, multus 4.2.1's subdirectory chain), written before multus starts.
     pub fn with_subdirectory(mode: Mode, subdir_plugin: Option<(&str, Value)>) -> Cluster {
+        Cluster::setup(mode, subdir_plugin, "debug")
+    }
+
+    /// The node with multus logging at `log_level` (the tests log everything; the bench logs as
+    /// the deployments do, `verbose`).
+    pub fn setup(mode: Mode, subdir_plugin: Option<(&str, Value)>, log_level: &'static str) -> Cluster {
         let node = Node::new().with_veth_parent();
         let api = node.node.enter(FakeApiServer::start);
         let conf_dir = node.path("etc/cni/net.d");
@@ -107,6 +126,7 @@ impl Cluster {
         }
         let thin_copy = subdir_plugin_given;
         let mut c = Cluster {
+            log_level,
             thin_copy,
             containerd: None,
             entrypoint: None,
@@ -169,14 +189,14 @@ impl Cluster {
         std::fs::write(sa.join("token"), "test-token").unwrap();
         let front = self.node.node.enter(|| TlsFront::start(&pki, self.api.addr()));
         let kubeconfig = self.conf_dir.join("multus.d/multus.kubeconfig");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_thin_entrypoint"));
+        let mut cmd = Command::new(bin("thin_entrypoint"));
         if self.thin_copy {
             let user_conf = self.node.path("multus-conf/00-multus.conf");
             write_atomic(
                 &user_conf,
                 &json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
                         "kubeconfig": kubeconfig, "clusterNetwork": self.conf_dir.join("10-cbr.conflist"),
-                        "logFile": self.node.path("multus.log"), "logLevel": "debug"}),
+                        "logFile": self.node.path("multus.log"), "logLevel": self.log_level}),
             );
             cmd.arg(format!("--multus-conf-file={}", user_conf.display()));
             // Copy mode writes no kubeconfig (upstream's neither): the user's config names one.
@@ -192,7 +212,7 @@ impl Cluster {
             .arg(format!("--service-account-dir={}", sa.display()))
             .arg(format!("--multus-kubeconfig-file-host={}", kubeconfig.display()))
             .arg(format!("--multus-log-file={}", self.node.path("multus.log").display()))
-            .arg("--multus-log-level=debug")
+            .arg(format!("--multus-log-level={}", self.log_level))
             .arg("--multus-log-to-stderr=false")
             .arg("--skip-multus-binary-copy=true")
             .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
@@ -215,7 +235,7 @@ impl Cluster {
     /// generated config hands the shim) and the multus cache in the test's directory.
     pub fn daemon_config(&self) -> Value {
         json!({"socketDir": self.node.path("run/multus"), "daemonSocketDir": self.node.path("run/multus"), "logFile": self.node.path("daemon.log"),
-               "logLevel": "debug", "multusConfigFile": "auto", "cniVersion": "0.3.1", "multusAutoconfigDir": self.conf_dir,
+               "logLevel": self.log_level, "multusConfigFile": "auto", "cniVersion": "0.3.1", "multusAutoconfigDir": self.conf_dir,
                "cniConfigDir": self.conf_dir, "cniDir": self.node.path("multus-cache"),
                "kubeconfig": self.api.write_kubeconfig(self.node.dir.path())})
     }
@@ -224,7 +244,7 @@ impl Cluster {
     fn start_thick(&mut self) {
         install_multus("thick", &self.bin_dir);
         let config = self.daemon_config();
-        self.daemon = Some(Daemon::start(&self.node, &config));
+        self.daemon = Some(Daemon::start_bin(&self.node, &config, &bin("multus-daemon")));
         let conf = self.conf_dir.join("00-multus.conf");
         wait_for("multus-daemon to write 00-multus.conf", Duration::from_secs(60), || conf.exists().then_some(()));
     }
@@ -285,6 +305,18 @@ impl Cluster {
     pub fn multus_log(&self) -> String {
         let file = if self.mode == Mode::Thick { "daemon.log" } else { "multus.log" };
         std::fs::read_to_string(self.node.path(file)).unwrap_or_default()
+    }
+
+    /// Ends a scenario: containerd removes whatever sandbox is left and stops, and nothing had to
+    /// be removed by force — no sandbox or shim process, no mount (rootfs, shm, network
+    /// namespace), no network namespace file, no cgroup was left behind.
+    pub fn assert_clean_teardown(mut self) {
+        let mut containerd = self.containerd.take().expect("containerd runs");
+        let netns_dir = containerd.dir.join("state/io.containerd.grpc.v1.cri/netns");
+        let forced = containerd.shutdown();
+        assert!(forced.is_empty(), "teardown had to force: {forced:?}");
+        let left = crate::support::thick::files_in(&netns_dir);
+        assert!(left.is_empty(), "network namespaces left in {}: {left:?}", netns_dir.display());
     }
 
     /// Restarts what multus runs as on the node: the daemon (thick) or `thin_entrypoint` (thin),

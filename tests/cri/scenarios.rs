@@ -105,6 +105,7 @@ fn two_nads_get_their_interfaces_and_stop_releases_every_ip(mode: Mode) {
     assert_released(&c, &id);
     cri.remove_pod_sandbox(&id).unwrap();
     assert!(cri.list_pod_sandbox().unwrap().is_empty());
+    c.assert_clean_teardown();
 }
 
 fn remove_after_multus_restarted_still_cleans_up(mode: Mode) {
@@ -122,6 +123,7 @@ fn remove_after_multus_restarted_still_cleans_up(mode: Mode) {
     c.cri().remove_pod_sandbox(&id).unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", c.multus_log()));
     assert!(c.cri().list_pod_sandbox().unwrap().is_empty());
     assert_released(&c, &id);
+    c.assert_clean_teardown();
 }
 
 fn missing_nad_fails_run_pod_sandbox_with_multus_message(mode: Mode) {
@@ -140,6 +142,7 @@ fn missing_nad_fails_run_pod_sandbox_with_multus_message(mode: Mode) {
     assert!(held_ips(&c).is_empty(), "IPs leaked by a failed ADD: {:?}", held_ips(&c));
     let ready: Vec<_> = c.cri().list_pod_sandbox().unwrap().into_iter().filter(|s| s.state == SANDBOX_READY).collect();
     assert!(ready.is_empty(), "a failed RunPodSandbox left {ready:?}");
+    c.assert_clean_teardown();
 }
 
 fn containerd_restarted_between_add_and_del(mode: Mode) {
@@ -162,6 +165,7 @@ fn containerd_restarted_between_add_and_del(mode: Mode) {
     assert_released(&c, &id);
     c.cri().remove_pod_sandbox(&id).unwrap();
     assert!(c.cri().list_pod_sandbox().unwrap().is_empty());
+    c.assert_clean_teardown();
 }
 
 fn subdirectory_chain_runs_in_the_pod(mode: Mode) {
@@ -181,6 +185,7 @@ fn subdirectory_chain_runs_in_the_pod(mode: Mode) {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "the subdirectory plugin did not run");
     c.cri().stop_pod_sandbox(&id).unwrap();
     assert_released(&c, &id);
+    c.assert_clean_teardown();
 }
 
 fn pod_deleted_from_the_api_before_stop(mode: Mode) {
@@ -192,4 +197,5 @@ fn pod_deleted_from_the_api_before_stop(mode: Mode) {
     c.cri().stop_pod_sandbox(&id).unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", c.multus_log()));
     assert_released(&c, &id);
     c.cri().remove_pod_sandbox(&id).unwrap();
+    c.assert_clean_teardown();
 }

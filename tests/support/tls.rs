@@ -108,7 +108,9 @@ impl TlsFront {
                             (config.clone(), cns.clone(), stopping.clone(), conns_log.clone());
                         conns.push(std::thread::spawn(move || relay(tcp, config, backend, &cns, &log, &stopping)));
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        readable([std::os::fd::AsRawFd::as_raw_fd(&listener)]);
+                    }
                     Err(_) => break,
                 }
             }
@@ -129,31 +131,69 @@ impl Drop for TlsFront {
     }
 }
 
-/// One connection: the handshake, then bytes both ways until either side closes (short read
-/// timeouts let one thread serve both directions).
+/// Waits until one of `fds` is readable (or hung up), at most 50 ms so a stop request is seen;
+/// returns which are.
+fn readable<const N: usize>(fds: [std::os::fd::RawFd; N]) -> [bool; N] {
+    let mut p = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+    // SAFETY: `p` is a valid array of N pollfd structs for the duration of the call.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), N as libc::nfds_t, 50) };
+    if n <= 0 {
+        return [false; N];
+    }
+    p.map(|f| f.revents != 0)
+}
+
+/// One connection: the handshake, then bytes both ways until either side closes. One thread
+/// waits on both sockets with poll(2) and forwards whatever is ready at once, so the front adds
+/// no latency of its own (no polling sleeps) to what it relays.
 fn relay(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     config: Arc<rustls::ServerConfig>,
     backend: std::net::SocketAddr,
     cns: &Mutex<Vec<String>>,
     log: &Mutex<Vec<Connection>>,
     stop: &AtomicBool,
 ) {
+    use std::os::fd::AsRawFd;
     let _ = tcp.set_nonblocking(false);
-    let _ = tcp.set_read_timeout(Some(Duration::from_millis(5)));
-    let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config).unwrap(), tcp);
-    while tls.conn.is_handshaking() {
-        match tls.conn.complete_io(&mut tls.sock) {
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if stop.load(Ordering::SeqCst) {
-                    return;
+    let _ = tcp.set_nodelay(true);
+    let mut conn = rustls::ServerConnection::new(config).unwrap();
+    let mut buf = [0u8; 16384];
+    // Moves every pending TLS record to the client.
+    let flush = |conn: &mut rustls::ServerConnection, tcp: &mut TcpStream| -> bool {
+        while conn.wants_write() {
+            if conn.write_tls(tcp).is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    while conn.is_handshaking() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if !flush(&mut conn, &mut tcp) {
+            return;
+        }
+        if !conn.is_handshaking() {
+            break;
+        }
+        if readable([tcp.as_raw_fd()])[0] {
+            match conn.read_tls(&mut tcp) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if conn.process_new_packets().is_err() {
+                        let _ = flush(&mut conn, &mut tcp);
+                        return;
+                    }
                 }
             }
-            Err(_) => return,
         }
     }
-    let cert = tls.conn.peer_certificates().map(|chain| chain[0].to_vec());
+    if !flush(&mut conn, &mut tcp) {
+        return;
+    }
+    let cert = conn.peer_certificates().map(|chain| chain[0].to_vec());
     if let Some(c) = &cert {
         cns.lock().unwrap().push(subject_cn(c));
     }
@@ -163,35 +203,58 @@ fn relay(
         l.len() - 1
     };
     let Ok(mut back) = TcpStream::connect(backend) else { return };
-    let _ = back.set_read_timeout(Some(Duration::from_millis(5)));
-    let mut buf = [0u8; 16384];
-    while !stop.load(Ordering::SeqCst) {
-        match tls.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                let text = String::from_utf8_lossy(&buf[..n]);
-                for line in text.lines() {
-                    let verb = line.split(' ').next().unwrap_or_default();
-                    if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&verb) && line.ends_with(" HTTP/1.1") {
-                        log.lock().unwrap()[index].requests.push(line.trim_end_matches(" HTTP/1.1").to_string());
+    let _ = back.set_nodelay(true);
+    // Forwards the plaintext rustls holds (the first request may arrive with the handshake's
+    // last flight); false when the client closed or the backend is gone.
+    let mut forward = |conn: &mut rustls::ServerConnection, back: &mut TcpStream| -> bool {
+        loop {
+            match conn.reader().read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    for line in text.lines() {
+                        let verb = line.split(' ').next().unwrap_or_default();
+                        if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&verb) && line.ends_with(" HTTP/1.1") {
+                            log.lock().unwrap()[index].requests.push(line.trim_end_matches(" HTTP/1.1").to_string());
+                        }
+                    }
+                    if back.write_all(&buf[..n]).is_err() {
+                        return false;
                     }
                 }
-                if back.write_all(&buf[..n]).is_err() {
-                    return;
-                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => return,
         }
-        match back.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if tls.write_all(&buf[..n]).and_then(|()| tls.flush()).is_err() {
-                    return;
+    };
+    if !forward(&mut conn, &mut back) {
+        return;
+    }
+    let mut reply = [0u8; 16384];
+    while !stop.load(Ordering::SeqCst) {
+        let [client, server] = readable([tcp.as_raw_fd(), back.as_raw_fd()]);
+        if client {
+            match conn.read_tls(&mut tcp) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if conn.process_new_packets().is_err() {
+                let _ = flush(&mut conn, &mut tcp);
+                return;
+            }
+            if !forward(&mut conn, &mut back) || !flush(&mut conn, &mut tcp) {
+                return;
+            }
+        }
+        if server {
+            match back.read(&mut reply) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if conn.writer().write_all(&reply[..n]).is_err() || !flush(&mut conn, &mut tcp) {
+                        return;
+                    }
                 }
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => return,
         }
     }
 }

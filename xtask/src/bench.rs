@@ -4,6 +4,9 @@
 //! - `cni`: the CNI core benchmarks (`benches/cni.rs`, release profile).
 //! - `thick`: shim + daemon against the thin plugin (`benches/thick.rs`): one pod's ADD+DEL, a
 //!   burst of a hundred pods (pods/s), the daemon's RSS idle and at its peak.
+//! - `cri`: pod sandboxes through containerd's CRI with multus (thin, thick) against containerd
+//!   with the bare cluster network (`benches/cri.rs`): RunPodSandbox p50/p99 and pods per second,
+//!   ratios against bare, on the shipped static amd64 builds.
 //! - `build`: cold and warm release build of the node binaries per target, each cold build in a
 //!   fresh directory; ratios against the amd64 cold build of the same run.
 //! - `profile`: the release profile's choices on amd64: the shipped one (one codegen unit, fat LTO,
@@ -31,12 +34,12 @@ use crate::build;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Benchmarks to run: cni, thick, build, profile, image, size, release (default: all but
+    /// Benchmarks to run: cni, thick, cri, build, profile, image, size, release (default: all but
     /// profile and release, the long ones).
     names: Vec<String>,
 }
 
-const ALL: &[&str] = &["cni", "thick", "build", "profile", "image", "size", "release"];
+const ALL: &[&str] = &["cni", "thick", "cri", "build", "profile", "image", "size", "release"];
 
 pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     for n in &args.names {
@@ -46,8 +49,8 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
     }
     let wanted =
         |n: &str| (args.names.is_empty() && !["release", "profile"].contains(&n)) || args.names.iter().any(|a| a == n);
-    let (cni, thick) = (wanted("cni"), wanted("thick"));
-    if cni || thick {
+    let (cni, thick, cri) = (wanted("cni"), wanted("thick"), wanted("cri"));
+    if cni || thick || cri {
         cmd!(sh, "bash scripts/install-test-deps.sh").run()?;
         // Time the binaries that ship (static, release, verified), not cargo's host build.
         let root = crate::project::root();
@@ -55,6 +58,11 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
         let mut bins = vec!["multus".to_string()];
         if thick {
             bins.extend(["multus-shim".into(), "multus-daemon".into()]);
+        }
+        if cri {
+            // Every node binary: install_multus and thin_entrypoint set the node up as the
+            // DaemonSets do.
+            bins.clear();
         }
         build::run(
             sh,
@@ -76,6 +84,13 @@ pub fn run(sh: &Shell, args: Args) -> anyhow::Result<()> {
                 .env("MULTUS_BENCH_BIN", &multus)
                 .env("MULTUS_BENCH_SHIM", dir.join("multus-shim"))
                 .env("MULTUS_BENCH_DAEMON", dir.join("multus-daemon"))
+                .run()?;
+        }
+        if cri {
+            let pause = crate::image::pause::build(sh, &root)?;
+            cmd!(sh, "cargo bench --locked --bench cri")
+                .env("MULTUS_BENCH_BIN_DIR", &dir)
+                .env("MULTUS_TEST_PAUSE_IMAGE", pause)
                 .run()?;
         }
     }
