@@ -107,7 +107,7 @@ impl Stamp {
 pub fn stamp(sh: &Shell) -> anyhow::Result<Stamp> {
     let commit = cmd!(sh, "git rev-parse HEAD").read().context("git rev-parse HEAD")?;
     let describe = cmd!(sh, "git describe --tags --always --dirty --abbrev=12").read()?;
-    let pkg = env!("CARGO_PKG_VERSION");
+    let pkg = crate::project::node_version()?;
     // A tag vX.Y.Z on the commit is the version; otherwise the package version + the commit.
     let version = match describe.strip_prefix('v') {
         Some(tag) if !tag.contains("-g") && !tag.ends_with("-dirty") => tag.to_string(),

@@ -1,5 +1,6 @@
-//! Facts about this repository that every command needs: where its root is and which binaries
-//! the node package ships (from `cargo metadata`).
+//! Facts about this repository that every command needs: where its root is, the node package's
+//! version and which binaries it ships (from `cargo metadata` of the root workspace; xtask is a
+//! workspace of its own, so its own package facts say nothing about the product).
 
 use std::path::{Path, PathBuf};
 
@@ -8,14 +9,27 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
 }
 
+/// The root workspace's `multus` package (`cargo metadata --no-deps`).
+fn node_package() -> anyhow::Result<cargo_metadata::Package> {
+    let meta = cargo_metadata::MetadataCommand::new()
+        .manifest_path(root().join("Cargo.toml"))
+        .current_dir(root())
+        .no_deps()
+        .exec()?;
+    meta.packages
+        .into_iter()
+        .find(|p| p.name.as_str() == "multus")
+        .ok_or_else(|| anyhow::anyhow!("no multus package in {}", root().join("Cargo.toml").display()))
+}
+
+/// The node package's version (Cargo.toml), the base of every release version.
+pub fn node_version() -> anyhow::Result<String> {
+    Ok(node_package()?.version.to_string())
+}
+
 /// The binaries of the root package (what ships to nodes), from `cargo metadata`.
 pub fn node_binaries() -> anyhow::Result<Vec<String>> {
-    let meta = cargo_metadata::MetadataCommand::new().current_dir(root()).no_deps().exec()?;
-    let pkg = meta
-        .packages
-        .iter()
-        .find(|p| p.name.as_str() == "multus")
-        .ok_or_else(|| anyhow::anyhow!("no multus package"))?;
+    let pkg = node_package()?;
     let mut bins: Vec<String> =
         pkg.targets.iter().filter(|t| t.kind.iter().any(|k| k.to_string() == "bin")).map(|t| t.name.clone()).collect();
     bins.sort();

@@ -41,6 +41,9 @@ fn install_tools(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// xtask's own workspace (its lockfile, its build in target/xtask, as the `cargo xtask` alias).
+const XTASK: [&str; 4] = ["--manifest-path", "xtask/Cargo.toml", "--target-dir", "target/xtask"];
+
 fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()> {
     if !args.no_install {
         phases.run("install test dependencies", || {
@@ -55,20 +58,28 @@ fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()
         })?;
     }
     if !args.no_lint {
-        phases
-            .run("cargo fmt --check", || cmd!(sh, "cargo fmt --all -- --check").run().context("formatting differs"))?;
+        phases.run("cargo fmt --check", || {
+            cmd!(sh, "cargo fmt --all -- --check").run().context("formatting differs")?;
+            cmd!(sh, "cargo fmt --all --manifest-path xtask/Cargo.toml -- --check")
+                .run()
+                .context("formatting differs (xtask)")
+        })?;
         phases.run("cargo clippy", || {
             cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings")
                 .run()
-                .context("clippy found problems")
+                .context("clippy found problems")?;
+            cmd!(sh, "cargo clippy {XTASK...} --all-targets --locked -- -D warnings")
+                .run()
+                .context("clippy found problems (xtask)")
         })?;
     }
     let filter: Vec<String> = args.filter.iter().cloned().collect();
+    let filter = filter.as_slice();
     // The release gate's tests use the shared snapshot of the advisory database, never a fetch.
-    if std::env::var_os("MULTUS_RUSTSEC_DB").is_none() {
-        if let Some(snapshot) = crate::scan::advisory_db::shared_snapshot() {
-            sh.set_var("MULTUS_RUSTSEC_DB", snapshot);
-        }
+    if std::env::var_os("MULTUS_RUSTSEC_DB").is_none()
+        && let Some(snapshot) = crate::scan::advisory_db::shared_snapshot()
+    {
+        sh.set_var("MULTUS_RUSTSEC_DB", snapshot);
     }
     // The CRI tests' sandbox image (tests/cri), built by our own image code and imported into
     // the tests' containerd.
@@ -78,10 +89,12 @@ fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()
         Ok(())
     })?;
     phases.run("build tests", || {
-        cmd!(sh, "cargo test --workspace --locked --no-run").run().context("test build failed")
+        cmd!(sh, "cargo test --workspace --locked --no-run").run().context("test build failed")?;
+        cmd!(sh, "cargo test {XTASK...} --locked --no-run").run().context("test build failed (xtask)")
     })?;
     phases.run("cargo test", || {
-        cmd!(sh, "cargo test --workspace --locked -- {filter...}").run().context("tests failed")
+        cmd!(sh, "cargo test --workspace --locked -- {filter...}").run().context("tests failed")?;
+        cmd!(sh, "cargo test {XTASK...} --locked -- {filter...}").run().context("tests failed (xtask)")
     })?;
     phases.run("unit tests on 32-bit targets (qemu-user)", || narrow_unit_tests(sh, &args.filter))?;
     Ok(())

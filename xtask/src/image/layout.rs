@@ -191,18 +191,17 @@ impl Verifier<'_> {
         let cfg_bytes = self.blob(&m.config).with_context(|| format!("config of manifest {}", d.digest))?;
         let cfg: ImageConfig = serde_json::from_slice(&cfg_bytes)
             .with_context(|| format!("config {} of {}", m.config.digest, d.digest))?;
-        if let Some(p) = platform {
-            if (p.os.as_str(), p.architecture.as_str(), p.variant.as_deref())
+        if let Some(p) = platform
+            && (p.os.as_str(), p.architecture.as_str(), p.variant.as_deref())
                 != (cfg.os.as_str(), cfg.architecture.as_str(), cfg.variant.as_deref())
-            {
-                bail!(
-                    "manifest {}: its descriptor says platform {} but its config says {}/{}",
-                    d.digest,
-                    p.slug(),
-                    cfg.os,
-                    cfg.architecture
-                );
-            }
+        {
+            bail!(
+                "manifest {}: its descriptor says platform {} but its config says {}/{}",
+                d.digest,
+                p.slug(),
+                cfg.os,
+                cfg.architecture
+            );
         }
         if cfg.rootfs.diff_ids.len() != m.layers.len() {
             bail!(

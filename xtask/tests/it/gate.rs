@@ -327,10 +327,10 @@ fn a_fresh_clone_without_the_shared_snapshot_asks_for_rustsec_db_then_releases_w
     std::os::unix::fs::symlink(root().join("target/debian-packages"), clone.join("target/debian-packages")).unwrap();
     // The clone's own xtask (its project root is the clone), built once per run and kept.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fresh-clone-target");
-    let manifest = clone.join("Cargo.toml");
+    let manifest = clone.join("xtask/Cargo.toml");
     let (ok, _, e) = run(
         "cargo",
-        &["build", "--offline", "--locked", "--quiet", "-p", "xtask", "--manifest-path", manifest.to_str().unwrap()],
+        &["build", "--offline", "--locked", "--quiet", "--manifest-path", manifest.to_str().unwrap()],
         &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
     );
     assert!(ok, "{e}");
