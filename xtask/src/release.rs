@@ -214,8 +214,15 @@ pub fn describe(p: &Plan) -> String {
 }
 
 /// Merges per-platform build manifests (each with its directory) into one, in `order` (the
-/// platforms of cross/targets.toml); paths become relative to the merged manifest's directory.
-pub fn merge_manifests(parts: &[(PathBuf, build::Manifest)], order: &[String]) -> anyhow::Result<build::Manifest> {
+/// chosen platforms of cross/targets.toml); paths become relative to the merged manifest's
+/// directory. Platforms that were not chosen are left out (a `--prebuilt` directory with every
+/// platform and `--arch amd64` releases amd64 only); with `required`, every chosen platform must
+/// be there.
+pub fn merge_manifests(
+    parts: &[(PathBuf, build::Manifest)],
+    order: &[String],
+    required: bool,
+) -> anyhow::Result<build::Manifest> {
     let (_, first) = parts.first().context("no per-platform build manifests to merge")?;
     let mut merged = build::Manifest { targets: vec![], ..first.clone() };
     for (dir, m) in parts {
@@ -237,14 +244,20 @@ pub fn merge_manifests(parts: &[(PathBuf, build::Manifest)], order: &[String]) -
             if merged.targets.iter().any(|o| o.platform == t.platform) {
                 bail!("{}: {} is built twice", dir.display(), t.platform);
             }
-            merged.targets.push(t.clone());
+            if order.contains(&t.platform) {
+                merged.targets.push(t.clone());
+            }
         }
+    }
+    let missing: Vec<&String> = order.iter().filter(|p| !merged.targets.iter().any(|t| &t.platform == *p)).collect();
+    if merged.targets.is_empty() || (required && !missing.is_empty()) {
+        bail!("no prebuilt binaries for {missing:?} (chosen: {order:?})");
     }
     merged.targets.sort_by_key(|t| order.iter().position(|p| *p == t.platform).unwrap_or(usize::MAX));
     Ok(merged)
 }
 
-fn merge_prebuilt(out: &Path, from: &Path, order: &[String]) -> anyhow::Result<build::Manifest> {
+fn merge_prebuilt(out: &Path, from: &Path, order: &[String], required: bool) -> anyhow::Result<build::Manifest> {
     let mut parts = Vec::new();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(from)
         .with_context(|| format!("reading {}", from.display()))?
@@ -258,9 +271,9 @@ fn merge_prebuilt(out: &Path, from: &Path, order: &[String]) -> anyhow::Result<b
     for d in dirs {
         parts.push((d.clone(), image::read_manifest(&d.join("manifest.json"))?));
     }
-    let merged = merge_manifests(&parts, order)?;
+    let merged = merge_manifests(&parts, order, required)?;
     for (dir, m) in &parts {
-        for t in &m.targets {
+        for t in m.targets.iter().filter(|t| order.contains(&t.platform)) {
             std::fs::create_dir_all(out.join(t.platform.replace('/', "-")))?;
             for b in &t.binaries {
                 let bytes =
@@ -504,7 +517,10 @@ fn run_phases(
     match &args.prebuilt {
         Some(from) => {
             let order: Vec<String> = chosen.iter().map(|t| t.platform.clone()).collect();
-            phases.run("merge prebuilt", || merge_prebuilt(&out_dir.join("release-artifacts"), from, &order))?;
+            // `--arch` names what must be there; without it, every platform found is released.
+            let required = !args.arches.is_empty();
+            phases
+                .run("merge prebuilt", || merge_prebuilt(&out_dir.join("release-artifacts"), from, &order, required))?;
         }
         None => {
             let b = build::Options {
@@ -761,14 +777,21 @@ mod tests {
             }],
         };
         let order = input().platforms;
-        let merged =
-            merge_manifests(&[("a".into(), m("linux/s390x", "c")), ("b".into(), m("linux/amd64", "c"))], &order)
-                .unwrap();
+        let both = [("a".into(), m("linux/s390x", "c")), ("b".into(), m("linux/amd64", "c"))];
+        let merged = merge_manifests(&both, &order, false).unwrap();
         let got: Vec<&str> = merged.targets.iter().map(|t| t.platform.as_str()).collect();
         assert_eq!(got, ["linux/amd64", "linux/s390x"]);
-        let e = merge_manifests(&[("a".into(), m("linux/s390x", "c")), ("b".into(), m("linux/amd64", "d"))], &order);
+        let e =
+            merge_manifests(&[("a".into(), m("linux/s390x", "c")), ("b".into(), m("linux/amd64", "d"))], &order, false);
         assert!(e.unwrap_err().to_string().contains("b: built from"));
-        let e = merge_manifests(&[("a".into(), m("linux/amd64", "c")), ("b".into(), m("linux/amd64", "c"))], &order);
+        let e =
+            merge_manifests(&[("a".into(), m("linux/amd64", "c")), ("b".into(), m("linux/amd64", "c"))], &order, false);
         assert!(e.unwrap_err().to_string().contains("built twice"));
+        // `--arch amd64` over a directory with more: amd64 only; a chosen platform missing fails.
+        let amd64 = merge_manifests(&both, &["linux/amd64".to_string()], true).unwrap();
+        assert_eq!(amd64.targets.len(), 1);
+        assert_eq!(amd64.targets[0].platform, "linux/amd64");
+        let e = merge_manifests(&both, &["linux/arm64".to_string()], true).unwrap_err().to_string();
+        assert!(e.contains("no prebuilt binaries for [\"linux/arm64\"]"), "{e}");
     }
 }
