@@ -7,6 +7,7 @@ mod gate;
 mod image;
 mod publish;
 mod sign;
+mod sigstore_rs;
 mod support;
 mod workflows;
 

@@ -209,6 +209,20 @@ fn keygen_sign_verify_publish_and_independent_judges() {
     assert!(v["verified"][0]["signatures"].as_u64().unwrap() >= 1, "{v}");
     let (ok, out) = judge(&reg, "multus", &thick, &public, &identity);
     assert!(ok && out.contains("judge: 4 manifests signed by the key"), "{out}");
+    // sigstore-rs accepts the index (by tag) and every platform manifest (by digest).
+    let pem = std::fs::read(&public).unwrap();
+    let index: Value = serde_json::from_slice(&blob(&l, &thick_digest)).unwrap();
+    let children: Vec<String> =
+        index["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap().to_string()).collect();
+    assert!(!children.is_empty());
+    assert_eq!(crate::sigstore_rs::verify(&format!("{identity}:{thick}"), &pem), Ok(thick_digest.clone()));
+    for c in &children {
+        assert_eq!(
+            crate::sigstore_rs::verify(&format!("{identity}@{c}"), &pem),
+            Ok(c.clone()),
+            "platform manifest {c}"
+        );
+    }
 
     // Another key: refused by both.
     let (_, other) = keygen(&tmp.join("other"));
@@ -218,6 +232,8 @@ fn keygen_sign_verify_publish_and_independent_judges() {
     assert_eq!(crate::support::last_exit_code(), 4, "a failed verification exits 4");
     let (ok, out) = judge(&reg, "multus", &thick, &other, &identity);
     assert!(!ok && out.contains("InvalidSignature"), "{out}");
+    let refused = crate::sigstore_rs::verify(&format!("{identity}:{thick}"), &std::fs::read(&other).unwrap());
+    assert!(refused.is_err(), "sigstore-rs accepted another key: {refused:?}");
 
     // Unsigned images: refused by both.
     publish(&reg, "unsigned", layout());
@@ -229,6 +245,8 @@ fn keygen_sign_verify_publish_and_independent_judges() {
     assert_eq!(crate::support::last_exit_code(), 4, "a failed verification exits 4");
     let (ok, out) = judge(&reg, "unsigned", &thick, &public, &format!("{}/unsigned", reg.host()));
     assert!(!ok && out.contains("no signature tag (404)"), "{out}");
+    let refused = crate::sigstore_rs::verify(&format!("{}/unsigned:{thick}", reg.host()), &pem);
+    assert!(refused.is_err(), "sigstore-rs accepted an unsigned image: {refused:?}");
 
     // Tampered: the thin index's (valid) signature put under the thick index's signature tag.
     let thin_digest = all[&ref_of(&l, "thin", None)]["digest"].as_str().unwrap().to_string();
@@ -255,6 +273,10 @@ fn keygen_sign_verify_publish_and_independent_judges() {
     assert!(!ok && out.contains(&format!("is signed for {thin_digest}, not {thick_digest}")), "{out}");
     let (ok, out) = judge(&reg, "multus", &thick, &public, &identity);
     assert!(!ok && out.contains(&format!("the signature is for {thin_digest}")), "{out}");
+    let refused = crate::sigstore_rs::verify(&format!("{identity}:{thick}"), &pem);
+    assert!(refused.is_err(), "sigstore-rs accepted the thin index's signature for the thick index: {refused:?}");
+    // The thin index itself still verifies: the refusal above is about the swap, not the key.
+    assert_eq!(crate::sigstore_rs::verify(&format!("{identity}@{thin_digest}"), &pem), Ok(thin_digest.clone()));
 }
 
 /// A stand-in trivy that reports nothing (see gate.rs for why there is no real one).
