@@ -10,7 +10,8 @@
 //!   error, and leaves no IP and no sandbox;
 //! - containerd restarted between ADD and DEL: the sandbox is still known, Stop/Remove clean up;
 //! - the subdirectory chain (`<confDir>/cbr/*.conf`, multus 4.2.1) runs in the pod;
-//! - a pod deleted from the API before StopPodSandbox: DEL still releases everything.
+//! - a pod deleted from the API before StopPodSandbox: DEL still releases everything;
+//! - (thick only) the daemon idles at ~0 CPU while containerd reads the conf dir they share.
 
 use serde_json::{Value, json};
 
@@ -197,5 +198,30 @@ fn pod_deleted_from_the_api_before_stop(mode: Mode) {
     c.cri().stop_pod_sandbox(&id).unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", c.multus_log()));
     assert_released(&c, &id);
     c.cri().remove_pod_sandbox(&id).unwrap();
+    c.assert_clean_teardown();
+}
+
+/// The daemon in auto mode shares its conf dir with containerd, which reads it (inotify
+/// `IN_ACCESS`, `IN_CLOSE_NOWRITE`) whenever it reloads: the config manager must not answer
+/// those reads with work. Over 10 s after a pod's ADD and DEL it uses (almost) no CPU.
+#[test]
+fn thick_daemon_idles_beside_containerd() {
+    let c = Cluster::new(Mode::Thick);
+    c.pod("default", "idle", json!({}));
+    let id = c.run("default", "idle").unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.multus_log()));
+    c.cri().stop_pod_sandbox(&id).unwrap();
+    c.cri().remove_pod_sandbox(&id).unwrap();
+    // containerd reads the conf dir again (Status reports what it loaded).
+    c.containerd().wait_network("multus-cni-network");
+    let daemon = c.daemon.as_ref().unwrap();
+    let before = daemon.cpu_time();
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let used = daemon.cpu_time() - before;
+    eprintln!(
+        "daemon idle beside containerd: {:.3} CPU-s in 10 s, RSS {} KiB",
+        used.as_secs_f64(),
+        daemon.status_kib("VmRSS")
+    );
+    assert!(used.as_secs_f64() < 0.1, "the daemon used {used:?} of CPU in 10 s idle");
     c.assert_clean_teardown();
 }
