@@ -35,9 +35,22 @@ pub struct Args {
     /// Sign with this cosign.key (password from COSIGN_PASSWORD; cosign.pub expected beside it).
     #[arg(long)]
     pub key: Option<PathBuf>,
-    /// Sign keylessly (GitHub Actions OIDC → Fulcio, Rekor).
+    /// Sign keylessly (GitHub Actions OIDC → Fulcio, Rekor); the release then verifies with the
+    /// identity and issuer of the certificate it signed with, against --trusted-root.
     #[arg(long, conflicts_with = "key")]
     pub keyless: bool,
+    /// Keyless: Fulcio (a private Sigstore instance, or the tests' local stack).
+    #[arg(long, default_value = sign::keyless::FULCIO)]
+    pub fulcio_url: String,
+    /// Keyless: Rekor.
+    #[arg(long, default_value = sign::keyless::REKOR)]
+    pub rekor_url: String,
+    /// Keyless: the trust root the release verifies against (default: the public-good instance's).
+    #[arg(long)]
+    pub trusted_root: Option<PathBuf>,
+    /// Signature formats: cosign's legacy tags, Sigstore bundle referrers, or both.
+    #[arg(long, value_enum, default_value_t = sign::Format::Both)]
+    pub signature_format: sign::Format,
     /// The repository signed into the payloads (default: --registry, else ghcr.io/OWNER/NAME).
     #[arg(long)]
     pub identity: Option<String>,
@@ -321,7 +334,7 @@ pub fn run_timed(sh: &Shell, args: Args) -> anyhow::Result<Vec<(String, std::tim
     let out_dir = args.out_dir.clone().unwrap_or_else(|| root.join("target"));
     let key = match (&args.key, args.keyless) {
         (Some(k), _) => KeyChoice::Key { path: rel(k) },
-        (None, true) => KeyChoice::Keyless { fulcio: sign::keyless::FULCIO.into(), rekor: sign::keyless::REKOR.into() },
+        (None, true) => KeyChoice::Keyless { fulcio: args.fulcio_url.clone(), rekor: args.rekor_url.clone() },
         (None, false) => KeyChoice::DevelopmentKey { path: rel(&dev), exists: dev.exists() },
     };
     let p = plan(&PlanInput {
@@ -570,10 +583,23 @@ fn run_phases(
         keyless: args.keyless,
         identity: identity.to_string(),
         sbom_dir: out_dir.join("sbom"),
-        fulcio_url: sign::keyless::FULCIO.into(),
-        rekor_url: sign::keyless::REKOR.into(),
+        fulcio_url: args.fulcio_url.clone(),
+        rekor_url: args.rekor_url.clone(),
+        format: args.signature_format,
     };
-    let (signed, public_pem) = phases.run("sign", || sign::run_sign(&sign_options))?;
+    let (signed, public_pem, signed_as) = phases.run("sign", || sign::run_sign(&sign_options))?;
+    // Keyless: verify as a consumer would, with the identity and issuer the certificate names
+    // (never with the ephemeral key).
+    let signer = match &signed_as {
+        Some((id, issuer)) => sign::Signer::Keyless {
+            policy: sign::sigstore::Policy {
+                identity: sign::sigstore::Identity::Exact(id.clone()),
+                issuer: issuer.clone(),
+            },
+            trusted_root: args.trusted_root.clone(),
+        },
+        None => sign::Signer::Key(out_dir.join("oci/cosign.pub")),
+    };
     let pub_path = out_dir.join("oci/cosign.pub");
     std::fs::write(&pub_path, &public_pem)?;
     let key_arg = match &args.key {
@@ -609,7 +635,7 @@ fn run_phases(
                 for t in &top_refs {
                     let c = sign::run_verify(&sign::VerifyOptions {
                         reference: format!("{r}:{t}"),
-                        key: pub_path.clone(),
+                        signer: signer.clone(),
                         identity: Some(identity.to_string()),
                         access: access.clone(),
                     })?;
@@ -623,7 +649,7 @@ fn run_phases(
             let v = phases.run("verify", || {
                 let c = sign::run_verify(&sign::VerifyOptions {
                     reference: format!("oci:{}", out.layout_dir.display()),
-                    key: pub_path.clone(),
+                    signer: signer.clone(),
                     identity: Some(identity.to_string()),
                     access: Access::default(),
                 })?;
@@ -643,14 +669,8 @@ fn run_phases(
     let deployments =
         phases.run("deployments", || write_deployments(root, &out_dir.join("deployments"), identity, &thick, &thin))?;
     for (name, digest) in index_digests {
-        cosign_lines.push(if args.keyless {
-            format!(
-                "cosign verify --certificate-identity {} --certificate-oidc-issuer {} {identity}@{digest}   # {name}",
-                sign::keyless::workflow_identity().unwrap_or_else(|| {
-                    "https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/tags/vX.Y.Z".into()
-                }),
-                sign::keyless::GITHUB_ISSUER
-            )
+        cosign_lines.push(if let Some((id, issuer)) = &signed_as {
+            format!("{}   # {name}", sign::cosign_keyless_command(id, issuer, identity, digest))
         } else {
             format!("{}   # {name}", sign::cosign_command(&key_s, identity, digest))
         });

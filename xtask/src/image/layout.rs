@@ -185,6 +185,9 @@ impl Verifier<'_> {
             bail!("manifest {}: schemaVersion/mediaType are not an OCI image manifest's", d.digest);
         }
         self.stats.manifests += 1;
+        if m.artifact_type.is_some() || m.config.media_type == oci::MT_EMPTY {
+            return self.artifact(d, &m);
+        }
         if !m.layers.is_empty() && m.layers.iter().all(|l| oci::is_attached_payload(&l.media_type)) {
             return self.attachment(d, &m);
         }
@@ -237,6 +240,17 @@ impl Verifier<'_> {
 impl Verifier<'_> {
     /// A cosign signature or attestation manifest: uncompressed payload layers, whose diff_ids are
     /// their own digests (the config is the image config cosign writes for them).
+    /// An OCI 1.1 artifact (a Sigstore bundle referrer): its config and layers are checked as
+    /// blobs; its subject need not be in the layout.
+    fn artifact(&mut self, d: &Descriptor, m: &oci::Manifest) -> anyhow::Result<()> {
+        self.blob(&m.config).with_context(|| format!("config of artifact {}", d.digest))?;
+        for l in &m.layers {
+            self.blob(l).with_context(|| format!("layer of artifact {}", d.digest))?;
+            self.stats.layers += 1;
+        }
+        Ok(())
+    }
+
     fn attachment(&mut self, d: &Descriptor, m: &oci::Manifest) -> anyhow::Result<()> {
         let cfg_bytes = self.blob(&m.config).with_context(|| format!("config of manifest {}", d.digest))?;
         let cfg: serde_json::Value = serde_json::from_slice(&cfg_bytes)

@@ -201,8 +201,10 @@ pub fn manifest_for(
     oci::Manifest {
         schema_version: 2,
         media_type: Some(oci::MT_MANIFEST.into()),
+        artifact_type: None,
         config: config.clone(),
         layers: layers.to_vec(),
+        subject: None,
         annotations,
     }
 }

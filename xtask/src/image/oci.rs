@@ -18,6 +18,10 @@ pub const MT_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// cosign's signature payload (a SimpleSigning JSON document) and attestation (a DSSE envelope).
 pub const MT_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const MT_DSSE: &str = "application/vnd.dsse.envelope.v1+json";
+/// A Sigstore bundle (protobuf-specs v0.3 JSON), cosign v3's signature and attestation format.
+pub const MT_SIGSTORE_BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The OCI 1.1 empty descriptor's media type (an artifact manifest's config: the 2 bytes `{}`).
+pub const MT_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 /// Layers that are payloads stored as they are (signatures, attestations), not gzip'd tars.
 pub fn is_attached_payload(media_type: &str) -> bool {
@@ -88,6 +92,9 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: String,
     pub size: u64,
+    /// OCI 1.1: what an artifact manifest holds (on referrer descriptors).
+    #[serde(rename = "artifactType", skip_serializing_if = "Option::is_none", default)]
+    pub artifact_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub platform: Option<Platform>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
@@ -108,6 +115,7 @@ impl Blob {
                 media_type: media_type.into(),
                 digest: sha256_digest(&bytes),
                 size: bytes.len() as u64,
+                artifact_type: None,
                 platform: None,
                 annotations: BTreeMap::new(),
             },
@@ -172,8 +180,14 @@ pub struct Manifest {
     pub schema_version: u32,
     #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none", default)]
     pub media_type: Option<String>,
+    /// OCI 1.1: the artifact's type (a referrer's; images leave it out).
+    #[serde(rename = "artifactType", skip_serializing_if = "Option::is_none", default)]
+    pub artifact_type: Option<String>,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    /// OCI 1.1: the manifest this one refers to (what a signature or attestation is about).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub subject: Option<Descriptor>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub annotations: BTreeMap<String, String>,
 }

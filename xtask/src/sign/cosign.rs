@@ -91,9 +91,11 @@ pub fn att_tag(digest: &str) -> anyhow::Result<String> {
     Ok(format!("sha256-{}.att", oci::digest_hex(digest)?))
 }
 
-/// A signature tag or attestation tag (not an image).
+/// A signature tag, attestation tag or referrers fallback tag `sha256-<hex>` (not an image).
 pub fn is_attachment_tag(tag: &str) -> bool {
-    tag.starts_with("sha256-") && (tag.ends_with(".sig") || tag.ends_with(".att"))
+    let Some(rest) = tag.strip_prefix("sha256-") else { return false };
+    let hex = rest.strip_suffix(".sig").or(rest.strip_suffix(".att")).unwrap_or(rest);
+    hex.len() == 64 && hex.bytes().all(|c| c.is_ascii_hexdigit())
 }
 
 /// One payload with its annotations (a layer of a signature or attestation manifest).
@@ -152,8 +154,10 @@ pub fn artifact_manifest(layers: &[Attached]) -> anyhow::Result<(Blob, Blob, Vec
         &oci::Manifest {
             schema_version: 2,
             media_type: Some(MT_MANIFEST.into()),
+            artifact_type: None,
             config: config.descriptor.clone(),
             layers: layer_descs,
+            subject: None,
             annotations: BTreeMap::new(),
         },
     )?;
@@ -271,6 +275,7 @@ mod tests {
             "sha256-6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d.sig"
         );
         assert!(is_attachment_tag(&att_tag(DIGEST).unwrap()) && !is_attachment_tag("thick-1.0.0"));
+        assert!(is_attachment_tag(&format!("sha256-{}", &DIGEST[7..])) && !is_attachment_tag("sha256-abc.sig"));
     }
 
     #[test]

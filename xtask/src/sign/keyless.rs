@@ -1,11 +1,14 @@
-//! Keyless signing for CI (`--keyless`), over plain HTTP through the registry client's
-//! `Transport` (no sigstore crate: its Fulcio/Rekor layers need rustc >= 1.88 and would enter the
-//! MSRV-1.85 lockfile): a GitHub Actions OIDC token (audience `sigstore`) → an ephemeral P-256
-//! key → a Fulcio v2 `signingCert` for it (proof of possession: the token's `sub` signed) → each
-//! signature logged in Rekor as a `hashedrekord`. The certificate, its chain and Rekor's answer
-//! (as cosign's bundle annotation) go on every signature layer, as `cosign sign` does.
+//! Keyless signing (`--keyless`), over HTTP through the registry client's blocking `Transport`: a
+//! GitHub Actions OIDC token (audience `sigstore`) → an ephemeral P-256 key → a Fulcio v2
+//! `signingCert` for it (proof of possession: the token's `sub` signed) → each signature logged in
+//! Rekor as a `hashedrekord`. The certificate, its chain and Rekor's answer (as cosign's bundle
+//! annotation) go on every legacy signature layer, as `cosign sign` does; Rekor's whole answer
+//! (with its inclusion proof) is kept for the Sigstore bundle (`bundle`).
 //!
-//! Tested against a scripted transport here; the real services are reachable only from CI.
+//! Our own requests rather than the sigstore crate's signing context: that one is async over
+//! reqwest and fixed to its own OIDC flows, while this runs under a GitHub-Actions-style token
+//! endpoint of any origin (the tests' local Sigstore stack, `tests/sigstore-stack`, and CI's).
+//! Unit-tested against a scripted transport; the it tests sign against the local stack.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +21,6 @@ use super::cosign;
 use super::key::Signer;
 use crate::registry::http::{Request, Transport};
 
-pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 pub const FULCIO: &str = "https://fulcio.sigstore.dev";
 pub const REKOR: &str = "https://rekor.sigstore.dev";
 
@@ -96,18 +98,23 @@ impl<'t> Session<'t> {
             .context("Fulcio's answer has no certificate chain")?;
         let pems: Vec<&str> = chain.iter().filter_map(|c| c.as_str()).collect();
         let (leaf, rest) = pems.split_first().context("Fulcio returned an empty chain")?;
+        // Re-encoded as Go's encoding/pem writes it (64-column lines): the PEM text goes into the
+        // Rekor entry, and verifiers rebuild the expected entry from the certificate's DER that way.
+        let pem = |p: &str| -> anyhow::Result<String> {
+            Ok(super::key::pem_encode("CERTIFICATE", &super::bundle::pem_to_der(p).context("Fulcio's certificate")?))
+        };
         Ok(Session {
             signer,
-            certificate: leaf.to_string(),
-            chain: rest.concat(),
+            certificate: pem(leaf)?,
+            chain: rest.iter().map(|p| pem(p)).collect::<anyhow::Result<Vec<_>>>()?.concat(),
             rekor: rekor.to_string(),
             transport: t,
         })
     }
 
-    /// Signs `payload`, logs it in Rekor, and returns the signature and the annotations cosign puts
-    /// beside it (certificate, chain, bundle).
-    pub fn sign(&self, payload: &[u8]) -> anyhow::Result<(Vec<u8>, BTreeMap<String, String>)> {
+    /// Signs `payload`, logs it in Rekor, and returns the signature, the annotations cosign puts
+    /// beside it (certificate, chain, bundle) and Rekor's whole answer.
+    pub fn sign(&self, payload: &[u8]) -> anyhow::Result<(Vec<u8>, BTreeMap<String, String>, Value)> {
         let sig = self.signer.sign(payload)?;
         let entry = json!({
             "apiVersion": "0.0.1",
@@ -127,14 +134,8 @@ impl<'t> Session<'t> {
         ann.insert(cosign::ANN_CERTIFICATE.into(), self.certificate.clone());
         ann.insert(cosign::ANN_CHAIN.into(), self.chain.clone());
         ann.insert(cosign::ANN_BUNDLE.into(), serde_json::to_string(&bundle)?);
-        Ok((sig, ann))
+        Ok((sig, ann, v))
     }
-}
-
-/// The identity a consumer pins: the workflow that signed (`GITHUB_WORKFLOW_REF`).
-pub fn workflow_identity() -> Option<String> {
-    let server = std::env::var("GITHUB_SERVER_URL").unwrap_or_else(|_| "https://github.com".into());
-    std::env::var("GITHUB_WORKFLOW_REF").ok().filter(|r| !r.is_empty()).map(|r| format!("{server}/{r}"))
 }
 
 #[cfg(test)]
@@ -158,6 +159,10 @@ mod tests {
         }
     }
 
+    fn pem(der: &[u8]) -> String {
+        super::super::key::pem_encode("CERTIFICATE", der)
+    }
+
     fn ok(v: Value) -> Response {
         Response { status: 200, headers: vec![], body: serde_json::to_vec(&v).unwrap() }
     }
@@ -170,7 +175,7 @@ mod tests {
         let t = Script {
             answers: Mutex::new(vec![
                 ok(json!({"value": jwt})),
-                ok(json!({"signedCertificateEmbeddedSct": {"chain": {"certificates": ["LEAF\n", "INTERMEDIATE\n", "ROOT\n"]}}})),
+                ok(json!({"signedCertificateEmbeddedSct": {"chain": {"certificates": [pem(b"LEAF"), pem(b"INTERMEDIATE"), pem(b"ROOT")]}}})),
                 Response {
                     status: 201,
                     headers: vec![],
@@ -182,10 +187,11 @@ mod tests {
         let token = github_token(&t, "https://token.example/req?api-version=2.0", "rt").unwrap();
         assert_eq!(token_subject(&token).unwrap(), "repo:multus-rs/multus-rs:ref:refs/tags/v1.0.0");
         let s = Session::start(&t, FULCIO, REKOR, &token).unwrap();
-        assert_eq!((s.certificate.as_str(), s.chain.as_str()), ("LEAF\n", "INTERMEDIATE\nROOT\n"));
-        let (sig, ann) = s.sign(b"payload").unwrap();
+        assert_eq!((s.certificate.clone(), s.chain.clone()), (pem(b"LEAF"), pem(b"INTERMEDIATE") + &pem(b"ROOT")));
+        let (sig, ann, rekor) = s.sign(b"payload").unwrap();
+        assert_eq!(rekor["24296fb2"]["logIndex"], 42);
         super::super::key::verify(&s.signer.spki(), b"payload", &sig).unwrap();
-        assert_eq!(ann[cosign::ANN_CERTIFICATE], "LEAF\n");
+        assert_eq!(ann[cosign::ANN_CERTIFICATE], pem(b"LEAF"));
         let bundle: Value = serde_json::from_str(&ann[cosign::ANN_BUNDLE]).unwrap();
         assert_eq!(bundle["Payload"]["logIndex"], 42);
         assert_eq!(bundle["SignedEntryTimestamp"], "U0VU");

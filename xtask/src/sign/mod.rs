@@ -11,11 +11,21 @@
 //! public key and its payload against the digest and identity, every attestation's envelope and
 //! subject, and prints the `cosign verify` line a consumer runs.
 //!
-//! Documents are built in `cosign` (pure), keys in `key`, keyless CI signing in `keyless`.
+//! Beside the legacy tags, `sign` attaches to every signed manifest a Sigstore bundle v0.3 (a
+//! message signature over the manifest's bytes) as an OCI 1.1 referrer, listed under the referrers
+//! tag-schema index `sha256-<hex>` (`--signature-format` chooses; default both). `verify` checks
+//! either with a key (`--key`) or keylessly (`--certificate-identity[-regexp]`,
+//! `--certificate-oidc-issuer`, `--trusted-root`): chain, SCT, identity, issuer, Rekor SET and
+//! inclusion proof, and the signed digest.
+//!
+//! Documents are built in `cosign` and `bundle` (pure), keys in `key`, keyless signing in
+//! `keyless`, keyless verification (the sigstore crate) in `sigstore`.
 
+pub mod bundle;
 pub mod cosign;
 pub mod key;
 pub mod keyless;
+pub mod sigstore;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -82,10 +92,34 @@ pub struct SignArgs {
     /// Where the SBOMs are also written as files (default target/sbom).
     #[arg(long)]
     pub sbom_dir: Option<PathBuf>,
-    #[arg(long, default_value = keyless::FULCIO, hide = true)]
+    /// Fulcio (keyless); a private Sigstore instance or the tests' local stack.
+    #[arg(long, default_value = keyless::FULCIO)]
     pub fulcio_url: String,
-    #[arg(long, default_value = keyless::REKOR, hide = true)]
+    /// Rekor (keyless).
+    #[arg(long, default_value = keyless::REKOR)]
     pub rekor_url: String,
+    /// Which signature formats to attach: cosign's legacy `.sig`/`.att` tags, Sigstore bundles as
+    /// OCI 1.1 referrers (cosign v3's default), or both.
+    #[arg(long, value_enum, default_value_t = Format::Both)]
+    pub signature_format: Format,
+}
+
+/// Which signature formats `sign` attaches.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Legacy,
+    Bundle,
+    Both,
+}
+
+impl Format {
+    pub fn legacy(self) -> bool {
+        self != Format::Bundle
+    }
+    pub fn bundle(self) -> bool {
+        self != Format::Legacy
+    }
 }
 
 /// What `sign` runs with (defaults resolved; `release` builds one field by field).
@@ -99,6 +133,7 @@ pub struct SignOptions {
     pub sbom_dir: PathBuf,
     pub fulcio_url: String,
     pub rekor_url: String,
+    pub format: Format,
 }
 
 impl SignArgs {
@@ -115,6 +150,7 @@ impl SignArgs {
             sbom_dir: self.sbom_dir.unwrap_or_else(|| root.join("target/sbom")),
             fulcio_url: self.fulcio_url,
             rekor_url: self.rekor_url,
+            format: self.signature_format,
         })
     }
 }
@@ -135,11 +171,47 @@ pub enum Signing<'t> {
     Keyless(keyless::Session<'t>),
 }
 
+/// One signature, with what cosign's formats carry beside it.
+pub struct Made {
+    pub sig: Vec<u8>,
+    /// The legacy layer's annotations (keyless: certificate, chain, Rekor bundle).
+    pub annotations: BTreeMap<String, String>,
+    /// Keyless: Rekor's whole answer to the entry (with its inclusion proof).
+    pub rekor: Option<serde_json::Value>,
+}
+
 impl Signing<'_> {
-    pub fn sign(&self, payload: &[u8]) -> anyhow::Result<(Vec<u8>, BTreeMap<String, String>)> {
+    pub fn sign(&self, payload: &[u8]) -> anyhow::Result<Made> {
         match self {
-            Signing::Key(k) => Ok((k.sign(payload)?, BTreeMap::new())),
-            Signing::Keyless(s) => s.sign(payload),
+            Signing::Key(k) => Ok(Made { sig: k.sign(payload)?, annotations: BTreeMap::new(), rekor: None }),
+            Signing::Keyless(s) => {
+                let (sig, annotations, rekor) = s.sign(payload)?;
+                Ok(Made { sig, annotations, rekor: Some(rekor) })
+            }
+        }
+    }
+
+    /// Signs `bytes` (a manifest) and returns its Sigstore bundle.
+    pub fn bundle(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let made = self.sign(bytes)?;
+        match (self, &made.rekor) {
+            (Signing::Keyless(s), Some(rekor)) => bundle::message_bundle(
+                digest,
+                &made.sig,
+                &bundle::Material::Keyless { certificate: &s.certificate, rekor },
+            ),
+            (Signing::Key(k), _) => {
+                bundle::message_bundle(digest, &made.sig, &bundle::Material::Key { spki: &k.spki() })
+            }
+            _ => bail!("a keyless signature without its Rekor entry"),
+        }
+    }
+
+    /// Keyless: (identity, issuer) of the signing certificate, what a consumer pins.
+    pub fn certificate_identity(&self) -> Option<anyhow::Result<(String, String)>> {
+        match self {
+            Signing::Key(_) => None,
+            Signing::Keyless(s) => Some(sigstore::certificate_identity(&s.certificate)),
         }
     }
 
@@ -160,6 +232,8 @@ pub struct Signed {
     pub signed: Vec<(String, String)>,
     /// (platform ref, digest, SBOM file): every platform manifest attested.
     pub attested: Vec<(String, String, String)>,
+    /// (signed digest, referrer digest): every Sigstore bundle attached as a referrer.
+    pub referrers: Vec<(String, String)>,
 }
 
 /// Index and platform manifests of the layout, with a name for each (ref name or parent/platform).
@@ -199,6 +273,43 @@ fn attach(l: &mut Layout, tag: String, layers: &[cosign::Attached]) -> anyhow::R
     Ok(())
 }
 
+/// Adds (or replaces) a manifest or index under `tag` in the layout.
+fn attach_blob(l: &mut Layout, tag: String, blob: &oci::Blob) {
+    l.blobs.insert(blob.descriptor.digest.clone(), blob.bytes.clone());
+    l.index.manifests.retain(|d| d.annotations.get(oci::ANN_REF_NAME) != Some(&tag));
+    let mut d = blob.descriptor.clone();
+    d.annotations.insert(oci::ANN_REF_NAME.into(), tag);
+    l.index.manifests.push(d);
+}
+
+/// The `created` of a platform manifest's config, or of an index's first child's.
+fn created_of(l: &Layout, d: &Descriptor) -> anyhow::Result<String> {
+    let mut d = d.clone();
+    if d.media_type == MT_INDEX {
+        let idx: oci::Index = serde_json::from_slice(&l.blobs[&d.digest])?;
+        d = idx.manifests.first().cloned().with_context(|| format!("index {} is empty", d.digest))?;
+    }
+    let m: oci::Manifest = serde_json::from_slice(&l.blobs[&d.digest])?;
+    let cfg: serde_json::Value = serde_json::from_slice(&l.blobs[&m.config.digest])?;
+    Ok(cfg["created"].as_str().unwrap_or("1970-01-01T00:00:00Z").to_string())
+}
+
+/// Signs the manifest `d` into a Sigstore bundle and attaches it as a referrer, listed (alone:
+/// signing again replaces it) under the referrers fallback tag. Returns the referrer's digest.
+fn attach_bundle(l: &mut Layout, signing: &Signing, d: &Descriptor) -> anyhow::Result<String> {
+    let bytes = l.blobs[&d.digest].clone();
+    let b = signing.bundle(&d.digest, &bytes)?;
+    let (manifest, layer) = bundle::referrer(&b, d, &created_of(l, d)?)?;
+    let empty = bundle::empty();
+    for blob in [&manifest, &layer, &empty] {
+        l.blobs.insert(blob.descriptor.digest.clone(), blob.bytes.clone());
+    }
+    let parsed: oci::Manifest = serde_json::from_slice(&manifest.bytes)?;
+    let index = bundle::fallback_index(&[(manifest.clone(), parsed)])?;
+    attach_blob(l, bundle::fallback_tag(&d.digest)?, &index);
+    Ok(manifest.descriptor.digest)
+}
+
 /// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SSZ` (the images' `created`).
 pub fn epoch_of(rfc3339: &str) -> anyhow::Result<u64> {
     let n = |r: std::ops::Range<usize>| -> anyhow::Result<i64> {
@@ -221,6 +332,7 @@ pub fn sign_layout(
     identity: &str,
     sbom_dir: &Path,
     licenses: &crate::sbom::Licenses,
+    format: Format,
 ) -> anyhow::Result<Signed> {
     registry::Target::parse(identity, false)
         .with_context(|| format!("identity {identity:?}: want HOST[:PORT]/REPO"))?;
@@ -230,12 +342,22 @@ pub fn sign_layout(
         bail!("{}: nothing to sign", dir.display());
     }
     std::fs::create_dir_all(sbom_dir).with_context(|| format!("creating {}", sbom_dir.display()))?;
-    let mut signed = Signed { identity: identity.into(), signed: vec![], attested: vec![] };
+    let mut signed = Signed { identity: identity.into(), signed: vec![], attested: vec![], referrers: vec![] };
     let mut created = None;
     for (name, d) in &targets {
-        let payload = cosign::payload(identity, &d.digest);
-        let (sig, extra) = signing.sign(&payload)?;
-        attach(&mut l, cosign::sig_tag(&d.digest)?, &[cosign::signature_layer(payload, &sig, &extra)])?;
+        if format.legacy() {
+            let payload = cosign::payload(identity, &d.digest);
+            let made = signing.sign(&payload)?;
+            attach(
+                &mut l,
+                cosign::sig_tag(&d.digest)?,
+                &[cosign::signature_layer(payload, &made.sig, &made.annotations)],
+            )?;
+        }
+        if format.bundle() {
+            let r = attach_bundle(&mut l, signing, d)?;
+            signed.referrers.push((d.digest.clone(), r));
+        }
         eprintln!("  signed   {} {name}", d.digest);
         signed.signed.push((name.clone(), d.digest.clone()));
         if d.media_type != MT_MANIFEST || d.platform.is_none() {
@@ -261,8 +383,9 @@ pub fn sign_layout(
             .with_context(|| format!("writing {}", file.display()))?;
         bom.sort_all_objects();
         let st = cosign::statement(identity, &d.digest, cosign::PREDICATE_CYCLONEDX, &serde_json::to_string(&bom)?)?;
-        let (sig, extra) = signing.sign(&cosign::pae(cosign::PAYLOAD_IN_TOTO, &st))?;
-        let layer = cosign::attestation_layer(cosign::envelope(&st, &sig), cosign::PREDICATE_CYCLONEDX, &extra);
+        let made = signing.sign(&cosign::pae(cosign::PAYLOAD_IN_TOTO, &st))?;
+        let layer =
+            cosign::attestation_layer(cosign::envelope(&st, &made.sig), cosign::PREDICATE_CYCLONEDX, &made.annotations);
         attach(&mut l, cosign::att_tag(&d.digest)?, &[layer])?;
         eprintln!("  attested {} {name}: CycloneDX SBOM of {} binaries ({})", d.digest, bins.len(), file.display());
         signed.attested.push((name.clone(), d.digest.clone(), file.display().to_string()));
@@ -281,8 +404,12 @@ pub fn sign_layout(
     Ok(signed)
 }
 
-/// `cargo xtask sign`.
-pub fn run_sign(args: &SignOptions) -> anyhow::Result<(Signed, String)> {
+/// (identity, issuer) of a keyless signing certificate.
+pub type SignedAs = (String, String);
+
+/// `cargo xtask sign`: what was signed, the public key that verifies it, and (keyless) the
+/// certificate's identity and issuer.
+pub fn run_sign(args: &SignOptions) -> anyhow::Result<(Signed, String, Option<SignedAs>)> {
     let root = crate::project::root();
     let (dir, identity, sbom_dir) = (&args.layout, &args.identity, &args.sbom_dir);
     let meta = cargo_metadata::MetadataCommand::new()
@@ -293,14 +420,20 @@ pub fn run_sign(args: &SignOptions) -> anyhow::Result<(Signed, String)> {
     let licenses = crate::sbom::Licenses::from_metadata(&meta);
     with_signing(args, |signing| {
         eprintln!("==> sign {} as {identity}", dir.display());
-        let signed = sign_layout(dir, signing, identity, sbom_dir, &licenses)?;
+        let signed = sign_layout(dir, signing, identity, sbom_dir, &licenses, args.format)?;
         eprintln!(
-            "summary: {} signatures, {} SBOM attestations in {}",
+            "summary: {} manifests signed ({:?} format: {} Sigstore bundle referrers), {} SBOM attestations in {}",
             signed.signed.len(),
+            args.format,
+            signed.referrers.len(),
             signed.attested.len(),
             dir.display()
         );
-        Ok((signed, signing.public_pem()))
+        let who = signing.certificate_identity().transpose()?;
+        if let Some((identity, issuer)) = &who {
+            eprintln!("  signed keylessly as {identity} (issuer {issuer})");
+        }
+        Ok((signed, signing.public_pem(), who))
     })
 }
 
@@ -336,7 +469,7 @@ fn with_signing<T>(args: &SignOptions, f: impl FnOnce(&Signing) -> anyhow::Resul
 pub fn sign_blob(args: &SignOptions, file: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     with_signing(args, |signing| {
-        let (sig, ann) = signing.sign(&bytes)?;
+        let Made { sig, annotations: ann, .. } = signing.sign(&bytes)?;
         let mut written = Vec::new();
         let mut out = |ext: &str, data: &[u8]| -> anyhow::Result<()> {
             let mut name = file.as_os_str().to_owned();
@@ -415,14 +548,76 @@ pub struct Checked {
     pub digest: String,
     /// (digest, media type) of the reference and every manifest under it.
     pub manifests: Vec<(String, String)>,
+    /// Legacy `.sig` signatures that verified (one per manifest signed in that format).
     pub signatures: usize,
+    /// Sigstore bundle referrers that verified.
+    pub bundles: usize,
     pub attestations: usize,
+    /// The repository the legacy payloads name (empty when only bundles were found).
     pub identity: String,
 }
 
-fn verify_signature(src: &mut dyn Source, spki: &[u8], digest: &str, identity: Option<&str>) -> anyhow::Result<String> {
+/// How signatures are judged: by a public key, or keylessly by a trust root and an identity policy.
+pub enum Check {
+    Key(Vec<u8>),
+    Keyless { trust: Box<sigstore::Trust>, policy: sigstore::Policy },
+}
+
+impl Check {
+    /// Judges `sig` over `payload`, with the layer annotations a keyless signature carries.
+    fn signature(&self, payload: &[u8], sig: &[u8], ann: &BTreeMap<String, String>) -> anyhow::Result<()> {
+        match self {
+            Check::Key(spki) => key::verify(spki, payload, sig),
+            Check::Keyless { trust, policy } => {
+                let cert = ann.get(cosign::ANN_CERTIFICATE).filter(|c| !c.is_empty()).ok_or_else(|| {
+                    mismatch(format!(
+                        "no Fulcio certificate ({} annotation) beside the signature",
+                        cosign::ANN_CERTIFICATE
+                    ))
+                })?;
+                let rb = ann.get(cosign::ANN_BUNDLE).filter(|c| !c.is_empty()).ok_or_else(|| {
+                    mismatch(format!("no Rekor entry ({} annotation) beside the signature", cosign::ANN_BUNDLE))
+                })?;
+                let b = bundle::legacy_bundle(payload, sig, cert, rb)?;
+                sigstore::verify_bundle(trust, &b, sigstore::sha256(payload), policy).map(|_| ())
+            }
+        }
+    }
+
+    /// Judges a Sigstore bundle about the manifest `bytes` (digest `digest`).
+    fn bundle(&self, b: &[u8], digest: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Check::Key(spki) => {
+                let v: serde_json::Value = serde_json::from_slice(b).context("the bundle is not JSON")?;
+                let ms = &v["messageSignature"];
+                let d = base64::engine::general_purpose::STANDARD
+                    .decode(ms["messageDigest"]["digest"].as_str().unwrap_or_default())
+                    .unwrap_or_default();
+                if format!("sha256:{}", d.iter().map(|x| format!("{x:02x}")).collect::<String>()) != digest {
+                    return Err(mismatch(format!("the bundle signs another digest than {digest}")));
+                }
+                let sig = base64::engine::general_purpose::STANDARD
+                    .decode(ms["signature"].as_str().unwrap_or_default())
+                    .map_err(|_| mismatch("the bundle's signature is not base64"))?;
+                key::verify(spki, bytes, &sig)
+            }
+            Check::Keyless { trust, policy } => {
+                sigstore::verify_bundle(trust, b, sigstore::sha256(bytes), policy).map(|_| ())
+            }
+        }
+    }
+}
+
+/// The legacy signature of `digest`: `Ok(None)` when there is no `.sig` tag, the payload's identity
+/// when one layer verifies.
+fn verify_legacy(
+    src: &mut dyn Source,
+    check: &Check,
+    digest: &str,
+    identity: Option<&str>,
+) -> anyhow::Result<Option<String>> {
     let tag = cosign::sig_tag(digest)?;
-    let (_, bytes) = src.manifest(&tag)?.ok_or_else(|| mismatch(format!("{digest}: not signed (no {tag})")))?;
+    let Some((_, bytes)) = src.manifest(&tag)? else { return Ok(None) };
     let m: oci::Manifest = serde_json::from_slice(&bytes).with_context(|| format!("{tag}: not a manifest"))?;
     let mut problems = Vec::new();
     for l in m.layers.iter().filter(|l| l.media_type == MT_SIMPLESIGNING) {
@@ -432,7 +627,7 @@ fn verify_signature(src: &mut dyn Source, spki: &[u8], digest: &str, identity: O
             problems.push(format!("layer {} has no base64 signature annotation", l.digest));
             continue;
         };
-        if let Err(e) = key::verify(spki, &payload, &sig) {
+        if let Err(e) = check.signature(&payload, &sig, &l.annotations) {
             problems.push(format!("payload {}: {e}", l.digest));
             continue;
         }
@@ -442,7 +637,7 @@ fn verify_signature(src: &mut dyn Source, spki: &[u8], digest: &str, identity: O
         } else if identity.is_some_and(|i| i != who) {
             problems.push(format!("payload {} names {who}, not {}", l.digest, identity.unwrap_or_default()));
         } else {
-            return Ok(who);
+            return Ok(Some(who));
         }
     }
     Err(mismatch(format!(
@@ -451,15 +646,44 @@ fn verify_signature(src: &mut dyn Source, spki: &[u8], digest: &str, identity: O
     )))
 }
 
-fn verify_attestation(src: &mut dyn Source, spki: &[u8], digest: &str) -> anyhow::Result<()> {
+/// The Sigstore bundles referring to `digest` (listed by the referrers fallback tag); every one must
+/// verify. Returns how many did.
+fn verify_bundles(src: &mut dyn Source, check: &Check, digest: &str, bytes: &[u8]) -> anyhow::Result<usize> {
+    let tag = bundle::fallback_tag(digest)?;
+    let Some((_, index)) = src.manifest(&tag)? else { return Ok(0) };
+    let mut n = 0;
+    for r in bundle::bundle_referrers(&index).with_context(|| tag.clone())? {
+        let (_, m) =
+            src.manifest(&r.digest)?.ok_or_else(|| mismatch(format!("{tag}: referrer {} is missing", r.digest)))?;
+        if oci::sha256_digest(&m) != r.digest {
+            return Err(mismatch(format!("{tag}: referrer {} has other bytes", r.digest)));
+        }
+        let layer = bundle::bundle_layer(&m, digest).map_err(|e| mismatch(format!("referrer {}: {e}", r.digest)))?;
+        let b = src.blob(&layer.digest)?;
+        check.bundle(&b, digest, bytes).map_err(|e| {
+            mismatch(format!("{digest}: the Sigstore bundle in referrer {} does not verify: {e}", r.digest))
+        })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn verify_attestation(src: &mut dyn Source, check: &Check, digest: &str) -> anyhow::Result<()> {
     let tag = cosign::att_tag(digest)?;
     let (_, bytes) = src.manifest(&tag)?.ok_or_else(|| mismatch(format!("{digest}: no SBOM attestation ({tag})")))?;
     let m: oci::Manifest = serde_json::from_slice(&bytes).with_context(|| format!("{tag}: not a manifest"))?;
     for l in m.layers.iter().filter(|l| l.media_type == oci::MT_DSSE) {
         let (st, sigs) = cosign::parse_envelope(&src.blob(&l.digest)?)?;
         let pae = cosign::pae(cosign::PAYLOAD_IN_TOTO, &st);
-        if !sigs.iter().any(|s| key::verify(spki, &pae, s).is_ok()) {
-            return Err(mismatch(format!("{tag}: the envelope {} does not verify with the key", l.digest)));
+        let mut errors = sigs.iter().map(|s| check.signature(&pae, s, &l.annotations).err());
+        if !errors.any(|e| e.is_none()) {
+            let why = sigs
+                .iter()
+                .filter_map(|s| check.signature(&pae, s, &l.annotations).err())
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(mismatch(format!("{tag}: the envelope {} does not verify: {why}", l.digest)));
         }
         let (subject, predicate) = cosign::parse_statement(&st)?;
         if subject != digest {
@@ -472,11 +696,12 @@ fn verify_attestation(src: &mut dyn Source, spki: &[u8], digest: &str) -> anyhow
     Err(mismatch(format!("{tag}: no CycloneDX attestation")))
 }
 
-/// Verifies `reference` (and, for an index, every manifest in it).
+/// Verifies `reference` (and, for an index, every manifest in it): each must carry a valid legacy
+/// signature or Sigstore bundle, and every bundle found must be valid.
 pub fn verify_reference(
     src: &mut dyn Source,
     reference: &str,
-    spki: &[u8],
+    check: &Check,
     identity: Option<&str>,
 ) -> anyhow::Result<Checked> {
     let (mt, bytes) = src.manifest(reference)?.with_context(|| format!("{reference}: no such manifest"))?;
@@ -489,15 +714,27 @@ pub fn verify_reference(
         digest: digest.clone(),
         manifests: vec![(digest.clone(), mt.clone())],
         signatures: 0,
+        bundles: 0,
         attestations: 0,
         identity: String::new(),
     };
     let mut todo = vec![(digest, mt, bytes)];
     while let Some((d, mt, bytes)) = todo.pop() {
-        let who = verify_signature(src, spki, &d, identity)?;
-        c.signatures += 1;
-        if c.identity.is_empty() {
-            c.identity = who;
+        let legacy = verify_legacy(src, check, &d, identity)?;
+        let bundles = verify_bundles(src, check, &d, &bytes)?;
+        if legacy.is_none() && bundles == 0 {
+            return Err(mismatch(format!(
+                "{d}: not signed (no {} and no Sigstore bundle under {})",
+                cosign::sig_tag(&d)?,
+                bundle::fallback_tag(&d)?
+            )));
+        }
+        c.bundles += bundles;
+        if let Some(who) = legacy {
+            c.signatures += 1;
+            if c.identity.is_empty() {
+                c.identity = who;
+            }
         }
         match mt.as_str() {
             MT_INDEX => {
@@ -514,7 +751,7 @@ pub fn verify_reference(
                 }
             }
             MT_MANIFEST => {
-                verify_attestation(src, spki, &d)?;
+                verify_attestation(src, check, &d)?;
                 c.attestations += 1;
             }
             other => bail!("{d}: cannot verify media type {other}"),
@@ -527,33 +764,63 @@ pub fn verify_reference(
 pub struct VerifyArgs {
     /// oci:DIR[:REF] (the local layout; every image when REF is left out) or HOST[:PORT]/REPO:TAG|@DIGEST.
     pub reference: String,
-    /// The public key (cosign.pub).
-    #[arg(long)]
-    pub key: PathBuf,
-    /// The repository the signatures must name (default: the registry's HOST/REPO; for a layout, any).
+    /// The public key (cosign.pub) of key-based signatures.
+    #[arg(long, required_unless_present_any = ["certificate_identity", "certificate_identity_regexp"])]
+    pub key: Option<PathBuf>,
+    /// Keyless: the identity (SAN: the signing workflow's URI, or an email) signatures must carry.
+    #[arg(long, conflicts_with = "key", requires = "certificate_oidc_issuer")]
+    pub certificate_identity: Option<String>,
+    /// Keyless: a regular expression the signing identity must match (anchor it: ^...$).
+    #[arg(long, conflicts_with_all = ["key", "certificate_identity"], requires = "certificate_oidc_issuer")]
+    pub certificate_identity_regexp: Option<String>,
+    /// Keyless: the OIDC issuer of the identity (GitHub Actions: https://token.actions.githubusercontent.com).
+    #[arg(long, conflicts_with = "key")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Keyless: the Sigstore trust root (trusted_root.json; default: the public-good instance's).
+    #[arg(long, conflicts_with = "key")]
+    pub trusted_root: Option<PathBuf>,
+    /// The repository the legacy payloads must name (default: the registry's HOST/REPO; for a layout, any).
     #[arg(long)]
     pub identity: Option<String>,
     #[command(flatten)]
     pub access: AccessArgs,
 }
 
+/// Who must have signed.
+#[derive(Clone, Debug)]
+pub enum Signer {
+    Key(PathBuf),
+    Keyless { policy: sigstore::Policy, trusted_root: Option<PathBuf> },
+}
+
 /// What `verify` runs with.
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
     pub reference: String,
-    pub key: PathBuf,
+    pub signer: Signer,
     pub identity: Option<String>,
     pub access: Access,
 }
 
 impl VerifyArgs {
     pub fn resolve(self) -> anyhow::Result<VerifyOptions> {
-        Ok(VerifyOptions {
-            reference: self.reference,
-            key: self.key,
-            identity: self.identity,
-            access: self.access.resolve()?,
-        })
+        let signer = match (self.key, self.certificate_identity, self.certificate_identity_regexp) {
+            (Some(k), None, None) => Signer::Key(k),
+            (None, exact, regexp) => {
+                let identity = match (exact, regexp) {
+                    (Some(i), None) => sigstore::Identity::Exact(i),
+                    (None, Some(r)) => sigstore::Identity::Regexp(
+                        regex::Regex::new(&r).with_context(|| format!("--certificate-identity-regexp {r:?}"))?,
+                    ),
+                    _ => bail!("give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer"),
+                };
+                let issuer =
+                    self.certificate_oidc_issuer.context("keyless verification needs --certificate-oidc-issuer")?;
+                Signer::Keyless { policy: sigstore::Policy { identity, issuer }, trusted_root: self.trusted_root }
+            }
+            _ => bail!("give either --key or a certificate identity, not both"),
+        };
+        Ok(VerifyOptions { reference: self.reference, signer, identity: self.identity, access: self.access.resolve()? })
     }
 }
 
@@ -575,10 +842,46 @@ pub fn cosign_command(key: &str, name: &str, digest: &str) -> String {
     format!("cosign verify --key {key} --insecure-ignore-tlog=true {name}@{digest}")
 }
 
+/// Whom the printed `cosign verify` line names.
+enum Consumer {
+    Key(String),
+    Keyless(sigstore::Policy),
+}
+
+impl Consumer {
+    fn line(&self, name: &str, digest: &str) -> String {
+        match self {
+            Consumer::Key(k) => cosign_command(k, name, digest),
+            Consumer::Keyless(p) => match &p.identity {
+                sigstore::Identity::Exact(i) => cosign_keyless_command(i, &p.issuer, name, digest),
+                sigstore::Identity::Regexp(r) => format!(
+                    "cosign verify --certificate-identity-regexp '{}' --certificate-oidc-issuer {} {name}@{digest}",
+                    r.as_str(),
+                    p.issuer
+                ),
+            },
+        }
+    }
+}
+
+/// The keyless `cosign verify` line for (identity, issuer).
+pub fn cosign_keyless_command(identity: &str, issuer: &str, name: &str, digest: &str) -> String {
+    format!("cosign verify --certificate-identity {identity} --certificate-oidc-issuer {issuer} {name}@{digest}")
+}
+
 pub fn run_verify(args: &VerifyOptions) -> anyhow::Result<Vec<Checked>> {
-    let pem = std::fs::read_to_string(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
-    let spki = key::parse_public_pem(&pem).with_context(|| args.key.display().to_string())?;
-    let key_s = args.key.display().to_string();
+    let (check, consumer) = match &args.signer {
+        Signer::Key(path) => {
+            let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let spki = key::parse_public_pem(&pem).with_context(|| path.display().to_string())?;
+            (Check::Key(spki), Consumer::Key(path.display().to_string()))
+        }
+        Signer::Keyless { policy, trusted_root } => {
+            let trust = sigstore::Trust::load(trusted_root.as_deref())?;
+            eprintln!("==> keyless: {policy}; trust root: {}", trust.summary());
+            (Check::Keyless { trust: Box::new(trust), policy: policy.clone() }, Consumer::Keyless(policy.clone()))
+        }
+    };
     let mut out = Vec::new();
     if let Some(rest) = args.reference.strip_prefix("oci:") {
         let (dir, one) = match rest.rsplit_once(':') {
@@ -598,19 +901,16 @@ pub fn run_verify(args: &VerifyOptions) -> anyhow::Result<Vec<Checked>> {
         };
         let mut src = LayoutSource(l);
         for r in refs {
-            let c = verify_reference(&mut src, &r, &spki, args.identity.as_deref())
+            let c = verify_reference(&mut src, &r, &check, args.identity.as_deref())
                 .with_context(|| format!("verifying {r}"))?;
             eprintln!(
-                "  ok {r} {}: {} signatures, {} SBOM attestations, identity {}",
-                c.digest, c.signatures, c.attestations, c.identity
+                "  ok {r} {}: {} signatures, {} Sigstore bundles, {} SBOM attestations, identity {}",
+                c.digest, c.signatures, c.bundles, c.attestations, c.identity
             );
             out.push(c);
         }
         if let Some(c) = out.first() {
-            eprintln!(
-                "once published, a consumer checks it with:\n  {}",
-                cosign_command(&key_s, &c.identity, &c.digest)
-            );
+            eprintln!("once published, a consumer checks it with:\n  {}", consumer.line(&c.identity, &c.digest));
         }
     } else {
         let (name, reference) = split_reference(&args.reference)?;
@@ -620,17 +920,18 @@ pub fn run_verify(args: &VerifyOptions) -> anyhow::Result<Vec<Checked>> {
         let client = Client::new(&transport, target.clone(), creds, registry::retry::Policy::default());
         let mut src = RegistrySource(client);
         let identity = args.identity.clone().unwrap_or_else(|| target.name());
-        let c = verify_reference(&mut src, &reference, &spki, Some(&identity))
+        let c = verify_reference(&mut src, &reference, &check, Some(&identity))
             .with_context(|| format!("verifying {}", args.reference))?;
         eprintln!(
-            "  ok {} {}: {} manifests, {} signatures, {} SBOM attestations, identity {identity}",
+            "  ok {} {}: {} manifests, {} signatures, {} Sigstore bundles, {} SBOM attestations, identity {identity}",
             args.reference,
             c.digest,
             c.manifests.len(),
             c.signatures,
+            c.bundles,
             c.attestations
         );
-        eprintln!("  a consumer verifies with: {}", cosign_command(&key_s, &target.name(), &c.digest));
+        eprintln!("  a consumer verifies with: {}", consumer.line(&target.name(), &c.digest));
         out.push(c);
     }
     Ok(out)
