@@ -71,6 +71,28 @@ else
   rm -rf "$tmp"
 fi
 
+# The keyless signing test (xtask/tests/it/keyless.rs): a local Sigstore stack on the Sigstore
+# project's npm @sigstore/mock (pinned by xtask/tests/sigstore-stack/package-lock.json), and
+# sigstore-python from PyPI as an independent judge of our bundles.
+STACK="$(cd "$(dirname "$0")/.." && pwd)/target/tools/sigstore-stack"
+STACK_SRC="$(cd "$(dirname "$0")/.." && pwd)/xtask/tests/sigstore-stack"
+if [ -d "$STACK/node_modules/@sigstore/mock" ] && cmp -s "$STACK_SRC/package-lock.json" "$STACK/package-lock.json"; then
+  echo "install-test-deps: Sigstore stack present ($STACK)"
+else
+  echo "install-test-deps: installing @sigstore/mock into $STACK"
+  mkdir -p "$STACK"
+  cp "$STACK_SRC/package.json" "$STACK_SRC/package-lock.json" "$STACK/"
+  (cd "$STACK" && npm ci --silent --no-audit --no-fund)
+fi
+SIGSTORE_VENV="$(cd "$(dirname "$0")/.." && pwd)/target/tools/sigstore-venv"
+if "$SIGSTORE_VENV/bin/sigstore" --version 2>/dev/null | grep -q "4.5.1"; then
+  echo "install-test-deps: sigstore-python present ($SIGSTORE_VENV)"
+else
+  echo "install-test-deps: installing sigstore==4.5.1 into $SIGSTORE_VENV"
+  /usr/bin/python3 -m venv "$SIGSTORE_VENV"
+  "$SIGSTORE_VENV/bin/pip" install --quiet --only-binary :all: sigstore==4.5.1
+fi
+
 if "$GRPC_VENV/bin/python" -c "import grpc, grpc_tools, google.protobuf, prometheus_client" 2>/dev/null; then
   echo "install-test-deps: grpc venv present ($GRPC_VENV)"
 else

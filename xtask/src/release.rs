@@ -613,6 +613,7 @@ fn run_phases(
             .iter()
             .filter(|d| d.media_type == crate::image::oci::MT_INDEX)
             .filter_map(|d| d.annotations.get(crate::image::oci::ANN_REF_NAME).cloned())
+            .filter(|r| !sign::cosign::is_attachment_tag(r))
             .collect()
     };
     let refs_total = crate::image::layout::read_verified(&out.layout_dir)?.0.index.manifests.len();

@@ -1,5 +1,5 @@
-//! Sigstore bundles (protobuf-specs v0.3 JSON) and how cosign v3 attaches them to an image, built
-//! and read as plain functions over data:
+//! Sigstore bundles (protobuf-specs v0.3 JSON, checked against the sigstore crate's `Bundle` type)
+//! and how cosign v3 attaches them to an image, built and read as plain functions over data:
 //!
 //! - the bundle of a message signature over a manifest's bytes (`messageDigest` = the manifest's
 //!   sha256, so the bundle verifies the manifest file itself and its digest), with the Fulcio leaf
@@ -111,14 +111,23 @@ pub fn message_bundle(digest: &str, sig: &[u8], material: &Material) -> anyhow::
             "timestampVerificationData": {},
         }),
     };
-    let doc = json!({
+    encode(json!({
         "mediaType": MT_SIGSTORE_BUNDLE_V03,
         "verificationMaterial": vm,
         "messageSignature": {
             "messageDigest": {"algorithm": "SHA2_256", "digest": b64(&unhex(hex, "the digest")?)},
             "signature": b64(sig),
         },
-    });
+    }))
+}
+
+/// The bundle's bytes, after the sigstore crate's protobuf-specs `Bundle` type accepted the document
+/// (it refuses anything the schema does not have). Written as built, with every field, not as the
+/// crate re-encodes it: its proto3 JSON leaves zero and empty fields out (an inclusion proof's
+/// `logIndex` 0, `hashes` []), which sigstore-python 4.5.1 refuses as malformed.
+fn encode(doc: Value) -> anyhow::Result<Vec<u8>> {
+    serde_json::from_value::<sigstore::bundle::Bundle>(doc.clone())
+        .context("the bundle does not fit Sigstore's protobuf-specs schema")?;
     Ok(serde_json::to_vec(&doc)?)
 }
 
@@ -135,7 +144,7 @@ pub fn legacy_bundle(payload: &[u8], sig: &[u8], cert_pem: &str, rekor_bundle: &
         "logIndex": p["logIndex"],
         "verification": {"signedEntryTimestamp": rb["SignedEntryTimestamp"]},
     }});
-    let doc = json!({
+    encode(json!({
         "mediaType": MT_BUNDLE_V01,
         "verificationMaterial": {
             "x509CertificateChain": {"certificates": [{"rawBytes": b64(&pem_to_der(cert_pem)?)}]},
@@ -145,8 +154,7 @@ pub fn legacy_bundle(payload: &[u8], sig: &[u8], cert_pem: &str, rekor_bundle: &
             "messageDigest": {"algorithm": "SHA2_256", "digest": b64(&sha2::Sha256::digest(payload))},
             "signature": b64(sig),
         },
-    });
-    Ok(serde_json::to_vec(&doc)?)
+    }))
 }
 
 /// The empty descriptor and its blob (`{}`).

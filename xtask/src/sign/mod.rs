@@ -422,9 +422,8 @@ pub fn run_sign(args: &SignOptions) -> anyhow::Result<(Signed, String, Option<Si
         eprintln!("==> sign {} as {identity}", dir.display());
         let signed = sign_layout(dir, signing, identity, sbom_dir, &licenses, args.format)?;
         eprintln!(
-            "summary: {} manifests signed ({:?} format: {} Sigstore bundle referrers), {} SBOM attestations in {}",
-            signed.signed.len(),
-            args.format,
+            "summary: {} signatures, {} Sigstore bundle referrers, {} SBOM attestations in {}",
+            if args.format.legacy() { signed.signed.len() } else { 0 },
             signed.referrers.len(),
             signed.attested.len(),
             dir.display()

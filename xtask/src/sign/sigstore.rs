@@ -206,8 +206,15 @@ pub fn verify_bundle(trust: &Trust, bundle: &[u8], artifact: [u8; 32], policy: &
         mismatch(format!("the Rekor entry is from log {key_id}, which the trusted root does not know"))
     })?;
     let key = CosignVerificationKey::try_from_der(spki).map_err(|e| anyhow::anyhow!("the Rekor key {key_id}: {e}"))?;
+    // proto3 JSON: int64 as a string, and a zero left out.
     let num = |v: &Value, what: &str| -> anyhow::Result<i64> {
-        v.as_str().and_then(|s| s.parse().ok()).or(v.as_i64()).with_context(|| format!("the Rekor entry has no {what}"))
+        if v.is_null() {
+            return Ok(0);
+        }
+        v.as_str()
+            .and_then(|s| s.parse().ok())
+            .or(v.as_i64())
+            .with_context(|| format!("the Rekor entry's {what} is not a number: {v}"))
     };
     let (log_index, integrated_time) =
         (num(&entry["logIndex"], "logIndex")?, num(&entry["integratedTime"], "integratedTime")?);

@@ -5,6 +5,7 @@
 mod build;
 mod gate;
 mod image;
+mod keyless;
 mod publish;
 mod sign;
 mod sigstore_rs;

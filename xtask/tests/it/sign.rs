@@ -129,7 +129,7 @@ fn keygen_sign_verify_publish_and_independent_judges() {
     let (ok, out) = xtask_result(&sign_args, &[PASSWORD]);
     assert!(ok, "{out}");
     // thick, thin, thick-debug, thin-debug: an index and three platforms each.
-    assert!(out.contains("summary: 16 signatures, 12 SBOM attestations"), "{out}");
+    assert!(out.contains("summary: 16 signatures, 16 Sigstore bundle referrers, 12 SBOM attestations"), "{out}");
     let (ok, out) = xtask_result(
         &["verify", &format!("oci:{}", l.display()), "--key", public.to_str().unwrap(), "--identity", &identity],
         &[],
@@ -288,7 +288,7 @@ fn keygen_sign_verify_publish_and_independent_judges() {
 }
 
 /// A stand-in trivy that reports nothing (see gate.rs for why there is no real one).
-fn clean_trivy(tmp: &Tmp) -> PathBuf {
+pub(crate) fn clean_trivy(tmp: &Tmp) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let p = tmp.join("trivy");
     std::fs::write(

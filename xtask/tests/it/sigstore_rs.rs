@@ -33,3 +33,59 @@ pub fn verify(reference: &str, public_pem: &[u8]) -> Result<String, String> {
         Ok(digest)
     })
 }
+
+/// The same judge for keyless signatures: sigstore-rs trusts the Fulcio certificates and Rekor keys
+/// of `trusted_root` (a `trusted_root.json`), keeps only the layers whose certificate chains to them
+/// and whose Rekor bundle (SET) verifies, and requires the signing certificate to name `identity`
+/// (a URI SAN) from `issuer`.
+pub fn verify_keyless(reference: &str, trusted_root: &str, identity: &str, issuer: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    use sigstore::cosign::verification_constraint::CertSubjectUrlVerifier;
+    let v: serde_json::Value = serde_json::from_str(trusted_root).map_err(|e| e.to_string())?;
+    let b64 = |s: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD.decode(s.as_str().unwrap_or_default()).unwrap()
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let logs = |k: &str| {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (hex(&b64(&l["logId"]["keyId"])), b64(&l["publicKey"]["rawBytes"])))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let certs: Vec<Vec<u8>> = v["certificateAuthorities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|ca| ca["certChain"]["certificates"].as_array().unwrap().iter().map(|c| b64(&c["rawBytes"])))
+        .collect();
+    let root = sigstore::trust::ManualTrustRoot {
+        fulcio_certs: certs.into_iter().map(Into::into).collect(),
+        rekor_keys: logs("tlogs"),
+        ctfe_keys: logs("ctlogs"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let config = ClientConfig { protocol: ClientProtocol::Http, ..Default::default() };
+        let mut client = ClientBuilder::default()
+            .with_oci_client_config(config)
+            .with_trust_repository(&root)
+            .map_err(|e| format!("trust root: {e}"))?
+            .build()
+            .map_err(|e| format!("client: {e}"))?;
+        let image: OciReference = reference.parse().map_err(|e| format!("{reference}: {e}"))?;
+        let (_, digest) =
+            client.triangulate(&image, &Auth::Anonymous).await.map_err(|e| format!("triangulate {reference}: {e}"))?;
+        let layers = client
+            .trusted_signature_layers(&Auth::Anonymous, &image)
+            .await
+            .map_err(|e| format!("signature layers of {reference}: {e}"))?;
+        if layers.iter().all(|l| l.certificate_signature.is_none()) {
+            return Err(format!("{reference}: no signature layer with a trusted certificate for {digest}"));
+        }
+        let who = CertSubjectUrlVerifier { url: identity.to_string(), issuer: issuer.to_string() };
+        let constraints: VerificationConstraintVec = vec![Box::new(who)];
+        verify_constraints(&layers, constraints.iter()).map_err(|e| format!("{reference}: {e:?}"))?;
+        Ok(digest)
+    })
+}

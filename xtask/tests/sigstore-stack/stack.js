@@ -3,7 +3,7 @@
 // The services are the Sigstore project's own mock implementations (npm @sigstore/mock, the code
 // sigstore-js tests against): Fulcio issues real X.509 certificates with an embedded SCT from a
 // CT log, Rekor returns real log entries with a signed entry timestamp and an inclusion proof with
-// a signed checkpoint. This server only puts them behind HTTP and adds what a CI runner would
+// a signed checkpoint, the TSA answers RFC 3161 timestamp requests. This server only puts them behind HTTP and adds what a CI runner would
 // provide: a GitHub-Actions-like OIDC token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL) and the trust
 // material a verifier needs (trusted_root.json, and the client trust config sigstore-python reads).
 //
@@ -54,8 +54,10 @@ async function main() {
   const ctlog = await mock.initializeCTLog(pair());
   const ca = await mock.initializeCA(pair(), ctlog);
   const tlog = await mock.initializeTLog(url, pair());
+  const tsa = await mock.initializeTSA(pair());
   const fulcio = mock.fulcioHandler(ca);
   const rekor = mock.rekorHandler(tlog);
+  const timestamp = mock.tsaHandler(tsa);
   const oidcKey = await jose.generateKeyPair('ES256');
   const jwk = { ...(await jose.exportJWK(oidcKey.publicKey)), kid: 'stack', alg: 'ES256', use: 'sig' };
 
@@ -88,7 +90,14 @@ async function main() {
         logId: { keyId: b64(ctlog.logID) },
       },
     ],
-    timestampAuthorities: [],
+    timestampAuthorities: [
+      {
+        subject: { organization: 'sigstore.mock', commonName: 'tsa' },
+        uri: url,
+        certChain: { certificates: [{ rawBytes: b64(tsa.intCertificate) }, { rawBytes: b64(tsa.rootCertificate) }] },
+        validFor,
+      },
+    ],
   };
   const signingConfig = {
     mediaType: 'application/vnd.dev.sigstore.signingconfig.v0.2+json',
@@ -96,7 +105,7 @@ async function main() {
     oidcUrls: [{ url: issuer, majorApiVersion: 1, validFor, operator: 'local' }],
     rekorTlogUrls: [{ url, majorApiVersion: 1, validFor, operator: 'local' }],
     rekorTlogConfig: { selector: 'ANY' },
-    tsaUrls: [],
+    tsaUrls: [{ url: `${url}${timestamp.path}`, majorApiVersion: 1, validFor, operator: 'local' }],
     tsaConfig: { selector: 'ANY' },
   };
   fs.mkdirSync(dir, { recursive: true });
@@ -148,6 +157,10 @@ async function main() {
         } else if (req.method === 'POST' && u.pathname === rekor.path) {
           const r = await rekor.fn(body);
           send(r.statusCode, r.response, r.contentType || 'text/plain');
+        } else if (req.method === 'POST' && u.pathname === timestamp.path) {
+          const r = await timestamp.fn(Buffer.concat(chunks));
+          res.writeHead(r.statusCode, { 'Content-Type': r.contentType || 'application/timestamp-reply' });
+          res.end(Buffer.from(r.response));
         } else if (req.method === 'GET' && u.pathname === '/oidc/token') {
           const [status, v] = await token(u.searchParams, req.headers.authorization);
           send(status, v);
