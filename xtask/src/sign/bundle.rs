@@ -25,6 +25,8 @@ pub const ANN_CONTENT: &str = "dev.sigstore.bundle.content";
 pub const ANN_PREDICATE: &str = "dev.sigstore.bundle.predicateType";
 /// The predicate type cosign v3 names for an image signature.
 pub const PREDICATE_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
+pub const CONTENT_MESSAGE: &str = "message-signature";
+pub const CONTENT_DSSE: &str = "dsse-envelope";
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
@@ -96,9 +98,16 @@ pub fn tlog_entry(rekor: &Value) -> anyhow::Result<Value> {
     Ok(out)
 }
 
-/// The v0.3 bundle of `sig`, a signature over the bytes whose sha256 is `digest` (`sha256:<hex>`).
-pub fn message_bundle(digest: &str, sig: &[u8], material: &Material) -> anyhow::Result<Vec<u8>> {
-    let hex = oci::digest_hex(digest)?;
+/// What a bundle carries.
+pub enum Content<'a> {
+    /// A signature over the bytes whose sha256 is `digest` (`sha256:<hex>`).
+    Message { digest: &'a str, sig: &'a [u8] },
+    /// A DSSE envelope: `payload` of `payload_type`, signed over DSSE's PAE.
+    Dsse { payload_type: &'a str, payload: &'a [u8], sig: &'a [u8] },
+}
+
+/// The v0.3 bundle of `content`, signed by `material`.
+pub fn bundle(content: &Content, material: &Material) -> anyhow::Result<Vec<u8>> {
     let vm = match material {
         Material::Keyless { certificate, rekor } => json!({
             "certificate": {"rawBytes": b64(&pem_to_der(certificate)?)},
@@ -111,14 +120,56 @@ pub fn message_bundle(digest: &str, sig: &[u8], material: &Material) -> anyhow::
             "timestampVerificationData": {},
         }),
     };
-    encode(json!({
+    let mut doc = json!({"mediaType": MT_SIGSTORE_BUNDLE_V03, "verificationMaterial": vm});
+    match content {
+        Content::Message { digest, sig } => {
+            let hex = oci::digest_hex(digest)?;
+            doc["messageSignature"] = json!({
+                "messageDigest": {"algorithm": "SHA2_256", "digest": b64(&unhex(hex, "the digest")?)},
+                "signature": b64(sig),
+            });
+        }
+        Content::Dsse { payload_type, payload, sig } => {
+            doc["dsseEnvelope"] = json!({
+                "payload": b64(payload),
+                "payloadType": payload_type,
+                "signatures": [{"sig": b64(sig), "keyid": ""}],
+            });
+        }
+    }
+    encode(doc)
+}
+
+/// The DSSE envelope JSON as Sigstore's verifiers re-encode it (the protobuf-specs `Envelope`,
+/// through the sigstore crate's types): the exact string logged in Rekor's `dsse` entry, whose
+/// `envelopeHash` verifiers recompute from the bundle.
+pub fn dsse_envelope_json(payload_type: &str, payload: &[u8], sig: &[u8]) -> anyhow::Result<String> {
+    let doc = json!({
         "mediaType": MT_SIGSTORE_BUNDLE_V03,
-        "verificationMaterial": vm,
-        "messageSignature": {
-            "messageDigest": {"algorithm": "SHA2_256", "digest": b64(&unhex(hex, "the digest")?)},
-            "signature": b64(sig),
-        },
-    }))
+        "dsseEnvelope": {"payload": b64(payload), "payloadType": payload_type, "signatures": [{"sig": b64(sig), "keyid": ""}]},
+    });
+    let b: sigstore::bundle::Bundle =
+        serde_json::from_value(doc).context("the DSSE envelope does not fit the schema")?;
+    match b.content {
+        Some(sigstore_protobuf_specs::dev::sigstore::bundle::v1::bundle::Content::DsseEnvelope(e)) => {
+            Ok(serde_json::to_string(&e)?)
+        }
+        _ => bail!("the DSSE envelope did not survive the protobuf-specs types"),
+    }
+}
+
+/// The Rekor `dsse` v0.0.1 entry proposing `envelope` signed by the certificate `cert_pem`.
+pub fn dsse_proposed_entry(envelope: &str, cert_pem: &str) -> Value {
+    json!({
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {"proposedContent": {"envelope": envelope, "verifiers": [b64(cert_pem.as_bytes())]}},
+    })
+}
+
+/// The v0.3 bundle of a signature over the bytes whose sha256 is `digest`.
+pub fn message_bundle(digest: &str, sig: &[u8], material: &Material) -> anyhow::Result<Vec<u8>> {
+    bundle(&Content::Message { digest, sig }, material)
 }
 
 /// The bundle's bytes, after the sigstore crate's protobuf-specs `Bundle` type accepted the document
@@ -163,12 +214,20 @@ pub fn empty() -> Blob {
 }
 
 /// The OCI 1.1 referrer carrying `bundle` about `subject`: (manifest, bundle blob). `created` goes
-/// into the annotations (the image's own time, so signing twice gives equal manifests).
-pub fn referrer(bundle: &[u8], subject: &Descriptor, created: &str) -> anyhow::Result<(Blob, Blob)> {
+/// into the annotations (the image's own time, so signing twice gives equal manifests);
+/// `content` is cosign's `dev.sigstore.bundle.content` (`message-signature` or `dsse-envelope`),
+/// `predicate` its `dev.sigstore.bundle.predicateType`.
+pub fn referrer(
+    bundle: &[u8],
+    subject: &Descriptor,
+    created: &str,
+    content: &str,
+    predicate: &str,
+) -> anyhow::Result<(Blob, Blob)> {
     let layer = Blob::new(MT_SIGSTORE_BUNDLE_V03, bundle.to_vec());
     let mut annotations = BTreeMap::new();
-    annotations.insert(ANN_CONTENT.to_string(), "message-signature".to_string());
-    annotations.insert(ANN_PREDICATE.to_string(), PREDICATE_SIGN.to_string());
+    annotations.insert(ANN_CONTENT.to_string(), content.to_string());
+    annotations.insert(ANN_PREDICATE.to_string(), predicate.to_string());
     annotations.insert(oci::ANN_CREATED.to_string(), created.to_string());
     let manifest = Blob::json(
         MT_MANIFEST,
@@ -268,7 +327,7 @@ mod tests {
             platform: None,
             annotations: BTreeMap::new(),
         };
-        let (m, layer) = referrer(&bundle, &subject, "2026-01-01T00:00:00Z").unwrap();
+        let (m, layer) = referrer(&bundle, &subject, "2026-01-01T00:00:00Z", CONTENT_MESSAGE, PREDICATE_SIGN).unwrap();
         crate::report::golden("bundle-referrer-manifest.json", &(String::from_utf8(m.bytes.clone()).unwrap() + "\n"));
         assert_eq!(bundle_layer(&m.bytes, DIGEST).unwrap(), layer.descriptor);
         assert!(bundle_layer(&m.bytes, &DIGEST.replace('6', "7")).unwrap_err().to_string().contains("is about"));
@@ -281,6 +340,24 @@ mod tests {
             "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
         assert_eq!(fallback_tag(DIGEST).unwrap(), format!("sha256-{}", &DIGEST[7..]));
+    }
+
+    #[test]
+    fn dsse_bundles_carry_the_envelope_rekor_logged() {
+        let env = dsse_envelope_json("application/vnd.in-toto+json", b"{}", b"sig").unwrap();
+        assert_eq!(
+            env,
+            r#"{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[{"sig":"c2ln"}]}"#
+        );
+        let cert = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", b64(b"DER"));
+        let e = dsse_proposed_entry(&env, &cert);
+        assert_eq!(e["spec"]["proposedContent"]["envelope"], env.as_str());
+        let r = rekor();
+        let c = Content::Dsse { payload_type: "application/vnd.in-toto+json", payload: b"{}", sig: b"sig" };
+        let b: Value =
+            serde_json::from_slice(&bundle(&c, &Material::Keyless { certificate: &cert, rekor: &r }).unwrap()).unwrap();
+        assert_eq!(b["dsseEnvelope"]["payload"], "e30=");
+        assert!(b.get("messageSignature").is_none());
     }
 
     #[test]

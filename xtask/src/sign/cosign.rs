@@ -27,6 +27,7 @@ pub const SIGNATURE_TYPE: &str = "cosign container image signature";
 pub const PREDICATE_CYCLONEDX: &str = "https://cyclonedx.org/bom";
 pub const PAYLOAD_IN_TOTO: &str = "application/vnd.in-toto+json";
 pub const STATEMENT_V01: &str = "https://in-toto.io/Statement/v0.1";
+pub const STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,11 +182,31 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 
 /// An in-toto Statement v0.1 about `digest` (named `identity`), predicate given as compact JSON.
 pub fn statement(identity: &str, digest: &str, predicate_type: &str, predicate_json: &str) -> anyhow::Result<Vec<u8>> {
+    statement_of(STATEMENT_V01, identity, digest, predicate_type, predicate_json)
+}
+
+/// The same as an in-toto Statement v1 (what Sigstore bundles carry).
+pub fn statement_v1(
+    identity: &str,
+    digest: &str,
+    predicate_type: &str,
+    predicate_json: &str,
+) -> anyhow::Result<Vec<u8>> {
+    statement_of(STATEMENT_V1, identity, digest, predicate_type, predicate_json)
+}
+
+fn statement_of(
+    kind: &str,
+    identity: &str,
+    digest: &str,
+    predicate_type: &str,
+    predicate_json: &str,
+) -> anyhow::Result<Vec<u8>> {
     let hex = oci::digest_hex(digest)?;
     let s = serde_json::to_string;
     Ok(format!(
         r#"{{"_type":{},"predicateType":{},"subject":[{{"name":{},"digest":{{"sha256":{}}}}}],"predicate":{predicate_json}}}"#,
-        s(STATEMENT_V01)?,
+        s(kind)?,
         s(predicate_type)?,
         s(identity)?,
         s(hex)?
@@ -240,7 +261,7 @@ pub fn parse_envelope(bytes: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<Vec<u8>>)> {
 /// (subject digest, predicate type) of a statement.
 pub fn parse_statement(bytes: &[u8]) -> anyhow::Result<(String, String)> {
     let v: serde_json::Value = serde_json::from_slice(bytes).context("the statement is not JSON")?;
-    if v["_type"] != STATEMENT_V01 && v["_type"] != "https://in-toto.io/Statement/v1" {
+    if v["_type"] != STATEMENT_V01 && v["_type"] != STATEMENT_V1 {
         bail!("not an in-toto statement: _type {}", v["_type"]);
     }
     let hex = v["subject"][0]["digest"]["sha256"].as_str().context("the statement has no sha256 subject")?;

@@ -138,6 +138,18 @@ impl<'t> Session<'t> {
     }
 }
 
+impl Session<'_> {
+    /// Signs `payload` as a DSSE envelope (over DSSE's PAE) and logs the envelope in Rekor as a
+    /// `dsse` entry: (signature, Rekor's answer).
+    pub fn sign_dsse(&self, payload_type: &str, payload: &[u8]) -> anyhow::Result<(Vec<u8>, Value)> {
+        let sig = self.signer.sign(&cosign::pae(payload_type, payload))?;
+        let envelope = super::bundle::dsse_envelope_json(payload_type, payload, &sig)?;
+        let entry = super::bundle::dsse_proposed_entry(&envelope, &self.certificate);
+        let v = post_json(self.transport, &format!("{}/api/v1/log/entries", self.rekor), vec![], &entry)?;
+        Ok((sig, v))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

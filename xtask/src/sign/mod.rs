@@ -207,6 +207,27 @@ impl Signing<'_> {
         }
     }
 
+    /// Signs an in-toto statement as a DSSE envelope and returns its Sigstore bundle.
+    pub fn attest_bundle(&self, statement: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let pt = cosign::PAYLOAD_IN_TOTO;
+        match self {
+            Signing::Keyless(s) => {
+                let (sig, rekor) = s.sign_dsse(pt, statement)?;
+                bundle::bundle(
+                    &bundle::Content::Dsse { payload_type: pt, payload: statement, sig: &sig },
+                    &bundle::Material::Keyless { certificate: &s.certificate, rekor: &rekor },
+                )
+            }
+            Signing::Key(k) => {
+                let sig = k.sign(&cosign::pae(pt, statement))?;
+                bundle::bundle(
+                    &bundle::Content::Dsse { payload_type: pt, payload: statement, sig: &sig },
+                    &bundle::Material::Key { spki: &k.spki() },
+                )
+            }
+        }
+    }
+
     /// Keyless: (identity, issuer) of the signing certificate, what a consumer pins.
     pub fn certificate_identity(&self) -> Option<anyhow::Result<(String, String)>> {
         match self {
@@ -294,20 +315,69 @@ fn created_of(l: &Layout, d: &Descriptor) -> anyhow::Result<String> {
     Ok(cfg["created"].as_str().unwrap_or("1970-01-01T00:00:00Z").to_string())
 }
 
-/// Signs the manifest `d` into a Sigstore bundle and attaches it as a referrer, listed (alone:
-/// signing again replaces it) under the referrers fallback tag. Returns the referrer's digest.
-fn attach_bundle(l: &mut Layout, signing: &Signing, d: &Descriptor) -> anyhow::Result<String> {
-    let bytes = l.blobs[&d.digest].clone();
-    let b = signing.bundle(&d.digest, &bytes)?;
-    let (manifest, layer) = bundle::referrer(&b, d, &created_of(l, d)?)?;
+/// Adds `bundle` about `d` to the layout as a referrer; returns it for the fallback index.
+fn add_referrer(
+    l: &mut Layout,
+    d: &Descriptor,
+    b: &[u8],
+    content: &str,
+    predicate: &str,
+) -> anyhow::Result<(oci::Blob, oci::Manifest)> {
+    let (manifest, layer) = bundle::referrer(b, d, &created_of(l, d)?, content, predicate)?;
     let empty = bundle::empty();
     for blob in [&manifest, &layer, &empty] {
         l.blobs.insert(blob.descriptor.digest.clone(), blob.bytes.clone());
     }
     let parsed: oci::Manifest = serde_json::from_slice(&manifest.bytes)?;
-    let index = bundle::fallback_index(&[(manifest.clone(), parsed)])?;
-    attach_blob(l, bundle::fallback_tag(&d.digest)?, &index);
-    Ok(manifest.descriptor.digest)
+    Ok((manifest, parsed))
+}
+
+/// Attests the CycloneDX SBOM of the platform manifest `d` (legacy `.att` and/or a DSSE bundle
+/// referrer pushed onto `referrers`); returns the SBOM file written.
+#[allow(clippy::too_many_arguments)]
+fn attest(
+    l: &mut Layout,
+    signing: &Signing,
+    identity: &str,
+    sbom_dir: &Path,
+    licenses: &crate::sbom::Licenses,
+    name: &str,
+    d: &Descriptor,
+    format: Format,
+    referrers: &mut Vec<(oci::Blob, oci::Manifest)>,
+) -> anyhow::Result<String> {
+    let m: oci::Manifest = serde_json::from_slice(&l.blobs[&d.digest])?;
+    let when = created_of(l, d)?;
+    let platform = d.platform.as_ref().map(|p| format!("{}/{}", p.os, p.architecture)).unwrap_or_default();
+    let version = m.annotations.get(oci::ANN_VERSION).cloned().unwrap_or_default();
+    let bins = crate::inventory::binaries(l, &d.digest)?;
+    let subject = crate::sbom::Subject {
+        name: identity,
+        version: &version,
+        manifest_digest: &d.digest,
+        platform: &platform,
+        created: &when,
+    };
+    let mut bom = crate::sbom::bom(&subject, &bins, licenses);
+    let file = sbom_dir.join(format!("{}.cdx.json", name.replace('/', "_")));
+    std::fs::write(&file, crate::report::canonical_json(bom.clone()))
+        .with_context(|| format!("writing {}", file.display()))?;
+    bom.sort_all_objects();
+    let predicate = serde_json::to_string(&bom)?;
+    if format.legacy() {
+        let st = cosign::statement(identity, &d.digest, cosign::PREDICATE_CYCLONEDX, &predicate)?;
+        let made = signing.sign(&cosign::pae(cosign::PAYLOAD_IN_TOTO, &st))?;
+        let layer =
+            cosign::attestation_layer(cosign::envelope(&st, &made.sig), cosign::PREDICATE_CYCLONEDX, &made.annotations);
+        attach(l, cosign::att_tag(&d.digest)?, &[layer])?;
+    }
+    if format.bundle() {
+        let st = cosign::statement_v1(identity, &d.digest, cosign::PREDICATE_CYCLONEDX, &predicate)?;
+        let b = signing.attest_bundle(&st)?;
+        referrers.push(add_referrer(l, d, &b, bundle::CONTENT_DSSE, cosign::PREDICATE_CYCLONEDX)?);
+    }
+    eprintln!("  attested {} {name}: CycloneDX SBOM of {} binaries ({})", d.digest, bins.len(), file.display());
+    Ok(file.display().to_string())
 }
 
 /// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SSZ` (the images' `created`).
@@ -345,6 +415,9 @@ pub fn sign_layout(
     let mut signed = Signed { identity: identity.into(), signed: vec![], attested: vec![], referrers: vec![] };
     let mut created = None;
     for (name, d) in &targets {
+        // The referrers of `d` (its signature bundle, then its attestation bundle), listed together
+        // under the fallback tag; signing again replaces them.
+        let mut referrers = Vec::new();
         if format.legacy() {
             let payload = cosign::payload(identity, &d.digest);
             let made = signing.sign(&payload)?;
@@ -355,40 +428,22 @@ pub fn sign_layout(
             )?;
         }
         if format.bundle() {
-            let r = attach_bundle(&mut l, signing, d)?;
-            signed.referrers.push((d.digest.clone(), r));
+            let bytes = l.blobs[&d.digest].clone();
+            let b = signing.bundle(&d.digest, &bytes)?;
+            referrers.push(add_referrer(&mut l, d, &b, bundle::CONTENT_MESSAGE, bundle::PREDICATE_SIGN)?);
         }
         eprintln!("  signed   {} {name}", d.digest);
         signed.signed.push((name.clone(), d.digest.clone()));
-        if d.media_type != MT_MANIFEST || d.platform.is_none() {
-            continue;
+        if d.media_type == MT_MANIFEST && d.platform.is_some() {
+            let file = attest(&mut l, signing, identity, sbom_dir, licenses, name, d, format, &mut referrers)?;
+            created.get_or_insert(created_of(&l, d)?);
+            signed.attested.push((name.clone(), d.digest.clone(), file));
         }
-        let m: oci::Manifest = serde_json::from_slice(&l.blobs[&d.digest])?;
-        let cfg: serde_json::Value = serde_json::from_slice(&l.blobs[&m.config.digest])?;
-        let when = cfg["created"].as_str().unwrap_or("1970-01-01T00:00:00Z").to_string();
-        created.get_or_insert(when.clone());
-        let platform = d.platform.as_ref().map(|p| format!("{}/{}", p.os, p.architecture)).unwrap_or_default();
-        let version = m.annotations.get(oci::ANN_VERSION).cloned().unwrap_or_default();
-        let bins = crate::inventory::binaries(&l, &d.digest)?;
-        let subject = crate::sbom::Subject {
-            name: identity,
-            version: &version,
-            manifest_digest: &d.digest,
-            platform: &platform,
-            created: &when,
-        };
-        let mut bom = crate::sbom::bom(&subject, &bins, licenses);
-        let file = sbom_dir.join(format!("{}.cdx.json", name.replace('/', "_")));
-        std::fs::write(&file, crate::report::canonical_json(bom.clone()))
-            .with_context(|| format!("writing {}", file.display()))?;
-        bom.sort_all_objects();
-        let st = cosign::statement(identity, &d.digest, cosign::PREDICATE_CYCLONEDX, &serde_json::to_string(&bom)?)?;
-        let made = signing.sign(&cosign::pae(cosign::PAYLOAD_IN_TOTO, &st))?;
-        let layer =
-            cosign::attestation_layer(cosign::envelope(&st, &made.sig), cosign::PREDICATE_CYCLONEDX, &made.annotations);
-        attach(&mut l, cosign::att_tag(&d.digest)?, &[layer])?;
-        eprintln!("  attested {} {name}: CycloneDX SBOM of {} binaries ({})", d.digest, bins.len(), file.display());
-        signed.attested.push((name.clone(), d.digest.clone(), file.display().to_string()));
+        if !referrers.is_empty() {
+            let index = bundle::fallback_index(&referrers)?;
+            attach_blob(&mut l, bundle::fallback_tag(&d.digest)?, &index);
+            signed.referrers.extend(referrers.iter().map(|(b, _)| (d.digest.clone(), b.descriptor.digest.clone())));
+        }
     }
     layout::retain_reachable(&mut l)?;
     layout::write(&l, dir)?;
@@ -583,26 +638,46 @@ impl Check {
         }
     }
 
-    /// Judges a Sigstore bundle about the manifest `bytes` (digest `digest`).
-    fn bundle(&self, b: &[u8], digest: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    /// Judges a Sigstore bundle about the manifest `bytes` (digest `digest`); returns the
+    /// predicate type of an attestation bundle, `None` for a signature bundle.
+    fn bundle(&self, b: &[u8], digest: &str, bytes: &[u8]) -> anyhow::Result<Option<String>> {
+        let v: serde_json::Value = serde_json::from_slice(b).context("the bundle is not JSON")?;
+        let b64 = |s: &serde_json::Value, what: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.as_str().unwrap_or_default())
+                .map_err(|_| mismatch(format!("the bundle's {what} is not base64")))
+        };
+        let dsse = &v["dsseEnvelope"];
+        let statement = if dsse.is_object() { Some(b64(&dsse["payload"], "DSSE payload")?) } else { None };
         match self {
-            Check::Key(spki) => {
-                let v: serde_json::Value = serde_json::from_slice(b).context("the bundle is not JSON")?;
-                let ms = &v["messageSignature"];
-                let d = base64::engine::general_purpose::STANDARD
-                    .decode(ms["messageDigest"]["digest"].as_str().unwrap_or_default())
-                    .unwrap_or_default();
-                if format!("sha256:{}", d.iter().map(|x| format!("{x:02x}")).collect::<String>()) != digest {
-                    return Err(mismatch(format!("the bundle signs another digest than {digest}")));
+            Check::Key(spki) => match &statement {
+                Some(st) => {
+                    let sig = b64(&dsse["signatures"][0]["sig"], "DSSE signature")?;
+                    let pt = dsse["payloadType"].as_str().unwrap_or_default();
+                    key::verify(spki, &cosign::pae(pt, st), &sig)?;
                 }
-                let sig = base64::engine::general_purpose::STANDARD
-                    .decode(ms["signature"].as_str().unwrap_or_default())
-                    .map_err(|_| mismatch("the bundle's signature is not base64"))?;
-                key::verify(spki, bytes, &sig)
-            }
+                None => {
+                    let ms = &v["messageSignature"];
+                    let d = b64(&ms["messageDigest"]["digest"], "message digest")?;
+                    if format!("sha256:{}", d.iter().map(|x| format!("{x:02x}")).collect::<String>()) != digest {
+                        return Err(mismatch(format!("the bundle signs another digest than {digest}")));
+                    }
+                    key::verify(spki, bytes, &b64(&ms["signature"], "signature")?)?;
+                }
+            },
             Check::Keyless { trust, policy } => {
-                sigstore::verify_bundle(trust, b, sigstore::sha256(bytes), policy).map(|_| ())
+                sigstore::verify_bundle(trust, b, sigstore::sha256(bytes), policy)?;
             }
+        }
+        match statement {
+            Some(st) => {
+                let (subject, predicate) = cosign::parse_statement(&st)?;
+                if subject != digest {
+                    return Err(mismatch(format!("the attestation is about {subject}, not {digest}")));
+                }
+                Ok(Some(predicate))
+            }
+            None => Ok(None),
         }
     }
 }
@@ -645,12 +720,20 @@ fn verify_legacy(
     )))
 }
 
+/// What the bundles referring to a manifest showed.
+#[derive(Default)]
+struct Bundles {
+    signatures: usize,
+    /// Predicate types of the attestation bundles.
+    attestations: Vec<String>,
+}
+
 /// The Sigstore bundles referring to `digest` (listed by the referrers fallback tag); every one must
-/// verify. Returns how many did.
-fn verify_bundles(src: &mut dyn Source, check: &Check, digest: &str, bytes: &[u8]) -> anyhow::Result<usize> {
+/// verify.
+fn verify_bundles(src: &mut dyn Source, check: &Check, digest: &str, bytes: &[u8]) -> anyhow::Result<Bundles> {
     let tag = bundle::fallback_tag(digest)?;
-    let Some((_, index)) = src.manifest(&tag)? else { return Ok(0) };
-    let mut n = 0;
+    let mut out = Bundles::default();
+    let Some((_, index)) = src.manifest(&tag)? else { return Ok(out) };
     for r in bundle::bundle_referrers(&index).with_context(|| tag.clone())? {
         let (_, m) =
             src.manifest(&r.digest)?.ok_or_else(|| mismatch(format!("{tag}: referrer {} is missing", r.digest)))?;
@@ -659,12 +742,14 @@ fn verify_bundles(src: &mut dyn Source, check: &Check, digest: &str, bytes: &[u8
         }
         let layer = bundle::bundle_layer(&m, digest).map_err(|e| mismatch(format!("referrer {}: {e}", r.digest)))?;
         let b = src.blob(&layer.digest)?;
-        check.bundle(&b, digest, bytes).map_err(|e| {
+        match check.bundle(&b, digest, bytes).map_err(|e| {
             mismatch(format!("{digest}: the Sigstore bundle in referrer {} does not verify: {e}", r.digest))
-        })?;
-        n += 1;
+        })? {
+            None => out.signatures += 1,
+            Some(predicate) => out.attestations.push(predicate),
+        }
     }
-    Ok(n)
+    Ok(out)
 }
 
 fn verify_attestation(src: &mut dyn Source, check: &Check, digest: &str) -> anyhow::Result<()> {
@@ -721,14 +806,14 @@ pub fn verify_reference(
     while let Some((d, mt, bytes)) = todo.pop() {
         let legacy = verify_legacy(src, check, &d, identity)?;
         let bundles = verify_bundles(src, check, &d, &bytes)?;
-        if legacy.is_none() && bundles == 0 {
+        if legacy.is_none() && bundles.signatures == 0 {
             return Err(mismatch(format!(
                 "{d}: not signed (no {} and no Sigstore bundle under {})",
                 cosign::sig_tag(&d)?,
                 bundle::fallback_tag(&d)?
             )));
         }
-        c.bundles += bundles;
+        c.bundles += bundles.signatures + bundles.attestations.len();
         if let Some(who) = legacy {
             c.signatures += 1;
             if c.identity.is_empty() {
@@ -750,7 +835,17 @@ pub fn verify_reference(
                 }
             }
             MT_MANIFEST => {
-                verify_attestation(src, check, &d)?;
+                // An SBOM attestation in either format; a legacy one that is there must verify.
+                let legacy_att = src.manifest(&cosign::att_tag(&d)?)?.is_some();
+                if legacy_att {
+                    verify_attestation(src, check, &d)?;
+                } else if !bundles.attestations.iter().any(|p| p == cosign::PREDICATE_CYCLONEDX) {
+                    return Err(mismatch(format!(
+                        "{d}: no SBOM attestation ({} or a CycloneDX bundle under {})",
+                        cosign::att_tag(&d)?,
+                        bundle::fallback_tag(&d)?
+                    )));
+                }
                 c.attestations += 1;
             }
             other => bail!("{d}: cannot verify media type {other}"),

@@ -192,8 +192,9 @@ fn keyless_release_verifies_by_identity_and_independent_judges_agree() {
     let (ok, out) = verify(&format!("{name}:{thick}"), &stack.identity, &stack.issuer, Some(&troot));
     assert!(ok, "{out}");
     // The index and both platform manifests: each a legacy signature and a bundle, each platform an SBOM.
+    // (3 signature bundles and 2 SBOM attestation bundles).
     assert!(
-        out.contains(&format!("{thick_digest}: 3 manifests, 3 signatures, 3 Sigstore bundles, 2 SBOM attestations")),
+        out.contains(&format!("{thick_digest}: 3 manifests, 3 signatures, 5 Sigstore bundles, 2 SBOM attestations")),
         "{out}"
     );
     let (ok, out) = xtask_result(
@@ -279,37 +280,46 @@ fn keyless_release_verifies_by_identity_and_independent_judges_agree() {
         crate::sigstore_rs::verify_keyless(&format!("{name}:{amd64}"), &root_json, &stack.identity, &stack.issuer);
     assert!(judged.is_err(), "sigstore-rs accepted a signature without its Rekor entry: {judged:?}");
 
-    // Referrers: the tag schema lists the bundle referrer of the amd64 manifest; skopeo reads it.
+    // Referrers: the tag schema lists the amd64 manifest's two bundle referrers (its signature and its
+    // SBOM attestation); skopeo reads each bundle's manifest.
     let fallback = format!("sha256-{}", &amd64_digest[7..]);
     let (ok, raw, e) =
         run("skopeo", &["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}:{fallback}")], &[]);
     assert!(ok, "skopeo: {e}");
     let index: Value = serde_json::from_str(&raw).unwrap();
-    let referrer = &index["manifests"][0];
-    assert_eq!(referrer["artifactType"], "application/vnd.dev.sigstore.bundle.v0.3+json", "{raw}");
-    let referrer_digest = referrer["digest"].as_str().unwrap();
-    let (ok, raw, e) =
-        run("skopeo", &["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}@{referrer_digest}")], &[]);
-    assert!(ok, "skopeo: {e}");
-    let m: Value = serde_json::from_str(&raw).unwrap();
-    assert_eq!(m["subject"]["digest"], amd64_digest.as_str(), "{raw}");
-    assert_eq!(m["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
-    let bundle_digest = m["layers"][0]["digest"].as_str().unwrap();
-
-    // sigstore-python accepts the bundle for the published manifest, and refuses it for a copy with
-    // one byte changed.
-    let bundle = curl(&[&format!("http://{}/v2/{repo}/blobs/{bundle_digest}", reg.host())]);
-    std::fs::write(tmp.join("bundle.json"), &bundle).unwrap();
+    let listed = index["manifests"].as_array().unwrap();
+    let contents: Vec<&str> =
+        listed.iter().map(|r| r["annotations"]["dev.sigstore.bundle.content"].as_str().unwrap()).collect();
+    assert_eq!(contents, ["message-signature", "dsse-envelope"], "{raw}");
     std::fs::write(tmp.join("manifest.json"), &original).unwrap();
     assert_eq!(crate::support::sha256(original.as_bytes()), amd64_digest);
-    let (ok, out) = sigstore_python(&stack, &tmp.join("bundle.json"), &tmp.join("manifest.json"));
-    assert!(ok && out.contains("OK"), "sigstore-python refused our bundle: {out}");
-    let mut bytes = original.into_bytes();
-    let i = bytes.iter().position(|&b| b == b'2').unwrap();
-    bytes[i] = b'3';
-    std::fs::write(tmp.join("manifest.json"), &bytes).unwrap();
-    let (ok, out) = sigstore_python(&stack, &tmp.join("bundle.json"), &tmp.join("manifest.json"));
-    assert!(!ok, "sigstore-python accepted a changed manifest: {out}");
+    let mut changed = original.clone().into_bytes();
+    let i = changed.iter().position(|&b| b == b'2').unwrap();
+    changed[i] = b'3';
+    std::fs::write(tmp.join("changed.json"), &changed).unwrap();
+    for referrer in listed {
+        assert_eq!(referrer["artifactType"], "application/vnd.dev.sigstore.bundle.v0.3+json", "{raw}");
+        let referrer_digest = referrer["digest"].as_str().unwrap();
+        let (ok, raw, e) = run(
+            "skopeo",
+            &["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}@{referrer_digest}")],
+            &[],
+        );
+        assert!(ok, "skopeo: {e}");
+        let m: Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(m["subject"]["digest"], amd64_digest.as_str(), "{raw}");
+        assert_eq!(m["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
+        let bundle_digest = m["layers"][0]["digest"].as_str().unwrap();
+
+        // sigstore-python accepts the bundle for the published manifest (a DSSE bundle through its
+        // statement's subject), and refuses it for a copy with one byte changed.
+        let bundle = curl(&[&format!("http://{}/v2/{repo}/blobs/{bundle_digest}", reg.host())]);
+        std::fs::write(tmp.join("bundle.json"), &bundle).unwrap();
+        let (ok, out) = sigstore_python(&stack, &tmp.join("bundle.json"), &tmp.join("manifest.json"));
+        assert!(ok && out.contains("OK"), "sigstore-python refused our {referrer}: {out}");
+        let (ok, out) = sigstore_python(&stack, &tmp.join("bundle.json"), &tmp.join("changed.json"));
+        assert!(!ok, "sigstore-python accepted a changed manifest with {referrer}: {out}");
+    }
 
     // Signatures from another key (the release layout signed again with the development key): no
     // certificate chains them to the trust root.

@@ -129,7 +129,8 @@ fn keygen_sign_verify_publish_and_independent_judges() {
     let (ok, out) = xtask_result(&sign_args, &[PASSWORD]);
     assert!(ok, "{out}");
     // thick, thin, thick-debug, thin-debug: an index and three platforms each.
-    assert!(out.contains("summary: 16 signatures, 16 Sigstore bundle referrers, 12 SBOM attestations"), "{out}");
+    // Bundles: one signature per manifest, one SBOM attestation per platform manifest.
+    assert!(out.contains("summary: 16 signatures, 28 Sigstore bundle referrers, 12 SBOM attestations"), "{out}");
     let (ok, out) = xtask_result(
         &["verify", &format!("oci:{}", l.display()), "--key", public.to_str().unwrap(), "--identity", &identity],
         &[],

@@ -139,6 +139,26 @@ async function main() {
     return [200, { count: 1, value: jwt }];
   }
 
+  // Rekor stores a `dsse` proposal as its canonical body (hashes of the envelope as submitted and
+  // of its payload, each signature with its verifier); @sigstore/mock logs proposals verbatim, so
+  // the stack does what Rekor's dsse v0.0.1 type does. Other kinds (hashedrekord) pass unchanged.
+  function canonicalEntry(body) {
+    const e = JSON.parse(body);
+    if (e.kind !== 'dsse' || !e.spec || !e.spec.proposedContent) return body;
+    const pc = e.spec.proposedContent;
+    const env = JSON.parse(pc.envelope);
+    const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
+    return JSON.stringify({
+      apiVersion: '0.0.1',
+      kind: 'dsse',
+      spec: {
+        envelopeHash: { algorithm: 'sha256', value: sha(Buffer.from(pc.envelope)) },
+        payloadHash: { algorithm: 'sha256', value: sha(Buffer.from(env.payload, 'base64')) },
+        signatures: env.signatures.map((sig) => ({ signature: sig.sig, verifier: pc.verifiers[0] })),
+      },
+    });
+  }
+
   server.on('request', (req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
@@ -155,7 +175,7 @@ async function main() {
           const r = await fulcio.fn(body);
           send(r.statusCode, r.response, r.contentType || 'text/plain');
         } else if (req.method === 'POST' && u.pathname === rekor.path) {
-          const r = await rekor.fn(body);
+          const r = await rekor.fn(canonicalEntry(body));
           send(r.statusCode, r.response, r.contentType || 'text/plain');
         } else if (req.method === 'POST' && u.pathname === timestamp.path) {
           const r = await timestamp.fn(Buffer.concat(chunks));
