@@ -12,11 +12,27 @@ use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
 /// loopback) against the PEM public key; returns the verified manifest digest, or sigstore-rs's
 /// reason for refusing it.
 pub fn verify(reference: &str, public_pem: &[u8]) -> Result<String, String> {
+    let key = PublicKeyVerifier::try_from(public_pem).map_err(|e| format!("public key: {e}"))?;
+    judge(reference, None, Box::new(key), |layers| !layers.is_empty())
+}
+
+/// Finds the signature layers of `reference` (trusting `root`'s Fulcio certificates and Rekor keys,
+/// when given), requires `enough` of them and checks `constraint` on them: the verified digest, or
+/// sigstore-rs's reason for refusing.
+fn judge(
+    reference: &str,
+    root: Option<&sigstore::trust::ManualTrustRoot>,
+    constraint: Box<dyn sigstore::cosign::verification_constraint::VerificationConstraint>,
+    enough: impl Fn(&[sigstore::cosign::SignatureLayer]) -> bool,
+) -> Result<String, String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         let config = ClientConfig { protocol: ClientProtocol::Http, ..Default::default() };
-        let mut client =
-            ClientBuilder::default().with_oci_client_config(config).build().map_err(|e| format!("client: {e}"))?;
+        let mut builder = ClientBuilder::default().with_oci_client_config(config);
+        if let Some(root) = root {
+            builder = builder.with_trust_repository(root).map_err(|e| format!("trust root: {e}"))?;
+        }
+        let mut client = builder.build().map_err(|e| format!("client: {e}"))?;
         let image: OciReference = reference.parse().map_err(|e| format!("{reference}: {e}"))?;
         let (_, digest) =
             client.triangulate(&image, &Auth::Anonymous).await.map_err(|e| format!("triangulate {reference}: {e}"))?;
@@ -24,11 +40,10 @@ pub fn verify(reference: &str, public_pem: &[u8]) -> Result<String, String> {
             .trusted_signature_layers(&Auth::Anonymous, &image)
             .await
             .map_err(|e| format!("signature layers of {reference}: {e}"))?;
-        if layers.is_empty() {
+        if !enough(&layers) {
             return Err(format!("{reference}: no signature layer for {digest}"));
         }
-        let key = PublicKeyVerifier::try_from(public_pem).map_err(|e| format!("public key: {e}"))?;
-        let constraints: VerificationConstraintVec = vec![Box::new(key)];
+        let constraints: VerificationConstraintVec = vec![constraint];
         verify_constraints(&layers, constraints.iter()).map_err(|e| format!("{reference}: {e:?}"))?;
         Ok(digest)
     })
@@ -64,28 +79,7 @@ pub fn verify_keyless(reference: &str, trusted_root: &str, identity: &str, issue
         rekor_keys: logs("tlogs"),
         ctfe_keys: logs("ctlogs"),
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let config = ClientConfig { protocol: ClientProtocol::Http, ..Default::default() };
-        let mut client = ClientBuilder::default()
-            .with_oci_client_config(config)
-            .with_trust_repository(&root)
-            .map_err(|e| format!("trust root: {e}"))?
-            .build()
-            .map_err(|e| format!("client: {e}"))?;
-        let image: OciReference = reference.parse().map_err(|e| format!("{reference}: {e}"))?;
-        let (_, digest) =
-            client.triangulate(&image, &Auth::Anonymous).await.map_err(|e| format!("triangulate {reference}: {e}"))?;
-        let layers = client
-            .trusted_signature_layers(&Auth::Anonymous, &image)
-            .await
-            .map_err(|e| format!("signature layers of {reference}: {e}"))?;
-        if layers.iter().all(|l| l.certificate_signature.is_none()) {
-            return Err(format!("{reference}: no signature layer with a trusted certificate for {digest}"));
-        }
-        let who = CertSubjectUrlVerifier { url: identity.to_string(), issuer: issuer.to_string() };
-        let constraints: VerificationConstraintVec = vec![Box::new(who)];
-        verify_constraints(&layers, constraints.iter()).map_err(|e| format!("{reference}: {e:?}"))?;
-        Ok(digest)
-    })
+    let who = CertSubjectUrlVerifier { url: identity.to_string(), issuer: issuer.to_string() };
+    // Only layers whose certificate chains to the root count (a key-signed layer has none).
+    judge(reference, Some(&root), Box::new(who), |layers| layers.iter().any(|l| l.certificate_signature.is_some()))
 }

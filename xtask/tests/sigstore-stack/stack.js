@@ -64,16 +64,16 @@ async function main() {
   // Valid from an hour ago: certificates are issued "now" and must fall inside the window.
   const validFor = { start: new Date(Date.now() - 3600 * 1000).toISOString() };
   const keyId = (spki) => crypto.createHash('sha256').update(spki).digest('base64');
+  // A transparency log (Rekor or the CT log) as trusted_root.json names one.
+  const log = (publicKey, logId) => ({
+    baseUrl: url,
+    hashAlgorithm: 'SHA2_256',
+    publicKey: { rawBytes: b64(publicKey), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor },
+    logId: { keyId: logId },
+  });
   const trustedRoot = {
     mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
-    tlogs: [
-      {
-        baseUrl: url,
-        hashAlgorithm: 'SHA2_256',
-        publicKey: { rawBytes: b64(tlog.publicKey), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor },
-        logId: { keyId: keyId(tlog.publicKey) },
-      },
-    ],
+    tlogs: [log(tlog.publicKey, keyId(tlog.publicKey))],
     certificateAuthorities: [
       {
         subject: { organization: 'sigstore.mock', commonName: 'sigstore' },
@@ -82,14 +82,7 @@ async function main() {
         validFor,
       },
     ],
-    ctlogs: [
-      {
-        baseUrl: url,
-        hashAlgorithm: 'SHA2_256',
-        publicKey: { rawBytes: b64(ctlog.publicKey), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor },
-        logId: { keyId: b64(ctlog.logID) },
-      },
-    ],
+    ctlogs: [log(ctlog.publicKey, b64(ctlog.logID))],
     timestampAuthorities: [
       {
         subject: { organization: 'sigstore.mock', commonName: 'tsa' },
