@@ -321,6 +321,89 @@ fn keyless_release_verifies_by_identity_and_independent_judges_agree() {
         assert!(!ok, "sigstore-python accepted a changed manifest with {referrer}: {out}");
     }
 
+    // A signed entry timestamp that Rekor did not make (the thin index's SET swapped for the thick
+    // index's): the sigstore crate leaves the SET to us, and we refuse it.
+    let thin = ref_of(&l, "thin", None);
+    let thin_digest = refs(&l)[&thin]["digest"].as_str().unwrap().to_string();
+    let set_of = |digest: &str| -> (String, Value) {
+        let tag = format!("sha256-{}.sig", &digest[7..]);
+        let m: Value = serde_json::from_str(&get_manifest(&reg, repo, &tag)).unwrap();
+        (tag, m)
+    };
+    let (_, thick_sig) = set_of(&thick_digest);
+    let (thin_tag, mut thin_sig) = set_of(&thin_digest);
+    let rekor_bundle = |m: &Value| -> Value {
+        serde_json::from_str(m["layers"][0]["annotations"]["dev.sigstore.cosign/bundle"].as_str().unwrap()).unwrap()
+    };
+    let mut rb = rekor_bundle(&thin_sig);
+    rb["SignedEntryTimestamp"] = rekor_bundle(&thick_sig)["SignedEntryTimestamp"].clone();
+    thin_sig["layers"][0]["annotations"]["dev.sigstore.cosign/bundle"] = rb.to_string().into();
+    std::fs::write(tmp.join("thin-sig.json"), serde_json::to_vec(&thin_sig).unwrap()).unwrap();
+    put_manifest(&reg, repo, &thin_tag, &tmp.join("thin-sig.json"));
+    let (ok, out) = verify(&format!("{name}:{thin}"), &stack.identity, &stack.issuer, Some(&troot));
+    assert!(!ok && out.contains("the Rekor signed entry timestamp does not verify"), "{out}");
+
+    // The Rekor entry removed from the arm64 manifest's signature bundle (a new bundle blob, referrer
+    // and fallback index pushed in their place): refused, naming the missing entry, although its
+    // legacy signature is intact.
+    let arm64 = ref_of(&l, "thick", Some("linux-arm64"));
+    let arm64_digest = refs(&l)[&arm64]["digest"].as_str().unwrap().to_string();
+    let fallback = format!("sha256-{}", &arm64_digest[7..]);
+    let mut index: Value = serde_json::from_str(&get_manifest(&reg, repo, &fallback)).unwrap();
+    let referrer_digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let mut referrer: Value = serde_json::from_str(&get_manifest(&reg, repo, &referrer_digest)).unwrap();
+    let blob = curl(&[&format!(
+        "http://{}/v2/{repo}/blobs/{}",
+        reg.host(),
+        referrer["layers"][0]["digest"].as_str().unwrap()
+    )]);
+    let mut bundle: Value = serde_json::from_str(&blob).unwrap();
+    assert_eq!(bundle["verificationMaterial"]["tlogEntries"].as_array().map(Vec::len), Some(1));
+    bundle["verificationMaterial"]["tlogEntries"] = serde_json::json!([]);
+    let stripped = serde_json::to_vec(&bundle).unwrap();
+    std::fs::write(tmp.join("stripped.json"), &stripped).unwrap();
+    let stripped_digest = crate::support::sha256(&stripped);
+    let head =
+        curl(&["-X", "POST", "-D", "-", "-o", "/dev/null", &format!("http://{}/v2/{repo}/blobs/uploads/", reg.host())]);
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or(l.strip_prefix("location: ")))
+        .expect("an upload location")
+        .trim()
+        .to_string();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let location = if location.starts_with('/') { format!("http://{}{location}", reg.host()) } else { location };
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", tmp.s("stripped.json")),
+        &format!("{location}{sep}digest={stripped_digest}"),
+    ]);
+    referrer["layers"][0]["digest"] = stripped_digest.as_str().into();
+    referrer["layers"][0]["size"] = stripped.len().into();
+    let referrer_bytes = serde_json::to_vec(&referrer).unwrap();
+    std::fs::write(tmp.join("referrer.json"), &referrer_bytes).unwrap();
+    let new_referrer = crate::support::sha256(&referrer_bytes);
+    put_manifest(&reg, repo, &new_referrer, &tmp.join("referrer.json"));
+    index["manifests"][0]["digest"] = new_referrer.as_str().into();
+    index["manifests"][0]["size"] = referrer_bytes.len().into();
+    std::fs::write(tmp.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/vnd.oci.image.index.v1+json",
+        "--data-binary",
+        &format!("@{}", tmp.s("index.json")),
+        &format!("http://{}/v2/{repo}/manifests/{fallback}", reg.host()),
+    ]);
+    let (ok, out) = verify(&format!("{name}@{arm64_digest}"), &stack.identity, &stack.issuer, Some(&troot));
+    assert!(!ok && out.contains("the bundle has 0 Rekor entries"), "{out}");
+    assert_eq!(crate::support::last_exit_code(), 4);
+
     // Signatures from another key (the release layout signed again with the development key): no
     // certificate chains them to the trust root.
     let copy = tmp.join("resigned");
