@@ -94,8 +94,28 @@ pub struct Scan {
 pub struct Signatures {
     pub identity: String,
     pub keyless: bool,
+    /// Which formats were attached (`legacy`, `bundle`, `both`).
+    pub format: crate::sign::Format,
+    /// Keyless: the identity and issuer the Fulcio certificate names (what a consumer pins).
+    pub certificate: Option<Certificate>,
     pub signed: Vec<Verified>,
     pub attested: usize,
+    /// Every Sigstore bundle referrer: the manifest it is about and its own digest.
+    pub bundles: Vec<Bundle>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Certificate {
+    pub identity: String,
+    pub issuer: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bundle {
+    pub subject: String,
+    pub referrer: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -113,6 +133,8 @@ pub struct Inputs<'a> {
     pub gate: &'a Gate,
     pub signed: &'a Signed,
     pub keyless: bool,
+    pub format: crate::sign::Format,
+    pub signed_as: Option<&'a crate::sign::SignedAs>,
     pub registry: Option<&'a str>,
     pub verified: &'a [(String, String)],
     pub layout: &'a Path,
@@ -203,8 +225,18 @@ pub fn record(i: &Inputs) -> Record {
         signatures: Signatures {
             identity: i.signed.identity.clone(),
             keyless: i.keyless,
+            format: i.format,
+            certificate: i
+                .signed_as
+                .map(|(identity, issuer)| Certificate { identity: identity.clone(), issuer: issuer.clone() }),
             signed: i.signed.signed.iter().map(|(r, d)| Verified { reference: r.clone(), digest: d.clone() }).collect(),
             attested: i.signed.attested.len(),
+            bundles: i
+                .signed
+                .referrers
+                .iter()
+                .map(|(s, r)| Bundle { subject: s.clone(), referrer: r.clone() })
+                .collect(),
         },
         registry: i.registry.map(String::from),
         verified: i.verified.iter().map(|(r, d)| Verified { reference: r.clone(), digest: d.clone() }).collect(),
@@ -352,7 +384,15 @@ mod tests {
                 findings: 0,
                 waivers: 0,
             },
-            signatures: Signatures { identity: "r/m".into(), keyless: false, signed: vec![], attested: 0 },
+            signatures: Signatures {
+                identity: "r/m".into(),
+                keyless: false,
+                format: crate::sign::Format::Both,
+                certificate: None,
+                signed: vec![],
+                attested: 0,
+                bundles: vec![],
+            },
             registry: None,
             verified: vec![],
             layout: "oci/layout".into(),

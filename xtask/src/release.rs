@@ -685,6 +685,8 @@ fn run_phases(
             gate: &gate,
             signed: &signed,
             keyless: args.keyless,
+            format: args.signature_format,
+            signed_as: signed_as.as_ref(),
             registry: args.registry.as_deref(),
             verified: &verified,
             layout: &out.layout_dir,

@@ -174,6 +174,19 @@ fn keyless_release_verifies_by_identity_and_independent_judges_agree() {
         "{out}"
     );
 
+    // release.json: valid against the repository's schema, naming the certificate's identity and every
+    // bundle referrer (4 images × (index + 2 platforms) signatures, 4 × 2 SBOM attestations).
+    let record_path = tmp.join("out/release.json");
+    crate::support::assert_schema_valid(
+        &root().join("xtask/schemas/release.schema.json").display().to_string(),
+        &[record_path.as_path()],
+    );
+    let record: Value = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    let sigs = &record["signatures"];
+    assert_eq!(sigs["certificate"]["identity"], stack.identity.as_str());
+    assert_eq!(sigs["certificate"]["issuer"], stack.issuer.as_str());
+    assert_eq!((sigs["format"].as_str(), sigs["bundles"].as_array().map(Vec::len)), (Some("both"), Some(20)));
+
     let l = tmp.join("out/oci/layout");
     let thick = ref_of(&l, "thick", None);
     let thick_digest = refs(&l)[&thick]["digest"].as_str().unwrap().to_string();
