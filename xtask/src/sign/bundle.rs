@@ -1,10 +1,10 @@
 //! Sigstore bundles (protobuf-specs v0.3 JSON, checked against the sigstore crate's `Bundle` type)
 //! and how cosign v3 attaches them to an image, built and read as plain functions over data:
 //!
-//! - the bundle of a message signature over a manifest's bytes (`messageDigest` = the manifest's
-//!   sha256, so the bundle verifies the manifest file itself and its digest), with the Fulcio leaf
-//!   and Rekor's entry (inclusion promise, inclusion proof with its checkpoint) for keyless
-//!   signing, or a public-key hint for key-based signing;
+//! - the bundle of a DSSE envelope around an in-toto Statement v1 about a manifest's digest: cosign
+//!   v3's image signature (predicate `https://sigstore.dev/cosign/sign/v1`, empty) or an SBOM
+//!   attestation, with the Fulcio leaf and Rekor's `dsse` entry (inclusion promise, inclusion proof
+//!   with its checkpoint) for keyless signing, or a public-key hint for key-based signing;
 //! - the bundle form of a legacy cosign signature layer (certificate and `dev.sigstore.cosign/bundle`
 //!   annotations), so one verifier judges both formats;
 //! - the OCI 1.1 referrer that carries a bundle (`artifactType` = the bundle media type, the empty
@@ -23,9 +23,9 @@ use crate::image::oci::{self, Blob, Descriptor, MT_EMPTY, MT_INDEX, MT_MANIFEST,
 pub const MT_BUNDLE_V01: &str = "application/vnd.dev.sigstore.bundle+json;version=0.1";
 pub const ANN_CONTENT: &str = "dev.sigstore.bundle.content";
 pub const ANN_PREDICATE: &str = "dev.sigstore.bundle.predicateType";
-/// The predicate type cosign v3 names for an image signature.
+/// The predicate type of cosign v3's image signature: a DSSE in-toto Statement v1 whose subject is
+/// the signed manifest's digest, with an empty predicate.
 pub const PREDICATE_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
-pub const CONTENT_MESSAGE: &str = "message-signature";
 pub const CONTENT_DSSE: &str = "dsse-envelope";
 
 fn b64(b: &[u8]) -> String {
@@ -98,16 +98,9 @@ pub fn tlog_entry(rekor: &Value) -> anyhow::Result<Value> {
     Ok(out)
 }
 
-/// What a bundle carries.
-pub enum Content<'a> {
-    /// A signature over the bytes whose sha256 is `digest` (`sha256:<hex>`).
-    Message { digest: &'a str, sig: &'a [u8] },
-    /// A DSSE envelope: `payload` of `payload_type`, signed over DSSE's PAE.
-    Dsse { payload_type: &'a str, payload: &'a [u8], sig: &'a [u8] },
-}
-
-/// The v0.3 bundle of `content`, signed by `material`.
-pub fn bundle(content: &Content, material: &Material) -> anyhow::Result<Vec<u8>> {
+/// The v0.3 bundle of a DSSE envelope (`payload` of `payload_type`, `sig` over DSSE's PAE), signed
+/// by `material`.
+pub fn dsse_bundle(payload_type: &str, payload: &[u8], sig: &[u8], material: &Material) -> anyhow::Result<Vec<u8>> {
     let vm = match material {
         Material::Keyless { certificate, rekor } => json!({
             "certificate": {"rawBytes": b64(&pem_to_der(certificate)?)},
@@ -120,24 +113,15 @@ pub fn bundle(content: &Content, material: &Material) -> anyhow::Result<Vec<u8>>
             "timestampVerificationData": {},
         }),
     };
-    let mut doc = json!({"mediaType": MT_SIGSTORE_BUNDLE_V03, "verificationMaterial": vm});
-    match content {
-        Content::Message { digest, sig } => {
-            let hex = oci::digest_hex(digest)?;
-            doc["messageSignature"] = json!({
-                "messageDigest": {"algorithm": "SHA2_256", "digest": b64(&unhex(hex, "the digest")?)},
-                "signature": b64(sig),
-            });
-        }
-        Content::Dsse { payload_type, payload, sig } => {
-            doc["dsseEnvelope"] = json!({
-                "payload": b64(payload),
-                "payloadType": payload_type,
-                "signatures": [{"sig": b64(sig), "keyid": ""}],
-            });
-        }
-    }
-    encode(doc)
+    encode(json!({
+        "mediaType": MT_SIGSTORE_BUNDLE_V03,
+        "verificationMaterial": vm,
+        "dsseEnvelope": {
+            "payload": b64(payload),
+            "payloadType": payload_type,
+            "signatures": [{"sig": b64(sig), "keyid": ""}],
+        },
+    }))
 }
 
 /// The DSSE envelope JSON as Sigstore's verifiers re-encode it (the protobuf-specs `Envelope`,
@@ -165,11 +149,6 @@ pub fn dsse_proposed_entry(envelope: &str, cert_pem: &str) -> Value {
         "kind": "dsse",
         "spec": {"proposedContent": {"envelope": envelope, "verifiers": [b64(cert_pem.as_bytes())]}},
     })
-}
-
-/// The v0.3 bundle of a signature over the bytes whose sha256 is `digest`.
-pub fn message_bundle(digest: &str, sig: &[u8], material: &Material) -> anyhow::Result<Vec<u8>> {
-    bundle(&Content::Message { digest, sig }, material)
 }
 
 /// The bundle's bytes, after the sigstore crate's protobuf-specs `Bundle` type accepted the document
@@ -215,7 +194,7 @@ pub fn empty() -> Blob {
 
 /// The OCI 1.1 referrer carrying `bundle` about `subject`: (manifest, bundle blob). `created` goes
 /// into the annotations (the image's own time, so signing twice gives equal manifests);
-/// `content` is cosign's `dev.sigstore.bundle.content` (`message-signature` or `dsse-envelope`),
+/// `content` is cosign's `dev.sigstore.bundle.content` (`dsse-envelope`; `message-signature` for blobs),
 /// `predicate` its `dev.sigstore.bundle.predicateType`.
 pub fn referrer(
     bundle: &[u8],
@@ -298,6 +277,7 @@ mod tests {
     use super::*;
 
     const DIGEST: &str = "sha256:6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d";
+    const PAYLOAD: &str = "application/vnd.in-toto+json";
 
     /// Rekor's v1 answer as @sigstore/mock and rekor.sigstore.dev give it.
     fn rekor() -> Value {
@@ -315,7 +295,8 @@ mod tests {
     fn the_bundle_the_referrer_and_the_fallback_index_are_golden() {
         let cert = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", b64(b"DER"));
         let r = rekor();
-        let bundle = message_bundle(DIGEST, b"sig", &Material::Keyless { certificate: &cert, rekor: &r }).unwrap();
+        let st = crate::sign::cosign::statement_v1("ghcr.io/x/y", DIGEST, PREDICATE_SIGN, "{}").unwrap();
+        let bundle = dsse_bundle(PAYLOAD, &st, b"sig", &Material::Keyless { certificate: &cert, rekor: &r }).unwrap();
         let pretty =
             |b: &[u8]| serde_json::to_string_pretty(&serde_json::from_slice::<Value>(b).unwrap()).unwrap() + "\n";
         crate::report::golden("sigstore-bundle-v0.3.json", &pretty(&bundle));
@@ -327,7 +308,7 @@ mod tests {
             platform: None,
             annotations: BTreeMap::new(),
         };
-        let (m, layer) = referrer(&bundle, &subject, "2026-01-01T00:00:00Z", CONTENT_MESSAGE, PREDICATE_SIGN).unwrap();
+        let (m, layer) = referrer(&bundle, &subject, "2026-01-01T00:00:00Z", CONTENT_DSSE, PREDICATE_SIGN).unwrap();
         crate::report::golden("bundle-referrer-manifest.json", &(String::from_utf8(m.bytes.clone()).unwrap() + "\n"));
         assert_eq!(bundle_layer(&m.bytes, DIGEST).unwrap(), layer.descriptor);
         assert!(bundle_layer(&m.bytes, &DIGEST.replace('6', "7")).unwrap_err().to_string().contains("is about"));
@@ -353,9 +334,10 @@ mod tests {
         let e = dsse_proposed_entry(&env, &cert);
         assert_eq!(e["spec"]["proposedContent"]["envelope"], env.as_str());
         let r = rekor();
-        let c = Content::Dsse { payload_type: "application/vnd.in-toto+json", payload: b"{}", sig: b"sig" };
-        let b: Value =
-            serde_json::from_slice(&bundle(&c, &Material::Keyless { certificate: &cert, rekor: &r }).unwrap()).unwrap();
+        let b: Value = serde_json::from_slice(
+            &dsse_bundle(PAYLOAD, b"{}", b"sig", &Material::Keyless { certificate: &cert, rekor: &r }).unwrap(),
+        )
+        .unwrap();
         assert_eq!(b["dsseEnvelope"]["payload"], "e30=");
         assert!(b.get("messageSignature").is_none());
     }
@@ -363,7 +345,7 @@ mod tests {
     #[test]
     fn key_bundles_hint_the_key_and_legacy_layers_become_v01_bundles() {
         let b: Value =
-            serde_json::from_slice(&message_bundle(DIGEST, b"s", &Material::Key { spki: b"k" }).unwrap()).unwrap();
+            serde_json::from_slice(&dsse_bundle(PAYLOAD, b"{}", b"s", &Material::Key { spki: b"k" }).unwrap()).unwrap();
         assert_eq!(b["verificationMaterial"]["tlogEntries"], json!([]));
         assert_eq!(b["verificationMaterial"]["publicKey"]["hint"], b64(&sha2::Sha256::digest(b"k")));
         let cert = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", b64(b"DER"));

@@ -11,9 +11,11 @@
 //! public key and its payload against the digest and identity, every attestation's envelope and
 //! subject, and prints the `cosign verify` line a consumer runs.
 //!
-//! Beside the legacy tags, `sign` attaches to every signed manifest a Sigstore bundle v0.3 (a
-//! message signature over the manifest's bytes) as an OCI 1.1 referrer, listed under the referrers
-//! tag-schema index `sha256-<hex>` (`--signature-format` chooses; default both). `verify` checks
+//! Beside the legacy tags, `sign` attaches Sigstore bundles v0.3 as OCI 1.1 referrers, as cosign v3
+//! does: to every signed manifest its signature (a DSSE in-toto statement, predicate
+//! `https://sigstore.dev/cosign/sign/v1`), to every platform manifest its SBOM attestation; they are
+//! listed under the referrers tag-schema index `sha256-<hex>` (`--signature-format` chooses;
+//! default both). `verify` checks
 //! either with a key (`--key`) or keylessly (`--certificate-identity[-regexp]`,
 //! `--certificate-oidc-issuer`, `--trusted-root`): chain, SCT, identity, issuer, Rekor SET and
 //! inclusion proof, and the signed digest.
@@ -176,34 +178,16 @@ pub struct Made {
     pub sig: Vec<u8>,
     /// The legacy layer's annotations (keyless: certificate, chain, Rekor bundle).
     pub annotations: BTreeMap<String, String>,
-    /// Keyless: Rekor's whole answer to the entry (with its inclusion proof).
-    pub rekor: Option<serde_json::Value>,
 }
 
 impl Signing<'_> {
     pub fn sign(&self, payload: &[u8]) -> anyhow::Result<Made> {
         match self {
-            Signing::Key(k) => Ok(Made { sig: k.sign(payload)?, annotations: BTreeMap::new(), rekor: None }),
+            Signing::Key(k) => Ok(Made { sig: k.sign(payload)?, annotations: BTreeMap::new() }),
             Signing::Keyless(s) => {
-                let (sig, annotations, rekor) = s.sign(payload)?;
-                Ok(Made { sig, annotations, rekor: Some(rekor) })
+                let (sig, annotations) = s.sign(payload)?;
+                Ok(Made { sig, annotations })
             }
-        }
-    }
-
-    /// Signs `bytes` (a manifest) and returns its Sigstore bundle.
-    pub fn bundle(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let made = self.sign(bytes)?;
-        match (self, &made.rekor) {
-            (Signing::Keyless(s), Some(rekor)) => bundle::message_bundle(
-                digest,
-                &made.sig,
-                &bundle::Material::Keyless { certificate: &s.certificate, rekor },
-            ),
-            (Signing::Key(k), _) => {
-                bundle::message_bundle(digest, &made.sig, &bundle::Material::Key { spki: &k.spki() })
-            }
-            _ => bail!("a keyless signature without its Rekor entry"),
         }
     }
 
@@ -213,17 +197,16 @@ impl Signing<'_> {
         match self {
             Signing::Keyless(s) => {
                 let (sig, rekor) = s.sign_dsse(pt, statement)?;
-                bundle::bundle(
-                    &bundle::Content::Dsse { payload_type: pt, payload: statement, sig: &sig },
+                bundle::dsse_bundle(
+                    pt,
+                    statement,
+                    &sig,
                     &bundle::Material::Keyless { certificate: &s.certificate, rekor: &rekor },
                 )
             }
             Signing::Key(k) => {
                 let sig = k.sign(&cosign::pae(pt, statement))?;
-                bundle::bundle(
-                    &bundle::Content::Dsse { payload_type: pt, payload: statement, sig: &sig },
-                    &bundle::Material::Key { spki: &k.spki() },
-                )
+                bundle::dsse_bundle(pt, statement, &sig, &bundle::Material::Key { spki: &k.spki() })
             }
         }
     }
@@ -428,9 +411,10 @@ pub fn sign_layout(
             )?;
         }
         if format.bundle() {
-            let bytes = l.blobs[&d.digest].clone();
-            let b = signing.bundle(&d.digest, &bytes)?;
-            referrers.push(add_referrer(&mut l, d, &b, bundle::CONTENT_MESSAGE, bundle::PREDICATE_SIGN)?);
+            // cosign v3's image signature: an in-toto Statement v1 about the digest, empty predicate.
+            let st = cosign::statement_v1(identity, &d.digest, bundle::PREDICATE_SIGN, "{}")?;
+            let b = signing.attest_bundle(&st)?;
+            referrers.push(add_referrer(&mut l, d, &b, bundle::CONTENT_DSSE, bundle::PREDICATE_SIGN)?);
         }
         eprintln!("  signed   {} {name}", d.digest);
         signed.signed.push((name.clone(), d.digest.clone()));
@@ -639,7 +623,8 @@ impl Check {
     }
 
     /// Judges a Sigstore bundle about the manifest `bytes` (digest `digest`); returns the
-    /// predicate type of an attestation bundle, `None` for a signature bundle.
+    /// predicate type of an attestation bundle, `None` for a signature bundle (cosign v3's
+    /// `sign/v1` statement, or a message signature over the manifest as `sign-blob` makes).
     fn bundle(&self, b: &[u8], digest: &str, bytes: &[u8]) -> anyhow::Result<Option<String>> {
         let v: serde_json::Value = serde_json::from_slice(b).context("the bundle is not JSON")?;
         let b64 = |s: &serde_json::Value, what: &str| {
@@ -673,9 +658,10 @@ impl Check {
             Some(st) => {
                 let (subject, predicate) = cosign::parse_statement(&st)?;
                 if subject != digest {
-                    return Err(mismatch(format!("the attestation is about {subject}, not {digest}")));
+                    return Err(mismatch(format!("the statement is about {subject}, not {digest}")));
                 }
-                Ok(Some(predicate))
+                // cosign v3's image signature is a statement too.
+                Ok(Some(predicate).filter(|p| p != bundle::PREDICATE_SIGN))
             }
             None => Ok(None),
         }

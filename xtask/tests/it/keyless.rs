@@ -289,12 +289,16 @@ fn keyless_release_verifies_by_identity_and_independent_judges_agree() {
     let (ok, out) = verify(&format!("{name}:{thick}"), &stack.identity, &stack.issuer, Some(&troot));
     assert!(!ok && out.contains("no Rekor entry (dev.sigstore.cosign/bundle annotation)"), "{out}");
     assert_eq!(crate::support::last_exit_code(), 4);
+    // sigstore-rs's cosign client drops that legacy layer but still finds the manifest's cosign v3
+    // bundle among its referrers (here through the fallback tag) and accepts it: an independent
+    // verdict on the bundle format. (With only the legacy layer left, it refuses: below, for arm64.)
     let judged =
         crate::sigstore_rs::verify_keyless(&format!("{name}:{amd64}"), &root_json, &stack.identity, &stack.issuer);
-    assert!(judged.is_err(), "sigstore-rs accepted a signature without its Rekor entry: {judged:?}");
+    assert_eq!(judged, Ok(amd64_digest.clone()), "sigstore-rs refused the amd64 manifest's bundle");
 
-    // Referrers: the tag schema lists the amd64 manifest's two bundle referrers (its signature and its
-    // SBOM attestation); skopeo reads each bundle's manifest.
+    // Referrers: the tag schema lists the amd64 manifest's two bundle referrers, both DSSE statements
+    // about its digest as cosign v3 writes them (its signature and its SBOM attestation); skopeo reads
+    // each bundle's manifest.
     let fallback = format!("sha256-{}", &amd64_digest[7..]);
     let (ok, raw, e) =
         run("skopeo", &["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}:{fallback}")], &[]);
@@ -303,7 +307,10 @@ fn keyless_release_verifies_by_identity_and_independent_judges_agree() {
     let listed = index["manifests"].as_array().unwrap();
     let contents: Vec<&str> =
         listed.iter().map(|r| r["annotations"]["dev.sigstore.bundle.content"].as_str().unwrap()).collect();
-    assert_eq!(contents, ["message-signature", "dsse-envelope"], "{raw}");
+    assert_eq!(contents, ["dsse-envelope", "dsse-envelope"], "{raw}");
+    let predicates: Vec<&str> =
+        listed.iter().map(|r| r["annotations"]["dev.sigstore.bundle.predicateType"].as_str().unwrap()).collect();
+    assert_eq!(predicates, ["https://sigstore.dev/cosign/sign/v1", "https://cyclonedx.org/bom"], "{raw}");
     std::fs::write(tmp.join("manifest.json"), &original).unwrap();
     assert_eq!(crate::support::sha256(original.as_bytes()), amd64_digest);
     let mut changed = original.clone().into_bytes();
@@ -324,8 +331,8 @@ fn keyless_release_verifies_by_identity_and_independent_judges_agree() {
         assert_eq!(m["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
         let bundle_digest = m["layers"][0]["digest"].as_str().unwrap();
 
-        // sigstore-python accepts the bundle for the published manifest (a DSSE bundle through its
-        // statement's subject), and refuses it for a copy with one byte changed.
+        // sigstore-python accepts the bundle for the published manifest (through its statement's
+        // subject), and refuses it for a copy with one byte changed.
         let bundle = curl(&[&format!("http://{}/v2/{repo}/blobs/{bundle_digest}", reg.host())]);
         std::fs::write(tmp.join("bundle.json"), &bundle).unwrap();
         let (ok, out) = sigstore_python(&stack, &tmp.join("bundle.json"), &tmp.join("manifest.json"));
@@ -416,6 +423,19 @@ fn keyless_release_verifies_by_identity_and_independent_judges_agree() {
     let (ok, out) = verify(&format!("{name}@{arm64_digest}"), &stack.identity, &stack.issuer, Some(&troot));
     assert!(!ok && out.contains("the bundle has 0 Rekor entries"), "{out}");
     assert_eq!(crate::support::last_exit_code(), 4);
+    // With the legacy signature's Rekor entry gone as well, sigstore-rs has nothing it trusts either.
+    let sig_tag = format!("sha256-{}.sig", &arm64_digest[7..]);
+    let mut sig: Value = serde_json::from_str(&get_manifest(&reg, repo, &sig_tag)).unwrap();
+    sig["layers"][0]["annotations"].as_object_mut().unwrap().remove("dev.sigstore.cosign/bundle");
+    std::fs::write(tmp.join("sig.json"), serde_json::to_vec(&sig).unwrap()).unwrap();
+    put_manifest(&reg, repo, &sig_tag, &tmp.join("sig.json"));
+    let judged = crate::sigstore_rs::verify_keyless(
+        &format!("{name}@{arm64_digest}"),
+        &root_json,
+        &stack.identity,
+        &stack.issuer,
+    );
+    assert!(judged.is_err(), "sigstore-rs accepted signatures without their Rekor entries: {judged:?}");
 
     // Signatures from another key (the release layout signed again with the development key): no
     // certificate chains them to the trust root.
