@@ -42,8 +42,31 @@ fn post_json(t: &dyn Transport, url: &str, headers: Vec<(String, String)>, body:
     serde_json::from_slice(&r.body).with_context(|| format!("POST {url}: the answer is not JSON"))
 }
 
+/// Refuses a service URL that would carry a token or a signature in the clear: HTTPS, or plain
+/// HTTP to a loopback host only (the registry's rule for `--insecure`).
+pub fn check_service_url(what: &str, url: &str) -> anyhow::Result<()> {
+    let rest = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(r), _) => r,
+        (None, Some(r)) => r,
+        _ => bail!("{what} {url:?}: want an https:// URL"),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    if host.is_empty() || authority.contains('@') {
+        bail!("{what} {url:?}: want https://HOST[:PORT][/PATH] without credentials");
+    }
+    if url.starts_with("http://") && !crate::registry::is_loopback(host) {
+        bail!("{what} {url:?}: plain HTTP is allowed for loopback hosts only");
+    }
+    Ok(())
+}
+
 /// The GitHub Actions OIDC token for Sigstore (needs `permissions: id-token: write`).
 pub fn github_token(t: &dyn Transport, request_url: &str, request_token: &str) -> anyhow::Result<String> {
+    check_service_url("the OIDC token URL", request_url)?;
     let sep = if request_url.contains('?') { '&' } else { '?' };
     let url = format!("{request_url}{sep}audience=sigstore");
     let r = t
@@ -83,6 +106,8 @@ pub struct Session<'t> {
 
 impl<'t> Session<'t> {
     pub fn start(t: &'t dyn Transport, fulcio: &str, rekor: &str, token: &str) -> anyhow::Result<Session<'t>> {
+        check_service_url("Fulcio", fulcio)?;
+        check_service_url("Rekor", rekor)?;
         let (signer, _) = Signer::generate()?;
         let proof = signer.sign(token_subject(token)?.as_bytes())?;
         let req = json!({
@@ -178,6 +203,30 @@ mod tests {
 
     fn ok(v: Value) -> Response {
         Response { status: 200, headers: vec![], body: serde_json::to_vec(&v).unwrap() }
+    }
+
+    #[test]
+    fn service_urls_are_https_or_loopback_http() {
+        for ok in [
+            "https://fulcio.sigstore.dev",
+            "https://h:8443/x?y",
+            "http://127.0.0.1:5555",
+            "http://localhost/a",
+            "http://[::1]:80",
+        ] {
+            check_service_url("Fulcio", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, why) in [
+            ("http://fulcio.example", "loopback hosts only"),
+            ("ftp://x", "want an https:// URL"),
+            ("fulcio.sigstore.dev", "want an https:// URL"),
+            ("https://user@h", "without credentials"),
+            ("http://127.0.0.1@evil.example", "without credentials"),
+            ("https:///x", "without credentials"),
+        ] {
+            let e = check_service_url("Fulcio", bad).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("Fulcio"), "{bad}: {e}");
+        }
     }
 
     #[test]

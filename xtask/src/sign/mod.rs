@@ -7,9 +7,9 @@
 //! tags cosign and skopeo look for. Signing again replaces the earlier signatures.
 //!
 //! `verify` reads an image back from the layout (`oci:DIR[:REF]`) or a registry
-//! (`HOST[:PORT]/REPO:TAG|@DIGEST`), checks every manifest's digest, every signature against the
-//! public key and its payload against the digest and identity, every attestation's envelope and
-//! subject, and prints the `cosign verify` line a consumer runs.
+//! (`HOST[:PORT]/REPO:TAG|@DIGEST`), checks every manifest's digest, every signature (against the
+//! public key, or keylessly, below) and its payload against the digest and identity, every
+//! attestation's envelope and subject, and prints the `cosign verify` line a consumer runs.
 //!
 //! Beside the legacy tags, `sign` attaches Sigstore bundles v0.3 as OCI 1.1 referrers, as cosign v3
 //! does: to every signed manifest its signature (a DSSE in-toto statement, predicate
@@ -624,7 +624,7 @@ impl Check {
 
     /// Judges a Sigstore bundle about the manifest `bytes` (digest `digest`); returns the
     /// predicate type of an attestation bundle, `None` for a signature bundle (cosign v3's
-    /// `sign/v1` statement, or a message signature over the manifest as `sign-blob` makes).
+    /// `sign/v1` statement, or, keylessly, a message signature over the manifest).
     fn bundle(&self, b: &[u8], digest: &str, bytes: &[u8]) -> anyhow::Result<Option<String>> {
         let v: serde_json::Value = serde_json::from_slice(b).context("the bundle is not JSON")?;
         let b64 = |s: &serde_json::Value, what: &str| {
@@ -635,21 +635,14 @@ impl Check {
         let dsse = &v["dsseEnvelope"];
         let statement = if dsse.is_object() { Some(b64(&dsse["payload"], "DSSE payload")?) } else { None };
         match self {
-            Check::Key(spki) => match &statement {
-                Some(st) => {
-                    let sig = b64(&dsse["signatures"][0]["sig"], "DSSE signature")?;
-                    let pt = dsse["payloadType"].as_str().unwrap_or_default();
-                    key::verify(spki, &cosign::pae(pt, st), &sig)?;
-                }
-                None => {
-                    let ms = &v["messageSignature"];
-                    let d = b64(&ms["messageDigest"]["digest"], "message digest")?;
-                    if format!("sha256:{}", d.iter().map(|x| format!("{x:02x}")).collect::<String>()) != digest {
-                        return Err(mismatch(format!("the bundle signs another digest than {digest}")));
-                    }
-                    key::verify(spki, bytes, &b64(&ms["signature"], "signature")?)?;
-                }
-            },
+            Check::Key(spki) => {
+                // Key-based bundles are the DSSE statements `sign` writes; a key-signed message
+                // signature (cosign sign-blob's form) is not an image signature we make or accept.
+                let st = statement.as_ref().ok_or_else(|| mismatch("a key-based bundle without a DSSE envelope"))?;
+                let sig = b64(&dsse["signatures"][0]["sig"], "DSSE signature")?;
+                let pt = dsse["payloadType"].as_str().unwrap_or_default();
+                key::verify(spki, &cosign::pae(pt, st), &sig)?;
+            }
             Check::Keyless { trust, policy } => {
                 sigstore::verify_bundle(trust, b, sigstore::sha256(bytes), policy)?;
             }
@@ -745,15 +738,10 @@ fn verify_attestation(src: &mut dyn Source, check: &Check, digest: &str) -> anyh
     for l in m.layers.iter().filter(|l| l.media_type == oci::MT_DSSE) {
         let (st, sigs) = cosign::parse_envelope(&src.blob(&l.digest)?)?;
         let pae = cosign::pae(cosign::PAYLOAD_IN_TOTO, &st);
-        let mut errors = sigs.iter().map(|s| check.signature(&pae, s, &l.annotations).err());
-        if !errors.any(|e| e.is_none()) {
-            let why = sigs
-                .iter()
-                .filter_map(|s| check.signature(&pae, s, &l.annotations).err())
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(mismatch(format!("{tag}: the envelope {} does not verify: {why}", l.digest)));
+        // Each signature judged once: the first that verifies wins, else every reason is named.
+        let mut why = Vec::new();
+        if !sigs.iter().any(|s| check.signature(&pae, s, &l.annotations).map_err(|e| why.push(e.to_string())).is_ok()) {
+            return Err(mismatch(format!("{tag}: the envelope {} does not verify: {}", l.digest, why.join("; "))));
         }
         let (subject, predicate) = cosign::parse_statement(&st)?;
         if subject != digest {
@@ -922,25 +910,18 @@ pub fn cosign_command(key: &str, name: &str, digest: &str) -> String {
     format!("cosign verify --key {key} --insecure-ignore-tlog=true {name}@{digest}")
 }
 
-/// Whom the printed `cosign verify` line names.
-enum Consumer {
-    Key(String),
-    Keyless(sigstore::Policy),
-}
-
-impl Consumer {
-    fn line(&self, name: &str, digest: &str) -> String {
-        match self {
-            Consumer::Key(k) => cosign_command(k, name, digest),
-            Consumer::Keyless(p) => match &p.identity {
-                sigstore::Identity::Exact(i) => cosign_keyless_command(i, &p.issuer, name, digest),
-                sigstore::Identity::Regexp(r) => format!(
-                    "cosign verify --certificate-identity-regexp '{}' --certificate-oidc-issuer {} {name}@{digest}",
-                    r.as_str(),
-                    p.issuer
-                ),
-            },
-        }
+/// The `cosign verify` line a consumer runs to check what `signer` checked.
+fn consumer_line(signer: &Signer, name: &str, digest: &str) -> String {
+    match signer {
+        Signer::Key(k) => cosign_command(&k.display().to_string(), name, digest),
+        Signer::Keyless { policy, .. } => match &policy.identity {
+            sigstore::Identity::Exact(i) => cosign_keyless_command(i, &policy.issuer, name, digest),
+            sigstore::Identity::Regexp(r) => format!(
+                "cosign verify --certificate-identity-regexp '{}' --certificate-oidc-issuer {} {name}@{digest}",
+                r.as_str(),
+                policy.issuer
+            ),
+        },
     }
 }
 
@@ -950,16 +931,16 @@ pub fn cosign_keyless_command(identity: &str, issuer: &str, name: &str, digest: 
 }
 
 pub fn run_verify(args: &VerifyOptions) -> anyhow::Result<Vec<Checked>> {
-    let (check, consumer) = match &args.signer {
+    let check = match &args.signer {
         Signer::Key(path) => {
             let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let spki = key::parse_public_pem(&pem).with_context(|| path.display().to_string())?;
-            (Check::Key(spki), Consumer::Key(path.display().to_string()))
+            Check::Key(spki)
         }
         Signer::Keyless { policy, trusted_root } => {
             let trust = sigstore::Trust::load(trusted_root.as_deref())?;
             eprintln!("==> keyless: {policy}; trust root: {}", trust.summary());
-            (Check::Keyless { trust: Box::new(trust), policy: policy.clone() }, Consumer::Keyless(policy.clone()))
+            Check::Keyless { trust: Box::new(trust), policy: policy.clone() }
         }
     };
     let mut out = Vec::new();
@@ -990,7 +971,10 @@ pub fn run_verify(args: &VerifyOptions) -> anyhow::Result<Vec<Checked>> {
             out.push(c);
         }
         if let Some(c) = out.first() {
-            eprintln!("once published, a consumer checks it with:\n  {}", consumer.line(&c.identity, &c.digest));
+            eprintln!(
+                "once published, a consumer checks it with:\n  {}",
+                consumer_line(&args.signer, &c.identity, &c.digest)
+            );
         }
     } else {
         let (name, reference) = split_reference(&args.reference)?;
@@ -1011,7 +995,7 @@ pub fn run_verify(args: &VerifyOptions) -> anyhow::Result<Vec<Checked>> {
             c.bundles,
             c.attestations
         );
-        eprintln!("  a consumer verifies with: {}", consumer.line(&target.name(), &c.digest));
+        eprintln!("  a consumer verifies with: {}", consumer_line(&args.signer, &target.name(), &c.digest));
         out.push(c);
     }
     Ok(out)
