@@ -4,13 +4,8 @@
 //! `thick` the shim/daemon split over a unix socket; the binaries in `src/bin/` are thin mains over
 //! them. See ARCHITECTURE.md for the module map and the data flow of an ADD.
 
-pub mod build_info;
-pub mod cni;
-pub mod confgen;
-pub mod files;
-pub mod golang;
+pub use multus_core::{build_info, cni, confgen, files, golang, logging};
 pub mod k8s;
-pub mod logging;
 pub mod multicall;
 pub mod multus;
 pub mod netns;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use multus::build_info;
-use multus::confgen::install::{self, Flavor};
+use multus_core::build_info;
+use multus_core::confgen::install::{self, Flavor};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Type {

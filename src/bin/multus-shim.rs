@@ -1,10 +1,10 @@
 //! `multus-shim`: the thick-mode CNI plugin. Forwards the runtime's environment and config to
-//! `multus-daemon` over its unix socket and prints the answer (see `multus::thick::shim`).
+//! `multus-daemon` over its unix socket and prints the answer (see `multus_core::thick::shim`).
 
 #![no_main]
 
-use multus::cni::{skel, version};
-use multus::thick::shim::Shim;
+use multus_core::cni::{skel, version};
+use multus_core::thick::shim::Shim;
 
 /// The C entry point, without std's runtime start-up (see `skel::plugin_main`).
 #[unsafe(no_mangle)]

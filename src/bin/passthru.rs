@@ -6,9 +6,9 @@
 
 #![no_main]
 
-use multus::cni::error::Error;
-use multus::cni::skel::{self, CmdArgs, Command, Plugin};
-use multus::cni::{CniResult, version};
+use multus_core::cni::error::Error;
+use multus_core::cni::skel::{self, CmdArgs, Command, Plugin};
+use multus_core::cni::{CniResult, version};
 use serde_json::Value;
 
 struct Passthru;

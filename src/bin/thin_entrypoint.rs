@@ -1,13 +1,13 @@
 //! `thin_entrypoint`: the thin DaemonSet's main process. Parses the flags, turns SIGTERM/SIGINT
-//! into a stop flag and runs `multus::confgen::entrypoint`; any error exits 1 with the message on
+//! into a stop flag and runs `multus_core::confgen::entrypoint`; any error exits 1 with the message on
 //! stderr (upstream exited 0).
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-use multus::build_info;
-use multus::confgen::entrypoint::{self, Args};
+use multus_core::build_info;
+use multus_core::confgen::entrypoint::{self, Args};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 

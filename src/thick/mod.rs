@@ -8,9 +8,8 @@
 //! `request` turns a request into a CNI invocation, `server` is the HTTP API (with `metrics`),
 //! `chroot` runs delegates in the host's root, and `daemon` is startup, serving and shutdown.
 
-pub mod api;
+pub use multus_core::thick::{api, client, shim};
 pub mod chroot;
-pub mod client;
 pub mod daemon;
 pub mod daemon_config;
 pub mod generate;
@@ -18,4 +17,3 @@ pub mod manager;
 pub mod metrics;
 pub mod request;
 pub mod server;
-pub mod shim;

@@ -28,7 +28,7 @@ use crate::cni::result::CniResult;
 use crate::cni::skel::{CmdArgs, Command, Plugin};
 use crate::golang::Fields;
 use crate::logging;
-use crate::multus::conf::LogOptions;
+use crate::logging::LogOptions;
 
 pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(60);
 pub const READINESS_POLL: Duration = Duration::from_millis(100);

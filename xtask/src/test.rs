@@ -100,7 +100,7 @@ fn run_phases(sh: &Shell, args: &Args, phases: &mut Phases) -> anyhow::Result<()
     Ok(())
 }
 
-/// The library's unit tests built for every 32-bit target (arm/v7) with its toolchain (Debian's
+/// The libraries' unit tests (`multus`, `multus-core`) built for every 32-bit target (arm/v7) with its toolchain (Debian's
 /// rustc 1.85, the MSRV) and run under qemu-user: the one platform where `usize` and `time_t` are
 /// 32 bits wide, which the amd64 and arm64 suites cannot show. They found a chunk-size check that
 /// said "malformed" instead of "too long" there.
@@ -113,7 +113,7 @@ fn narrow_unit_tests(sh: &Shell, filter: &Option<String>) -> anyhow::Result<()> 
         let key = t.env_key();
         let mut flags = "-C target-feature=+crt-static".to_string();
         let triple = &t.triple;
-        let mut c = cmd!(sh, "cargo test --locked --package multus --lib --target {triple}")
+        let mut c = cmd!(sh, "cargo test --locked --package multus --package multus-core --lib --target {triple}")
             .env("CARGO_TARGET_DIR", root.join("target/narrow-unit-tests"))
             .env(format!("CARGO_TARGET_{key}_LINKER"), t.linker())
             .env(format!("CARGO_TARGET_{key}_RUNNER"), &t.qemu);
