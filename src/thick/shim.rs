@@ -188,9 +188,20 @@ impl Shim {
         }
     }
 
+    /// Sends the command to the daemon. It goes straight to `/cni`: a daemon that accepts the
+    /// connection is serving (its `/healthz` answers 200 whenever it listens, ours and upstream's),
+    /// so upstream's readiness probe before every command is a round trip through the daemon that
+    /// tells nothing new. Only when the connect fails (no socket yet, a stale one), and so nothing
+    /// was sent, does the shim wait for readiness as upstream does (`WaitUntilAPIReady`; DEL
+    /// probes once) and send again.
     fn ask(&self, cmd: Command, conf: &ShimConf, args: &CmdArgs) -> Result<Option<Value>, Error> {
         let socket = api::socket_path(&conf.socket_dir);
         let client = Client::new(&socket);
+        let body = api::Request::from_process(self.env.iter().cloned(), &args.stdin).to_json();
+        match client.send(Method::POST, CNI_ENDPOINT, body.clone(), None) {
+            Err(ClientError::Connect { .. }) => {}
+            reply => return interpret(cmd, conf, &args.stdin, reply),
+        }
         let ready = if cmd == Command::Del {
             client.probe(conf.readiness_timeout.max(READINESS_POLL)).map_err(|e| (Duration::ZERO, e))
         } else {
@@ -199,7 +210,6 @@ impl Shim {
         if let Err((waited, last)) = ready {
             return Err(not_ready(cmd, &socket, waited, &last));
         }
-        let body = api::Request::from_process(self.env.iter().cloned(), &args.stdin).to_json();
         let reply = client.send(Method::POST, CNI_ENDPOINT, body, None);
         interpret(cmd, conf, &args.stdin, reply)
     }

@@ -125,3 +125,47 @@ fn sigterm_finishes_requests_in_flight() {
     shim(&node, "DEL", &conf, "term1").ok();
     assert_clean(&node, "term1");
 }
+
+/// The `multus_server_request_total` count of `POST /healthz` (the shim's readiness probe), read
+/// from the daemon's metrics listener in the node namespace.
+fn healthz_posts(node: &Node, port: u16) -> u64 {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let out = node.node.enter(|| std::process::Command::new("curl").args(["-s", &url]).output().unwrap());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("multus_server_request_total"), "no metrics at {url}: {text}");
+    let key = "multus_server_request_total{code=\"200\",handler=\"/healthz\",method=\"post\"} ";
+    text.lines().find_map(|l| l.strip_prefix(key)).map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// The shim goes straight to `/cni`; only a connect that fails (no daemon yet) makes it wait for
+/// readiness, as upstream's shim waits before every command. An ADD started before the daemon
+/// exists completes once the daemon listens; against a running daemon, ADD and DEL send no probe.
+#[test]
+fn an_add_waits_for_a_late_daemon_and_a_running_daemon_gets_no_probe() {
+    let node = Node::new();
+    let conf = shim_conf(
+        &node,
+        "1.0.0",
+        json!({"delegates": [bridge(&node, "cbr", "tbr0", "10.99.0.0/24")], "daemonReadinessTimeoutSeconds": 30}),
+    );
+    let socket = node.path("run/multus.sock");
+    let add = spawn_shim(&node, "ADD", &conf, "late1", "eth0");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!socket.exists(), "no daemon yet");
+    let daemon =
+        Daemon::start(&node, &daemon_config(&node, json!({"metricsPort": 9092, "metricsBindAddress": "127.0.0.1"})));
+    let add = finish(add);
+    add.ok();
+    assert_eq!(node.pod.addrs("eth0"), vec!["10.99.0.2/24"], "the waiting ADD ran once the daemon listened");
+    let probes = healthz_posts(&node, 9092);
+    assert!(probes >= 1, "the waiting shim probed the daemon: {probes}");
+
+    shim(&node, "DEL", &conf, "late1").ok();
+    assert_clean(&node, "late1");
+    shim(&node, "ADD", &conf, "now1").ok();
+    assert!(node.pod.link_names().contains(&"eth0".to_string()), "the second ADD ran");
+    shim(&node, "DEL", &conf, "now1").ok();
+    assert_eq!(healthz_posts(&node, 9092), probes, "ADD and DEL against a running daemon probe nothing");
+    assert_clean(&node, "now1");
+    drop(daemon);
+}
