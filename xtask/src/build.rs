@@ -210,15 +210,13 @@ pub fn run(sh: &Shell, args: &Options) -> anyhow::Result<Manifest> {
     }
 
     let mut built: BTreeMap<String, (Toolchain, PathBuf)> = BTreeMap::new();
-    let mut builds = Vec::new();
     for g in &groups {
         let dir = target_dir.join(g.toolchain.id());
-        builds.push((g.toolchain.describe(), cargo_build(sh, &root, &dir, g, &bins, args.release, &stamp)?));
+        cargo_build(sh, &root, &dir, g, &bins, args.release, &stamp)?;
         for t in &g.targets {
             built.insert(t.arch.clone(), (g.toolchain.clone(), dir.join(&t.triple).join(profile)));
         }
     }
-    run_concurrently(builds)?;
 
     let mut manifest = Manifest {
         version: stamp.version.clone(),
@@ -272,33 +270,6 @@ pub fn run(sh: &Shell, args: &Options) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
-/// Runs every compiler group's cargo build at once and waits for all of them. Each group is one
-/// cargo invocation (its targets share the host-side dependencies); side by side, one group's
-/// serial stretches (the proc-macros at the start, the last LTO links at the end) run while the
-/// other keeps the cores busy. A failed group does not stop the others (a compile error fails
-/// every group within seconds anyway, and killing cargo would orphan its rustc processes); the
-/// error names each group that failed once all have ended. Every group is in xtask's process
-/// group, so Ctrl-C stops them all.
-fn run_concurrently(builds: Vec<(String, std::process::Command)>) -> anyhow::Result<()> {
-    let mut running = Vec::new();
-    let mut failed = Vec::new();
-    for (name, mut c) in builds {
-        match c.spawn() {
-            Ok(child) => running.push((name, child)),
-            Err(e) => failed.push(format!("starting cargo build ({name}): {e}")),
-        }
-    }
-    for (name, mut child) in running {
-        match child.wait() {
-            Ok(status) if status.success() => {}
-            Ok(status) => failed.push(format!("cargo build ({name}) failed: {status}")),
-            Err(e) => failed.push(format!("waiting for cargo build ({name}): {e}")),
-        }
-    }
-    if failed.is_empty() { Ok(()) } else { bail!("{}", failed.join("; ")) }
-}
-
-/// The cargo build of one compiler group, ready to start.
 fn cargo_build(
     sh: &Shell,
     root: &Path,
@@ -307,7 +278,7 @@ fn cargo_build(
     bins: &[String],
     release: bool,
     stamp: &Stamp,
-) -> anyhow::Result<std::process::Command> {
+) -> anyhow::Result<()> {
     let mut c = cmd!(sh, "cargo build --locked --package multus")
         .env("CARGO_TARGET_DIR", dir)
         .env("SOURCE_DATE_EPOCH", stamp.source_date_epoch.to_string())
@@ -347,8 +318,8 @@ fn cargo_build(
         g.toolchain.describe(),
         g.targets.iter().map(|t| t.triple.as_str()).collect::<Vec<_>>().join(", ")
     );
-    eprintln!("$ {c}");
-    Ok(c.into())
+    c.run().context("cargo build failed")?;
+    Ok(())
 }
 
 /// The checks every artifact passes before anything packages it.
