@@ -68,7 +68,8 @@ pub struct ProcessStats {
 }
 
 impl ProcessStats {
-    /// Reads `/proc/self/stat`, `/proc/stat` (boot time), `/proc/self/fd` and RLIMIT_NOFILE.
+    /// Reads `/proc/self/stat`, `/proc/self/statm`, `/proc/stat` (boot time), `/proc/self/fd` and
+    /// RLIMIT_NOFILE.
     pub fn read() -> ProcessStats {
         // SAFETY: sysconf reads a configuration value; no memory is passed.
         let (tck, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
@@ -76,7 +77,11 @@ impl ProcessStats {
         let boot = std::fs::read_to_string("/proc/stat")
             .ok()
             .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse::<u64>().ok()));
-        let mut s = from_stat(&stat, tck.max(1) as f64, page.max(1) as u64, boot);
+        let mut s = from_stat(&stat, tck.max(1) as f64, boot);
+        // The sizes come from statm: the same kernel counters as stat's vsize and rss, and the one
+        // file qemu-user passes through (its /proc/self/stat is synthesised, with rss 0).
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        (s.virtual_bytes, s.resident_bytes) = from_statm(&statm, page.max(1) as u64);
         s.open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64);
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes one rlimit into `lim`, which lives for the call.
@@ -90,18 +95,22 @@ impl ProcessStats {
 }
 
 /// The `/proc/<pid>/stat` fields the series need (proc(5): utime 14, stime 15, num_threads 20,
-/// starttime 22, vsize 23, rss 24), counted after the `(comm)` field, which may hold spaces.
-pub fn from_stat(stat: &str, clock_ticks: f64, page_size: u64, boot_time: Option<u64>) -> ProcessStats {
+/// starttime 22; the sizes come from statm), counted after the `(comm)` field, which may hold spaces.
+pub fn from_stat(stat: &str, clock_ticks: f64, boot_time: Option<u64>) -> ProcessStats {
     let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
     let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
     ProcessStats {
         cpu_seconds: field(14).zip(field(15)).map(|(u, s)| (u + s) as f64 / clock_ticks),
-        virtual_bytes: field(23),
-        resident_bytes: field(24).map(|p| p * page_size),
         start_time_seconds: field(22).zip(boot_time).map(|(t, b)| b as f64 + t as f64 / clock_ticks),
         threads: field(20),
         ..ProcessStats::default()
     }
+}
+
+/// The first two `/proc/<pid>/statm` fields (proc(5): size and resident, in pages) in bytes.
+pub fn from_statm(statm: &str, page_size: u64) -> (Option<u64>, Option<u64>) {
+    let mut pages = statm.split_whitespace().map(|v| v.parse::<u64>().ok().map(|p| p * page_size));
+    (pages.next().flatten(), pages.next().flatten())
 }
 
 /// The exposition text (pure): families in name order, as Go's registry gathers them.
@@ -151,22 +160,22 @@ mod tests {
     #[test]
     fn the_stat_fields_become_the_process_series() {
         // A comm with spaces and a parenthesis; utime 250, stime 50 ticks; 7 threads; started
-        // 1000 ticks after boot; 10 MB virtual; 300 resident pages.
+        // 1000 ticks after boot.
         let stat = "42 (multus (d) x) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 1000 10000000 300 \
                     18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
-        let s = from_stat(stat, 100.0, 4096, Some(1_700_000_000));
+        let s = from_stat(stat, 100.0, Some(1_700_000_000));
         assert_eq!(
             s,
             ProcessStats {
                 cpu_seconds: Some(3.0),
-                virtual_bytes: Some(10_000_000),
-                resident_bytes: Some(300 * 4096),
                 start_time_seconds: Some(1_700_000_010.0),
                 threads: Some(7),
                 ..ProcessStats::default()
             }
         );
-        assert_eq!(from_stat("garbage", 100.0, 4096, None), ProcessStats::default());
+        assert_eq!(from_stat("garbage", 100.0, None), ProcessStats::default());
+        assert_eq!(from_statm("2441 300 200 1 0 500 0\n", 4096), (Some(2441 * 4096), Some(300 * 4096)));
+        assert_eq!(from_statm("", 4096), (None, None));
     }
 
     #[test]
