@@ -423,8 +423,16 @@ fn release_times(sh: &Shell) -> anyhow::Result<()> {
     let base = root.join("target/bench-release");
     let _ = std::fs::remove_dir_all(&base);
     let (target, out) = (base.join("target"), base.join("out"));
-    let argv =
-        ["release", "--target-dir", target.to_str().unwrap_or_default(), "--out-dir", out.to_str().unwrap_or_default()];
+    let mut argv: Vec<String> = ["release", "--target-dir", target.to_str().unwrap_or_default(), "--out-dir"]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([out.display().to_string()])
+        .collect();
+    // A benchmark stays off the network: the snapshot beside the repository, when there is one,
+    // instead of fetching the advisory database.
+    if let Some(db) = crate::scan::advisory_db::shared_snapshot() {
+        argv.extend(["--rustsec-db".to_string(), db.display().to_string()]);
+    }
     let mut runs = Vec::new();
     for (label, touch) in [("cold", false), ("warm", true)] {
         if touch {
@@ -432,7 +440,7 @@ fn release_times(sh: &Shell) -> anyhow::Result<()> {
         }
         eprintln!("==> bench release: {label} run");
         let start = Instant::now();
-        let phases = crate::release::run_timed(sh, Cli::try_parse_from(argv)?.args)?;
+        let phases = crate::release::run_timed(sh, Cli::try_parse_from(&argv)?.args)?;
         runs.push((label, start.elapsed(), phases));
     }
     let manifest = crate::image::read_manifest(&out.join("release-artifacts/manifest.json"))?;
