@@ -126,30 +126,33 @@ pub fn render(requests: &BTreeMap<(u16, &'static str, &'static str), u64>, p: &P
             );
         }
     }
-    let mut gauge = |name: &str, kind: &str, help: &str, value: Option<String>| {
+    let int = |v: Option<u64>| v.map(|v| v.to_string());
+    let float = |v: Option<f64>| v.map(|v| v.to_string());
+    // (name, type, help as Go's process collector words it, value), in name order.
+    let series = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            float(p.cpu_seconds),
+        ),
+        ("process_max_fds", "gauge", "Maximum number of open file descriptors.", int(p.max_fds)),
+        ("process_open_fds", "gauge", "Number of open file descriptors.", int(p.open_fds)),
+        ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", int(p.resident_bytes)),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            float(p.start_time_seconds),
+        ),
+        ("process_threads", "gauge", "Number of OS threads in the process.", int(p.threads)),
+        ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", int(p.virtual_bytes)),
+    ];
+    for (name, kind, help, value) in series {
         if let Some(v) = value {
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n");
         }
-    };
-    let int = |v: Option<u64>| v.map(|v| v.to_string());
-    let float = |v: Option<f64>| v.map(|v| v.to_string());
-    gauge(
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time spent in seconds.",
-        float(p.cpu_seconds),
-    );
-    gauge("process_max_fds", "gauge", "Maximum number of open file descriptors.", int(p.max_fds));
-    gauge("process_open_fds", "gauge", "Number of open file descriptors.", int(p.open_fds));
-    gauge("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", int(p.resident_bytes));
-    gauge(
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since unix epoch in seconds.",
-        float(p.start_time_seconds),
-    );
-    gauge("process_threads", "gauge", "Number of OS threads in the process.", int(p.threads));
-    gauge("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", int(p.virtual_bytes));
+    }
     out
 }
 
