@@ -197,8 +197,9 @@ impl Shim {
     fn ask(&self, cmd: Command, conf: &ShimConf, args: &CmdArgs) -> Result<Option<Value>, Error> {
         let socket = api::socket_path(&conf.socket_dir);
         let client = Client::new(&socket);
-        let body = api::Request::from_process(self.env.iter().cloned(), &args.stdin).to_json();
-        match client.send(Method::POST, CNI_ENDPOINT, body.clone(), None) {
+        // Built again only in the rare case that the first connect failed.
+        let body = || api::Request::from_process(self.env.iter().cloned(), &args.stdin).to_json();
+        match client.send(Method::POST, CNI_ENDPOINT, body(), None) {
             Err(ClientError::Connect { .. }) => {}
             reply => return interpret(cmd, conf, &args.stdin, reply),
         }
@@ -210,7 +211,7 @@ impl Shim {
         if let Err((waited, last)) = ready {
             return Err(not_ready(cmd, &socket, waited, &last));
         }
-        let reply = client.send(Method::POST, CNI_ENDPOINT, body, None);
+        let reply = client.send(Method::POST, CNI_ENDPOINT, body(), None);
         interpret(cmd, conf, &args.stdin, reply)
     }
 }

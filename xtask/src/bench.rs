@@ -423,11 +423,8 @@ fn release_times(sh: &Shell) -> anyhow::Result<()> {
     let base = root.join("target/bench-release");
     let _ = std::fs::remove_dir_all(&base);
     let (target, out) = (base.join("target"), base.join("out"));
-    let mut argv: Vec<String> = ["release", "--target-dir", target.to_str().unwrap_or_default(), "--out-dir"]
-        .iter()
-        .map(|a| a.to_string())
-        .chain([out.display().to_string()])
-        .collect();
+    let mut argv = vec!["release".to_string(), "--target-dir".into(), target.display().to_string()];
+    argv.extend(["--out-dir".into(), out.display().to_string()]);
     // A benchmark stays off the network: the snapshot beside the repository, when there is one,
     // instead of fetching the advisory database.
     if let Some(db) = crate::scan::advisory_db::shared_snapshot() {
