@@ -35,7 +35,7 @@ use multus::thick::daemon_config::DEFAULT_MAX_CONCURRENT_REQUESTS;
 use serde_json::{Value, json};
 use support::apiserver::FakeApiServer;
 use support::thick::{
-    DAEMON_BIN, Daemon, Outcome, SHIM_BIN, auto_mode_config, bridge, daemon_config, finish, rss_by_kind_kib, shim_conf,
+    DAEMON_BIN, Daemon, Outcome, auto_mode_config, bridge, daemon_config, finish, rss_by_kind_kib, shim_bin, shim_conf,
     spawn_cni,
 };
 use support::{CNI_BIN, Netns, Node};
@@ -70,7 +70,7 @@ impl Bins {
         let pick = |var: &str, cargo: &str| PathBuf::from(std::env::var(var).unwrap_or_else(|_| cargo.to_string()));
         let b = Bins {
             thin: pick("MULTUS_BENCH_BIN", env!("CARGO_BIN_EXE_multus")),
-            shim: pick("MULTUS_BENCH_SHIM", SHIM_BIN),
+            shim: std::env::var("MULTUS_BENCH_SHIM").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(shim_bin())),
             daemon: pick("MULTUS_BENCH_DAEMON", DAEMON_BIN),
         };
         println!(

@@ -5,6 +5,23 @@
 //! `<bin>: ` as upstream's shim and daemon do) followed by our own facts (`binary:`, `arch:`,
 //! `rustc:`).
 
+use crate::prelude::*;
+
+/// The architecture, as `std::env::consts::ARCH` names it (which `no_std` code cannot use).
+pub const ARCH: &str = if cfg!(target_arch = "x86_64") {
+    "x86_64"
+} else if cfg!(target_arch = "aarch64") {
+    "aarch64"
+} else if cfg!(target_arch = "arm") {
+    "arm"
+} else if cfg!(target_arch = "powerpc64") {
+    "powerpc64"
+} else if cfg!(target_arch = "s390x") {
+    "s390x"
+} else {
+    "unknown"
+};
+
 /// The compiler `cargo xtask build` used (`rustup 1.95.0`, `debian 1.85.0`), or `unknown`.
 pub const RUSTC: &str = match option_env!("MULTUS_RUSTC") {
     Some(r) => r,
@@ -34,8 +51,7 @@ pub const DATE: &str = match option_env!("MULTUS_DATE") {
 pub fn version_line(bin: &str) -> String {
     let prefix = if bin == "multus" { String::new() } else { format!("{bin}: ") };
     format!(
-        "{prefix}multus-cni version:{VERSION}, commit:{COMMIT}, date:{DATE}, binary:{bin}, arch:{}, rustc:{RUSTC}",
-        std::env::consts::ARCH
+        "{prefix}multus-cni version:{VERSION}, commit:{COMMIT}, date:{DATE}, binary:{bin}, arch:{ARCH}, rustc:{RUSTC}"
     )
 }
 

@@ -8,6 +8,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::prelude::*;
+
 /// A key whose value Go would refuse to decode; the message names the document and the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -26,8 +28,8 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 /// with two dashes, up to the first non-flag or `--`; every name must be in `known` (string flags;
 /// `-v`/`-version`/`-h`/`-help` are the caller's business and returned as given). Returns the
 /// values by name (the last one wins).
-pub fn go_flags(args: &[String], known: &[&str]) -> Result<std::collections::BTreeMap<String, String>, String> {
-    let mut out = std::collections::BTreeMap::new();
+pub fn go_flags(args: &[String], known: &[&str]) -> Result<alloc::collections::BTreeMap<String, String>, String> {
+    let mut out = alloc::collections::BTreeMap::new();
     let mut i = 0;
     while i < args.len() {
         let a = &args[i];
@@ -62,9 +64,9 @@ pub fn go_flags(args: &[String], known: &[&str]) -> Result<std::collections::BTr
 
 /// Go's `time.ParseDuration` for non-negative durations (`10m`, `1h30m`, `1.5s`, `300ms`; units
 /// ns, us, µs, ms, s, m, h); `None` for anything Go would refuse, or a negative duration.
-pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+pub fn parse_duration(s: &str) -> Option<core::time::Duration> {
     if s == "0" {
-        return Some(std::time::Duration::ZERO);
+        return Some(core::time::Duration::ZERO);
     }
     let mut rest = s.strip_prefix('+').unwrap_or(s);
     if rest.is_empty() {
@@ -92,7 +94,7 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
         nanos += value * scale;
         rest = next;
     }
-    (nanos.is_finite() && nanos < 9.2e18).then(|| std::time::Duration::from_nanos(nanos as u64))
+    (nanos.is_finite() && nanos < 9.2e18).then(|| core::time::Duration::from_nanos(nanos as u64))
 }
 
 /// The value `encoding/json` would decode into the struct field tagged `name`: every key that

@@ -3,8 +3,9 @@
 //! fails `cargo test --lib`, which runs without root.
 //!
 //! Parts and what each may use besides itself and the low-level modules (`logging`, `files`,
-//! `golang`, `build_info`), which every part may use and which use nothing of the crate (but
-//! `build_info` reads its `-version` flag with `golang::parse_bool`):
+//! `golang`, `build_info`, `prelude`), which every part may use and which use nothing of the crate (but
+//! `build_info` reads its `-version` flag with `golang::parse_bool`, and the modules the libc-free
+//! shim shares name `alloc`'s types through `prelude`):
 //! - `cni`: nothing else — the CNI core knows nothing of Multus, Kubernetes or namespaces' users;
 //! - `netns`: `cni` (its error type);
 //! - `multus`: `cni`, `netns` — Kubernetes only through `multus::kube::Cluster`;
@@ -21,14 +22,15 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Used by every part; they use nothing of the crate.
-const LOW_LEVEL: &[&str] = &["logging", "files", "golang", "build_info"];
+const LOW_LEVEL: &[&str] = &["logging", "files", "golang", "build_info", "prelude"];
 
 /// (part, the parts it may use besides [`LOW_LEVEL`]).
 const RULES: &[(&str, &[&str])] = &[
     ("logging", &[]),
     ("files", &[]),
-    ("golang", &[]),
-    ("build_info", &["golang"]),
+    ("golang", &["prelude"]),
+    ("build_info", &["golang", "prelude"]),
+    ("prelude", &[]),
     ("cni", &[]),
     ("netns", &["cni"]),
     ("multus", &["cni", "netns"]),

@@ -275,13 +275,7 @@ pub fn sorted_keys(v: Value) -> Value {
     }
 }
 
-/// libcni's network-name rule, which also makes the name safe as one path component.
-pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b[0].is_ascii_alphanumeric()
-        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
+pub use super::validate::valid_name;
 
 /// Every `*.conf` in `<dir>/<name>/` (lexical, no recursion; each must have a `type`).
 /// The name is validated first, so it can never climb out of `dir`.

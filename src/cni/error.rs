@@ -3,9 +3,12 @@
 //! Every [`Error`] knows its CNI error code, so a binary can always print a spec-correct error
 //! object and exit non-zero; see [`Error::to_cni`].
 
+#[cfg(not(multus_nostd))]
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+use crate::prelude::*;
 
 /// Well-known error codes of the CNI specification (1-99 reserved; 100+ plugin-specific).
 pub mod code {
@@ -46,13 +49,13 @@ impl CniError {
     }
 }
 
-impl std::fmt::Display for CniError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for CniError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         if self.details.is_empty() { write!(f, "{}", self.msg) } else { write!(f, "{}; {}", self.msg, self.details) }
     }
 }
 
-impl std::error::Error for CniError {}
+impl core::error::Error for CniError {}
 
 /// Errors of the CNI runtime and plugin side. Messages are lower case and name the failing thing.
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +70,10 @@ pub enum Error {
     UnsupportedField(String),
     #[error("incompatible CNI versions: {0}")]
     IncompatibleVersion(String),
+    #[cfg(not(multus_nostd))]
     #[error("{context} {}: {source}", path.display())]
     Io { context: &'static str, path: PathBuf, source: std::io::Error },
+    #[cfg(not(multus_nostd))]
     #[error("failed to find plugin {name:?} in path {paths:?}")]
     PluginNotFound { name: String, paths: Vec<PathBuf> },
     #[error("plugin {plugin} did not finish within {seconds}s and was killed")]
@@ -87,6 +92,7 @@ pub enum Error {
 }
 
 impl Error {
+    #[cfg(not(multus_nostd))]
     pub fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { context, path: path.into(), source }
     }
@@ -95,10 +101,13 @@ impl Error {
     pub fn code(&self) -> u32 {
         match self {
             Error::Decoding(_) => code::DECODING_FAILURE,
-            Error::InvalidConfig(_) | Error::PluginNotFound { .. } => code::INVALID_NETWORK_CONFIG,
+            Error::InvalidConfig(_) => code::INVALID_NETWORK_CONFIG,
+            #[cfg(not(multus_nostd))]
+            Error::PluginNotFound { .. } => code::INVALID_NETWORK_CONFIG,
             Error::InvalidEnv(_) => code::INVALID_ENV,
             Error::UnsupportedField(_) => code::UNSUPPORTED_FIELD,
             Error::IncompatibleVersion(_) => code::INCOMPATIBLE_VERSION,
+            #[cfg(not(multus_nostd))]
             Error::Io { .. } => code::IO_FAILURE,
             Error::Timeout { .. } => code::TRY_AGAIN_LATER,
             Error::Cni(e) => e.code,
@@ -171,6 +180,7 @@ pub fn join_flat<E>(
     }
 }
 
+#[cfg(not(multus_nostd))]
 impl From<crate::files::FileError> for Error {
     fn from(e: crate::files::FileError) -> Error {
         Error::Io { context: e.context, path: e.path, source: e.source }
@@ -211,10 +221,7 @@ mod tests {
         assert_eq!(joined.code(), 4);
         assert_eq!(joined.to_string(), "a; b");
         assert!(Error::join(vec![]).is_ok());
-        let nested = Error::join(vec![
-            joined,
-            Error::Io { context: "x", path: "/p".into(), source: std::io::ErrorKind::Other.into() },
-        ]);
+        let nested = Error::join(vec![joined, Error::Timeout { plugin: "x".into(), seconds: 1 }]);
         match nested.unwrap_err() {
             Error::Multiple(v) => assert_eq!(v.len(), 3, "flattened: {v:?}"),
             other => panic!("{other:?}"),

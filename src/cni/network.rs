@@ -16,6 +16,7 @@ use super::config::{NetworkConfigList, PluginConfig, valid_name};
 use super::error::{CniError, Error, code};
 use super::exec::Exec;
 use super::result::CniResult;
+pub use super::validate::{MAX_IFNAME_LEN, validate_interface_name};
 use super::version::{Version, VersionInfo};
 
 /// What the runtime knows about one attachment (libcni `RuntimeConf`).
@@ -78,30 +79,6 @@ pub fn validate_network_name(name: &str) -> Result<(), Error> {
     }
     if !valid_name(name) {
         return Err(invalid(code::INVALID_NETWORK_CONFIG, "invalid characters found in network name", name));
-    }
-    Ok(())
-}
-
-/// The kernel's limit for interface names (IFNAMSIZ - 1).
-pub const MAX_IFNAME_LEN: usize = 15;
-
-/// libcni `ValidateInterfaceName`.
-pub fn validate_interface_name(ifname: &str) -> Result<(), Error> {
-    if ifname.is_empty() {
-        return Err(invalid(code::INVALID_ENV, "interface name is empty", ""));
-    }
-    if ifname.len() > MAX_IFNAME_LEN {
-        return Err(invalid(
-            code::INVALID_ENV,
-            "interface name is too long",
-            &format!("interface name should be less than {} characters", MAX_IFNAME_LEN + 1),
-        ));
-    }
-    if ifname == "." || ifname == ".." {
-        return Err(invalid(code::INVALID_ENV, "interface name is . or ..", ""));
-    }
-    if ifname.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
-        return Err(invalid(code::INVALID_ENV, "interface name contains / or : or whitespace characters", ""));
     }
     Ok(())
 }

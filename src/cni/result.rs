@@ -5,13 +5,14 @@
 //! sorts routes by family (and fails with "cannot convert: no valid IP addresses" when there are
 //! none), 0.3.x/0.4.0 carry `"version":"4"|"6"` on each IP and only name/mac/sandbox on interfaces.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::error::Error;
 use super::version::{Layout, Version};
+use crate::prelude::*;
 
 /// An address with its prefix length, host bits kept (`10.99.0.2/24`), like Go's `types.IPNet`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,8 +39,8 @@ impl Cidr {
     }
 }
 
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
     }
 }

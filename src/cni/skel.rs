@@ -2,15 +2,15 @@
 //! config from stdin, negotiate the version, dispatch to the command, print the result or a CNI
 //! error object on stdout and return the exit code.
 //!
-//! IO is passed in (environment lookup, stdin bytes, stdout/stderr writers), so the whole protocol
-//! is testable as a plain function.
-
-use std::io::Write;
+//! IO is passed in (environment lookup, stdin bytes, stdout/stderr buffers), so the whole protocol
+//! is testable as a plain function; [`plugin_main`] is the process around it (the libc-free shim
+//! has its own).
 
 use serde_json::Value;
 
 use super::error::{CniError, Error, code};
 use super::version::{self, Version, VersionInfo};
+use crate::prelude::*;
 
 /// The commands of the specification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,9 +88,13 @@ pub trait Plugin {
     }
     /// Refuses a CNI_NETNS that is not a network namespace (`validate::netns`, the one IO step
     /// of the validation); runs before any handler.
+    #[cfg(not(multus_nostd))]
     fn validate_netns(&self, cmd: Command, path: &str) -> Result<(), Error> {
         super::validate::netns(cmd, path)
     }
+    /// Without std the plugin brings its own (the libc-free shim's system calls).
+    #[cfg(multus_nostd)]
+    fn validate_netns(&self, cmd: Command, path: &str) -> Result<(), Error>;
 }
 
 /// Which variables each command requires (Go skel's `reqForCmd`).
@@ -104,20 +108,21 @@ fn required(var: &str, cmd: Command) -> bool {
     }
 }
 
-/// Runs one invocation. Returns the process exit code (0 success, 1 failure).
+/// Runs one invocation: what to print goes into `stdout` and `stderr`. Returns the process exit
+/// code (0 success, 1 failure).
 pub fn run(
     plugin: &dyn Plugin,
     about: &str,
     supported: &[&str],
     getenv: &dyn Fn(&str) -> Option<String>,
     stdin: &[u8],
-    stdout: &mut dyn Write,
-    stderr: &mut dyn Write,
+    stdout: &mut Vec<u8>,
+    stderr: &mut Vec<u8>,
 ) -> i32 {
     let raw_cmd = getenv("CNI_COMMAND").unwrap_or_default();
     if raw_cmd.is_empty() {
-        let _ = writeln!(stderr, "{about}");
-        let _ = writeln!(stderr, "CNI protocol versions supported: {}", supported.join(", "));
+        line(stderr, about);
+        line(stderr, &format!("CNI protocol versions supported: {}", supported.join(", ")));
         return 0;
     }
     match dispatch(plugin, &raw_cmd, supported, getenv, stdin, stdout) {
@@ -125,10 +130,15 @@ pub fn run(
         Err(mut e) => {
             // In the version of the config the runtime gave us, also for a delegate's own object.
             e.cni_version = Some(error_version(stdin));
-            let _ = writeln!(stdout, "{}", e.to_json());
+            line(stdout, &e.to_json());
             1
         }
     }
+}
+
+fn line(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'\n');
 }
 
 /// The `cniVersion` an error object carries: the config's, else the newest we speak (the
@@ -146,7 +156,7 @@ fn dispatch(
     supported: &[&str],
     getenv: &dyn Fn(&str) -> Option<String>,
     stdin: &[u8],
-    stdout: &mut dyn Write,
+    stdout: &mut Vec<u8>,
 ) -> Result<(), CniError> {
     let cmd = Command::parse(raw_cmd)
         .ok_or_else(|| CniError::new(code::INVALID_ENV, format!("unknown CNI_COMMAND: {raw_cmd}"), ""))?;
@@ -216,8 +226,9 @@ fn dispatch(
     }
 }
 
-fn print(stdout: &mut dyn Write, v: &Value) -> Result<(), CniError> {
-    writeln!(stdout, "{v}").map_err(|e| CniError::new(code::IO_FAILURE, format!("writing result: {e}"), ""))
+fn print(stdout: &mut Vec<u8>, v: &Value) -> Result<(), CniError> {
+    line(stdout, &v.to_string());
+    Ok(())
 }
 
 /// What a plugin binary needs from process start-up when it skips std's runtime
@@ -230,6 +241,7 @@ fn print(stdout: &mut dyn Write, v: &Value) -> Result<(), CniError> {
 ///   children get the default back, as std's spawn resets it).
 ///
 /// Harmless where std's runtime did start (both already hold).
+#[cfg(not(multus_nostd))]
 fn prepare_process() {
     let mut fds = [0, 1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
     // SAFETY: three valid pollfd structs; a zero timeout only reports which fds are closed.
@@ -250,9 +262,11 @@ fn prepare_process() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+#[cfg(not(multus_nostd))]
 /// The process-level entry point: real env, stdin and stdout; exits with the code.
 /// `-v`/`--version` on the command line prints the build's version line instead.
 pub fn plugin_main(plugin: &dyn Plugin, bin: &str, supported: &[&str]) -> ! {
+    use std::io::Write;
     prepare_process();
     let argv: Vec<String> = std::env::args().collect();
     if crate::build_info::wants_version(&argv) {
@@ -263,9 +277,13 @@ pub fn plugin_main(plugin: &dyn Plugin, bin: &str, supported: &[&str]) -> ! {
     let mut stdin = Vec::new();
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut stdin);
     let getenv = |k: &str| std::env::var(k).ok();
-    let code = run(plugin, &about, supported, &getenv, &stdin, &mut std::io::stdout().lock(), &mut std::io::stderr());
-    let _ = std::io::stdout().flush();
-    std::process::exit(code)
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run(plugin, &about, supported, &getenv, &stdin, &mut out, &mut err);
+    let _ = std::io::stderr().write_all(&err);
+    let mut stdout = std::io::stdout().lock();
+    // A result the runtime cannot read is a failed command.
+    let printed = stdout.write_all(&out).and_then(|()| stdout.flush());
+    std::process::exit(if printed.is_err() { 1 } else { code })
 }
 
 /// An empty, spec-correct result for `version` (0.1.0/0.2.0 allow a result with no IP).

@@ -7,14 +7,16 @@
 //! [`invocation`] is pure; [`netns`] and [`open_netns`] (which `netns::run_in` uses to enter a
 //! namespace) look at the file system, without ever blocking.
 
+#[cfg(not(multus_nostd))]
 use std::ffi::CString;
+#[cfg(not(multus_nostd))]
 use std::io;
+#[cfg(not(multus_nostd))]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::config::valid_name;
 use super::error::{CniError, Error, code};
-use super::network::validate_interface_name;
 use super::skel::Command;
+use crate::prelude::*;
 
 /// The longest container ID accepted: one file-name component (NAME_MAX).
 pub const MAX_CONTAINER_ID_LEN: usize = 255;
@@ -24,6 +26,42 @@ pub const MAX_K8S_VALUE_LEN: usize = 253;
 pub const K8S_KEYS: [&str; 4] = ["K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_UID", "K8S_POD_INFRA_CONTAINER_ID"];
 /// The longest CNI_ARGS accepted.
 pub const MAX_CNI_ARGS_LEN: usize = 64 * 1024;
+
+/// The kernel's limit for interface names (IFNAMSIZ - 1).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// libcni's network-name rule, which also makes the name safe as one path component.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// libcni `ValidateInterfaceName`.
+pub fn validate_interface_name(ifname: &str) -> Result<(), Error> {
+    if ifname.is_empty() {
+        return Err(libcni(code::INVALID_ENV, "interface name is empty", ""));
+    }
+    if ifname.len() > MAX_IFNAME_LEN {
+        return Err(libcni(
+            code::INVALID_ENV,
+            "interface name is too long",
+            &format!("interface name should be less than {} characters", MAX_IFNAME_LEN + 1),
+        ));
+    }
+    if ifname == "." || ifname == ".." {
+        return Err(libcni(code::INVALID_ENV, "interface name is . or ..", ""));
+    }
+    if ifname.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+        return Err(libcni(code::INVALID_ENV, "interface name contains / or : or whitespace characters", ""));
+    }
+    Ok(())
+}
+
+fn libcni(code: u32, msg: &str, details: &str) -> Error {
+    Error::Cni(CniError::new(code, msg, details))
+}
 
 /// The first 32 bytes (or fewer, on a character boundary) of a value too long to quote whole.
 fn head(s: &str) -> &str {
@@ -99,6 +137,7 @@ pub fn cni_args(raw: &str) -> Result<(), Error> {
     Ok(())
 }
 
+#[cfg(not(multus_nostd))]
 /// CNI_NETNS must name a network namespace ([`open_netns`]: nsfs, never a blocking open). ADD and
 /// CHECK need one; DEL accepts an empty or vanished path (the pod's namespace may be gone) but
 /// never an existing file that is not a network namespace.
@@ -113,11 +152,14 @@ pub fn netns(cmd: Command, path: &str) -> Result<(), Error> {
     }
 }
 
+#[cfg(not(multus_nostd))]
 /// `statfs.f_type` of the namespace file system.
 const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+#[cfg(not(multus_nostd))]
 /// `statfs.f_type` of procfs, where kernels before 3.19 put namespace files.
 const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
 
+#[cfg(not(multus_nostd))]
 /// Opens the network namespace at `path` without ever blocking, or says why it is none: the path
 /// is first opened with `O_PATH` (which opens no FIFO, device or socket) and must be on nsfs, then
 /// opened for `setns` with `O_NONBLOCK | O_NOCTTY` and checked again (the path may have been
@@ -157,7 +199,7 @@ pub fn open_netns(path: &str) -> Result<OwnedFd, Error> {
     Ok(fd)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(multus_nostd)))]
 mod tests {
     use super::*;
 

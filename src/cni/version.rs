@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{CniError, Error};
+use crate::prelude::*;
 
 /// Every version this implementation reads and writes, oldest first.
 pub const ALL: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -73,8 +74,8 @@ impl Version {
     }
 }
 
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Version {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{}.{}.{}", self.0, self.1, self.2)
     }
 }

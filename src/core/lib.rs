@@ -12,6 +12,19 @@
 //! ARCHITECTURE.md's module map); the `multus` library re-exports them under the same paths, so
 //! `multus::cni::...` names the same items as `multus_core::cni::...`.
 
+extern crate alloc;
+
+/// The `alloc` items std's prelude names, imported explicitly by the modules that the libc-free
+/// shim (`shim/`, `no_std`) compiles too: there, as here, `use crate::prelude::*;` names them.
+pub mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::boxed::Box;
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec;
+    pub use alloc::vec::Vec;
+}
+
 #[path = "../build_info.rs"]
 pub mod build_info;
 #[path = "../cni/mod.rs"]

@@ -5,5 +5,7 @@
 pub mod api;
 #[path = "../thick/client.rs"]
 pub mod client;
+#[path = "../thick/http.rs"]
+pub mod http;
 #[path = "../thick/shim.rs"]
 pub mod shim;

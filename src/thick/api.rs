@@ -7,13 +7,15 @@
 //! is answered `{"Result": <result in 1.1.0>}`. A failure is answered with status 400 and a CNI
 //! error object (what upstream 4.2.4 introduced; 4.2.1 sent text, which our shim still understands).
 
-use std::collections::BTreeMap;
+use alloc::collections::BTreeMap;
+#[cfg(not(multus_nostd))]
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use crate::cni::error::CniError;
+use crate::prelude::*;
 
 /// The CNI operation of a runtime, forwarded by the shim.
 pub const CNI_ENDPOINT: &str = "/cni";
@@ -32,6 +34,7 @@ pub const SOCKET_FILE: &str = "multus.sock";
 pub const WIRE_RESULT_VERSION: &str = "1.1.0";
 
 /// `<dir>/multus.sock`; an empty `dir` means [`DEFAULT_SOCKET_DIR`].
+#[cfg(not(multus_nostd))]
 pub fn socket_path(dir: &Path) -> PathBuf {
     if dir.as_os_str().is_empty() { Path::new(DEFAULT_SOCKET_DIR).join(SOCKET_FILE) } else { dir.join(SOCKET_FILE) }
 }
@@ -133,6 +136,8 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: 
 mod base64_bytes {
     use base64::Engine;
     use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::prelude::*;
 
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
@@ -262,6 +267,7 @@ mod tests {
         assert_eq!(parse_error_body(br#"{"Result":{}}"#), None);
     }
 
+    #[cfg(not(multus_nostd))]
     #[test]
     fn socket_paths() {
         assert_eq!(socket_path(Path::new("/host/run/multus/")), PathBuf::from("/host/run/multus/multus.sock"));

@@ -8,7 +8,7 @@
 //! `request` turns a request into a CNI invocation, `server` is the HTTP API (with `metrics`),
 //! `chroot` runs delegates in the host's root, and `daemon` is startup, serving and shutdown.
 
-pub use multus_core::thick::{api, client, shim};
+pub use multus_core::thick::{api, client, http, shim};
 pub mod chroot;
 pub mod daemon;
 pub mod daemon_config;

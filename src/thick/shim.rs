@@ -15,20 +15,17 @@
 //! answers with a CNI error object (ours) has its code and details passed through. A daemon that
 //! cannot be reached is code 11 (try again later).
 
-use std::path::PathBuf;
-use std::time::Duration;
+use core::time::Duration;
 
-use http::Method;
 use serde_json::Value;
 
-use super::api::{self, CNI_ENDPOINT, DEFAULT_SOCKET_DIR, WIRE_RESULT_VERSION};
-use super::client::{Client, ClientError, Reply};
+use super::api::{self, CNI_ENDPOINT, DEFAULT_SOCKET_DIR, HEALTH_ENDPOINT, SOCKET_FILE, WIRE_RESULT_VERSION};
+use super::http::{ClientError, Reply};
 use crate::cni::error::{CniError, Error, code};
 use crate::cni::result::CniResult;
 use crate::cni::skel::{CmdArgs, Command, Plugin};
 use crate::golang::Fields;
-use crate::logging;
-use crate::logging::LogOptions;
+use crate::prelude::*;
 
 pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(60);
 pub const READINESS_POLL: Duration = Duration::from_millis(100);
@@ -37,7 +34,7 @@ pub const READINESS_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShimConf {
     pub cni_version: String,
-    pub socket_dir: PathBuf,
+    pub socket_dir: String,
     pub log_file: String,
     pub log_level: String,
     pub log_to_stderr: bool,
@@ -67,13 +64,24 @@ impl ShimConf {
         let socket_dir = string("daemonSocketDir")?;
         Ok(ShimConf {
             cni_version: string("cniVersion")?,
-            socket_dir: PathBuf::from(if socket_dir.is_empty() { DEFAULT_SOCKET_DIR.to_string() } else { socket_dir }),
+            socket_dir: if socket_dir.is_empty() { DEFAULT_SOCKET_DIR.to_string() } else { socket_dir },
             log_file: string("logFile")?,
             log_level: string("logLevel")?,
             log_to_stderr: boolean("logToStderr")?,
             readiness_timeout,
             return_del_errors: boolean("shimReturnDelErrors")?,
         })
+    }
+}
+
+impl ShimConf {
+    /// `<daemonSocketDir>/multus.sock`, joined as `Path::join` joins.
+    pub fn socket(&self) -> String {
+        if self.socket_dir.ends_with('/') {
+            format!("{}{SOCKET_FILE}", self.socket_dir)
+        } else {
+            format!("{}/{SOCKET_FILE}", self.socket_dir)
+        }
     }
 }
 
@@ -95,14 +103,12 @@ fn unreachable_daemon(cmd: Command, what: String) -> Error {
 }
 
 /// The readiness failure after waiting `waited`.
-pub fn not_ready(cmd: Command, socket: &std::path::Path, waited: Duration, last: &ClientError) -> Error {
+pub fn not_ready(cmd: Command, socket: &str, waited: Duration, last: &ClientError) -> Error {
     unreachable_daemon(
         cmd,
         format!(
             "timed out waiting for the condition: multus-daemon did not answer {} on {} within {:?} (last error: {last})",
-            api::HEALTH_ENDPOINT,
-            socket.display(),
-            waited
+            HEALTH_ENDPOINT, socket, waited
         ),
     )
 }
@@ -152,36 +158,78 @@ pub fn interpret(
     Ok(Some(converted))
 }
 
-/// The shim as a skel plugin; `env` is the process environment it forwards.
-pub struct Shim {
-    pub env: Vec<(String, String)>,
+/// What the shim does to the world: the socket, the clock and the log. Over std it is
+/// [`StdIo`] (`client`, `logging`); the libc-free shim (`shim/`) brings its system calls.
+pub trait Io {
+    /// One request to the daemon's socket; `timeout` bounds the whole exchange.
+    fn send(&self, socket: &str, endpoint: &str, body: &[u8], timeout: Option<Duration>) -> Result<Reply, ClientError>;
+    fn sleep(&self, d: Duration);
+    /// A monotonic clock.
+    fn now(&self) -> Duration;
+    /// Starts the log the config asks for (the first call wins).
+    fn init_log(&self, conf: &ShimConf);
+    fn error(&self, msg: &str);
+    fn verbose(&self, msg: &str);
+    /// `cni::validate::netns`: CNI_NETNS must be a network namespace (the one IO step of skel's
+    /// validation).
+    fn validate_netns(&self, cmd: Command, path: &str) -> Result<(), Error>;
 }
 
-impl Shim {
-    pub fn from_process() -> Shim {
-        Shim {
-            env: std::env::vars_os()
-                .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
-                .collect(),
-        }
+/// One `/healthz` probe (upstream's shim POSTs `null`).
+pub fn probe(io: &dyn Io, socket: &str, timeout: Duration) -> Result<(), ClientError> {
+    let reply = io.send(socket, HEALTH_ENDPOINT, b"null", Some(timeout))?;
+    if reply.status == 200 {
+        Ok(())
+    } else {
+        Err(ClientError::Http(format!(
+            "{HEALTH_ENDPOINT} answered {}: '{}'",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        )))
     }
+}
 
+/// Probes every `interval` until the daemon answers or `timeout` has passed (upstream's
+/// `WaitUntilAPIReady`: 100 ms, 60 s). Returns the last failure.
+pub fn wait_ready(io: &dyn Io, socket: &str, timeout: Duration, interval: Duration) -> Result<(), ClientError> {
+    let start = io.now();
+    loop {
+        let elapsed = io.now().saturating_sub(start);
+        let last = match probe(io, socket, timeout.saturating_sub(elapsed).max(interval)) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if io.now().saturating_sub(start) + interval > timeout {
+            return Err(last);
+        }
+        io.sleep(interval);
+    }
+}
+
+/// The shim as a skel plugin: `env` is the process environment it forwards, `io` what it does
+/// to the world.
+pub struct Shim<I: Io> {
+    pub env: Vec<(String, String)>,
+    pub io: I,
+}
+
+impl<I: Io> Shim<I> {
     fn call(&self, cmd: Command, args: &CmdArgs) -> Result<Option<Value>, Error> {
         let conf = ShimConf::parse(&args.stdin)?;
-        logging::init_with(&conf.log_file, &conf.log_level, conf.log_to_stderr, &LogOptions::default());
+        self.io.init_log(&conf);
         let outcome = self.ask(cmd, &conf, args);
         match outcome {
             Err(e) if cmd == Command::Del && !conf.return_del_errors => {
-                logging::error(&format!("{e} (DEL reports success; set shimReturnDelErrors to return it)"));
+                self.io.error(&format!("{e} (DEL reports success; set shimReturnDelErrors to return it)"));
                 Ok(None)
             }
             Err(e) => {
-                logging::error(&e.to_string());
+                self.io.error(&e.to_string());
                 Err(e)
             }
             Ok(v) => {
                 if let Some(r) = &v {
-                    logging::verbose(&format!("{}: {r}", prefix(cmd)));
+                    self.io.verbose(&format!("{}: {r}", prefix(cmd)));
                 }
                 Ok(v)
             }
@@ -195,28 +243,28 @@ impl Shim {
     /// was sent, does the shim wait for readiness as upstream does (`WaitUntilAPIReady`; DEL
     /// probes once) and send again.
     fn ask(&self, cmd: Command, conf: &ShimConf, args: &CmdArgs) -> Result<Option<Value>, Error> {
-        let socket = api::socket_path(&conf.socket_dir);
-        let client = Client::new(&socket);
+        let socket = conf.socket();
+        let io = &self.io as &dyn Io;
         // Built again only in the rare case that the first connect failed.
         let body = || api::Request::from_process(self.env.iter().cloned(), &args.stdin).to_json();
-        match client.send(Method::POST, CNI_ENDPOINT, body(), None) {
+        match io.send(&socket, CNI_ENDPOINT, &body(), None) {
             Err(ClientError::Connect { .. }) => {}
             reply => return interpret(cmd, conf, &args.stdin, reply),
         }
         let ready = if cmd == Command::Del {
-            client.probe(conf.readiness_timeout.max(READINESS_POLL)).map_err(|e| (Duration::ZERO, e))
+            probe(io, &socket, conf.readiness_timeout.max(READINESS_POLL)).map_err(|e| (Duration::ZERO, e))
         } else {
-            client.wait_ready(conf.readiness_timeout, READINESS_POLL).map_err(|e| (conf.readiness_timeout, e))
+            wait_ready(io, &socket, conf.readiness_timeout, READINESS_POLL).map_err(|e| (conf.readiness_timeout, e))
         };
         if let Err((waited, last)) = ready {
             return Err(not_ready(cmd, &socket, waited, &last));
         }
-        let reply = client.send(Method::POST, CNI_ENDPOINT, body(), None);
+        let reply = io.send(&socket, CNI_ENDPOINT, &body(), None);
         interpret(cmd, conf, &args.stdin, reply)
     }
 }
 
-impl Plugin for Shim {
+impl<I: Io> Plugin for Shim<I> {
     fn add(&self, args: &CmdArgs) -> Result<Value, Error> {
         self.call(Command::Add, args)?
             .ok_or_else(|| Error::Internal(format!("{}: the daemon sent no result", prefix(Command::Add))))
@@ -236,6 +284,52 @@ impl Plugin for Shim {
 
     fn status(&self, args: &CmdArgs) -> Result<(), Error> {
         self.call(Command::Status, args).map(|_| ())
+    }
+
+    fn validate_netns(&self, cmd: Command, path: &str) -> Result<(), Error> {
+        self.io.validate_netns(cmd, path)
+    }
+}
+
+/// The shim over std: `client` for the socket, `logging` for the log.
+#[cfg(not(multus_nostd))]
+#[derive(Debug, Default)]
+pub struct StdIo;
+
+#[cfg(not(multus_nostd))]
+impl Io for StdIo {
+    fn send(&self, socket: &str, endpoint: &str, body: &[u8], timeout: Option<Duration>) -> Result<Reply, ClientError> {
+        super::client::send(std::path::Path::new(socket), http::Method::POST, endpoint, body, timeout)
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d)
+    }
+
+    fn now(&self) -> Duration {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed()
+    }
+
+    fn init_log(&self, conf: &ShimConf) {
+        crate::logging::init_with(
+            &conf.log_file,
+            &conf.log_level,
+            conf.log_to_stderr,
+            &crate::logging::LogOptions::default(),
+        );
+    }
+
+    fn error(&self, msg: &str) {
+        crate::logging::error(msg)
+    }
+
+    fn verbose(&self, msg: &str) {
+        crate::logging::verbose(msg)
+    }
+
+    fn validate_netns(&self, cmd: Command, path: &str) -> Result<(), Error> {
+        crate::cni::validate::netns(cmd, path)
     }
 }
 
@@ -260,7 +354,7 @@ mod tests {
             c,
             ShimConf {
                 cni_version: "0.3.1".into(),
-                socket_dir: PathBuf::from("/host/run/multus/"),
+                socket_dir: "/host/run/multus/".into(),
                 log_file: "/var/log/shim.log".into(),
                 log_level: "debug".into(),
                 log_to_stderr: true,
@@ -271,7 +365,7 @@ mod tests {
         let d = ShimConf::parse(b"{}").unwrap();
         assert_eq!(
             (d.socket_dir, d.readiness_timeout, d.return_del_errors, d.log_to_stderr),
-            (PathBuf::from("/run/multus/"), DEFAULT_READINESS_TIMEOUT, false, false)
+            ("/run/multus/".to_string(), DEFAULT_READINESS_TIMEOUT, false, false)
         );
         let e = ShimConf::parse(b"{").unwrap_err();
         assert_eq!(e.code(), 6);
@@ -279,7 +373,7 @@ mod tests {
         assert!(ShimConf::parse(br#"{"daemonReadinessTimeoutSeconds":-1}"#).is_err());
         // Keys match as Go's encoding/json matches them (upstream's shim): any case, last wins.
         let g = ShimConf::parse(br#"{"DaemonSocketDir":"/a/","daemonsocketdir":"/b/","LogToStderr":true}"#).unwrap();
-        assert_eq!((g.socket_dir, g.log_to_stderr), (PathBuf::from("/b/"), true));
+        assert_eq!((g.socket_dir, g.log_to_stderr), ("/b/".to_string(), true));
     }
 
     const ADD_RESPONSE: &str = include_str!("../../tests/fixtures/thick/response-add.json");
@@ -333,5 +427,100 @@ mod tests {
             "{}",
             e.msg
         );
+    }
+
+    /// The shim's world as a script: replies in order, a clock that moves only when the shim
+    /// sleeps, and what it sent and logged.
+    #[derive(Default)]
+    struct FakeIo {
+        replies: core::cell::RefCell<alloc::collections::VecDeque<Result<Reply, ClientError>>>,
+        sent: core::cell::RefCell<Vec<String>>,
+        logged: core::cell::RefCell<Vec<String>>,
+        clock: core::cell::Cell<Duration>,
+    }
+
+    impl Io for FakeIo {
+        fn send(&self, socket: &str, endpoint: &str, _: &[u8], _: Option<Duration>) -> Result<Reply, ClientError> {
+            self.sent.borrow_mut().push(format!("{socket} {endpoint}"));
+            self.replies.borrow_mut().pop_front().expect("a scripted reply")
+        }
+        fn sleep(&self, d: Duration) {
+            self.clock.set(self.clock.get() + d);
+        }
+        fn now(&self) -> Duration {
+            self.clock.get()
+        }
+        fn init_log(&self, _: &ShimConf) {}
+        fn error(&self, msg: &str) {
+            self.logged.borrow_mut().push(msg.to_string());
+        }
+        fn verbose(&self, _: &str) {}
+        fn validate_netns(&self, _: Command, _: &str) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[cfg(not(multus_nostd))]
+    fn refused() -> ClientError {
+        ClientError::Connect { path: "/s/multus.sock".into(), source: std::io::ErrorKind::NotFound.into() }
+    }
+
+    #[cfg(multus_nostd)]
+    fn refused() -> ClientError {
+        ClientError::Connect { path: "/s/multus.sock".into(), source: crate::sys::Errno(2) }
+    }
+
+    fn shim(replies: Vec<Result<Reply, ClientError>>) -> Shim<FakeIo> {
+        let io = FakeIo { replies: core::cell::RefCell::new(replies.into()), ..FakeIo::default() };
+        Shim { env: vec![("CNI_COMMAND".into(), "ADD".into())], io }
+    }
+
+    fn args(conf: &str) -> CmdArgs {
+        CmdArgs { stdin: conf.as_bytes().to_vec(), ..CmdArgs::default() }
+    }
+
+    /// Connect refused: nothing was sent, so the shim waits for `/healthz` (every 100 ms) and sends
+    /// the same request again; a running daemon gets no probe.
+    #[test]
+    fn a_late_daemon_is_waited_for_and_a_running_one_is_not_probed() {
+        let ok = || Ok(Reply { status: 200, body: ADD_RESPONSE.trim().as_bytes().to_vec() });
+        let healthy = || Ok(Reply { status: 200, body: Vec::new() });
+        let late = shim(vec![Err(refused()), Err(refused()), Err(refused()), healthy(), ok()]);
+        let conf = r#"{"cniVersion":"1.0.0","daemonSocketDir":"/s"}"#;
+        let v = late.add(&args(conf)).unwrap();
+        assert_eq!(v["cniVersion"], "1.0.0");
+        assert_eq!(
+            *late.io.sent.borrow(),
+            [
+                "/s/multus.sock /cni",
+                "/s/multus.sock /healthz",
+                "/s/multus.sock /healthz",
+                "/s/multus.sock /healthz",
+                "/s/multus.sock /cni"
+            ]
+        );
+        assert_eq!(late.io.clock.get(), READINESS_POLL * 2);
+        let running = shim(vec![ok()]);
+        running.add(&args(conf)).unwrap();
+        assert_eq!(*running.io.sent.borrow(), ["/s/multus.sock /cni"]);
+    }
+
+    /// A daemon that never comes: ADD fails with code 11 after the timeout; DEL probes once and,
+    /// by upstream's policy, reports success (logging why) unless `shimReturnDelErrors` is set.
+    #[test]
+    fn a_missing_daemon_fails_add_and_del_follows_the_del_policy() {
+        let gone = || (0..40).map(|_| Err(refused())).collect::<Vec<_>>();
+        let add = shim(gone());
+        let e = add.add(&args(r#"{"cniVersion":"1.0.0","daemonReadinessTimeoutSeconds":1}"#)).unwrap_err().to_cni();
+        assert_eq!(e.code, 11);
+        assert!(e.msg.contains("did not answer /healthz on /run/multus/multus.sock within 1s"), "{}", e.msg);
+        assert_eq!(add.io.sent.borrow().len(), 1 + 11, "one /cni, then probes at 0, 0.1, ..., 1.0 s");
+        let del = shim(gone());
+        del.del(&args(r#"{"cniVersion":"1.0.0"}"#)).unwrap();
+        assert_eq!(del.io.sent.borrow().len(), 2, "one /cni, one probe");
+        assert!(del.io.logged.borrow()[0].contains("DEL reports success"), "{:?}", del.io.logged.borrow());
+        let strict = shim(gone());
+        let e = strict.del(&args(r#"{"cniVersion":"1.0.0","shimReturnDelErrors":true}"#)).unwrap_err();
+        assert_eq!(e.code(), 11);
     }
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::hostile::{plugins, read_pid, wait_gone};
 use crate::support::Node;
-use crate::support::thick::{Daemon, SHIM_BIN, daemon_config, shim_conf, spawn_cni};
+use crate::support::thick::{Daemon, daemon_config, shim_bin, shim_conf, spawn_cni};
 
 /// A client that declares a 1 MiB body and sends it as slowly as the socket lets it.
 struct Slow {
@@ -76,7 +76,7 @@ fn five_hundred_slow_bodies_keep_memory_bounded() {
     // Served normally afterwards, and the burst's memory is given back.
     let conf = crate::hostile::bridge_shim_conf(&node);
     for cmd in ["ADD", "DEL"] {
-        let child = node.node.enter(|| spawn_cni(Path::new(SHIM_BIN), &node, cmd, &conf, "pod", "eth0", &[]));
+        let child = node.node.enter(|| spawn_cni(Path::new(shim_bin()), &node, cmd, &conf, "pod", "eth0", &[]));
         let (out, _) = crate::hostile::bounded(child, Duration::from_secs(60));
         assert_eq!(out.code, 0, "{cmd}: {out:?}");
     }
@@ -109,7 +109,7 @@ fn sigterm_with_requests_in_flight_exits_within_the_deadline() {
         "1.0.0",
         json!({"binDir": plugins(&node), "delegates": [{"cniVersion": "1.0.0", "name": "hung", "type": "hang", "pidDir": pids}]}),
     );
-    let mut shim = node.node.enter(|| spawn_cni(Path::new(SHIM_BIN), &node, "ADD", &conf, "pod", "eth0", &[]));
+    let mut shim = node.node.enter(|| spawn_cni(Path::new(shim_bin()), &node, "ADD", &conf, "pod", "eth0", &[]));
     let plugin = read_pid(&pids.join("plugin.ADD"));
     let sleeper = read_pid(&pids.join("child.ADD"));
     let start = Instant::now();

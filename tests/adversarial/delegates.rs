@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::hostile::{bounded, conf_with, plugins, read_pid, wait_gone};
 use crate::support::Node;
-use crate::support::thick::{Daemon, SHIM_BIN, daemon_config, shim_conf, spawn_cni};
+use crate::support::thick::{Daemon, daemon_config, shim_bin, shim_conf, spawn_cni};
 
 const MULTUS: &str = env!("CARGO_BIN_EXE_multus");
 
@@ -73,7 +73,7 @@ fn thick_hung_delegate_is_killed_with_its_children() {
     let _daemon =
         Daemon::start(&node, &daemon_config(&node, json!({"delegateTimeoutSeconds": 3, "rollbackTimeoutSeconds": 3})));
     let conf = shim_conf(&node, "1.0.0", json!({"binDir": plugins(&node), "delegates": [hung(&node)]}));
-    let child = node.node.enter(|| spawn_cni(Path::new(SHIM_BIN), &node, "ADD", &conf, "pod", "eth0", &[]));
+    let child = node.node.enter(|| spawn_cni(Path::new(shim_bin()), &node, "ADD", &conf, "pod", "eth0", &[]));
     let (out, took) = bounded(child, Duration::from_secs(60));
     hung_delegate_is_killed_with_its_children(&node, out, took);
 }

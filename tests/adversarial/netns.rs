@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::hostile::{bounded, bridge_shim_conf, conf_with, daemon_request};
 use crate::support::Node;
-use crate::support::thick::{Daemon, SHIM_BIN, bridge, daemon_config, spawn_cni};
+use crate::support::thick::{Daemon, bridge, daemon_config, shim_bin, spawn_cni};
 
 fn fifo(node: &Node) -> PathBuf {
     let p = node.path("fifo");
@@ -57,7 +57,7 @@ fn daemon_fails_at_once_and_a_thousand_fifos_starve_nobody() {
     let fifo = fifo(&node);
     // Through the shim, as a runtime would.
     let env = [("CNI_NETNS", fifo.to_str().unwrap())];
-    let child = node.node.enter(|| spawn_cni(Path::new(SHIM_BIN), &node, "ADD", &conf, "pod", "eth0", &env));
+    let child = node.node.enter(|| spawn_cni(Path::new(shim_bin()), &node, "ADD", &conf, "pod", "eth0", &env));
     let (out, took) = bounded(child, Duration::from_secs(10));
     not_a_netns(&out.stdout);
     assert!(took < Duration::from_secs(1), "took {took:?}");
@@ -82,11 +82,11 @@ fn daemon_fails_at_once_and_a_thousand_fifos_starve_nobody() {
     });
     eprintln!("1000 FIFO requests answered in {:?}", start.elapsed());
     // A normal pod is served normally afterwards.
-    let child = node.node.enter(|| spawn_cni(Path::new(SHIM_BIN), &node, "ADD", &conf, "good", "eth0", &[]));
+    let child = node.node.enter(|| spawn_cni(Path::new(shim_bin()), &node, "ADD", &conf, "good", "eth0", &[]));
     let (out, _) = bounded(child, Duration::from_secs(60));
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(node.pod.addrs("eth0"), vec!["10.99.0.2/24"]);
-    let child = node.node.enter(|| spawn_cni(Path::new(SHIM_BIN), &node, "DEL", &conf, "good", "eth0", &[]));
+    let child = node.node.enter(|| spawn_cni(Path::new(shim_bin()), &node, "DEL", &conf, "good", "eth0", &[]));
     assert_eq!(bounded(child, Duration::from_secs(60)).0.code, 0);
     assert_eq!(node.ipam_ips("cbr"), Vec::<String>::new());
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::hostile::{bounded, bridge_shim_conf, conf_with, daemon_request, tree};
 use crate::support::Node;
-use crate::support::thick::{Daemon, SHIM_BIN, bridge, daemon_config, spawn_cni};
+use crate::support::thick::{Daemon, bridge, daemon_config, shim_bin, spawn_cni};
 
 const ARGS: &str = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod;K8S_POD_INFRA_CONTAINER_ID=pod";
 const MULTUS: &str = env!("CARGO_BIN_EXE_multus");
@@ -83,9 +83,9 @@ fn shim_and_daemon_refuse_them_too() {
     let id = victims.file.to_str().unwrap();
     for cmd in ["ADD", "DEL", "CHECK"] {
         // Through the shim (which refuses it itself) ...
-        let child = node
-            .node
-            .enter(|| spawn_cni(std::path::Path::new(SHIM_BIN), &node, cmd, &conf, id, "eth0", &[("CNI_ARGS", ARGS)]));
+        let child = node.node.enter(|| {
+            spawn_cni(std::path::Path::new(shim_bin()), &node, cmd, &conf, id, "eth0", &[("CNI_ARGS", ARGS)])
+        });
         refused(&bounded(child, Duration::from_secs(30)).0, id);
         // ... and straight to the daemon, as a client that skips the shim would.
         for endpoint in ["/cni", "/delegate"] {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::hostile::{bounded, conf_with};
 use crate::support::Node;
-use crate::support::thick::{Daemon, SHIM_BIN, bridge, daemon_config, shim_conf, spawn_cni};
+use crate::support::thick::{Daemon, bridge, daemon_config, shim_bin, shim_conf, spawn_cni};
 
 fn call(node: &Node, bin: &str, cmd: &str, conf: &Value, container: &str) -> crate::support::thick::Outcome {
     let child = node.node.enter(|| spawn_cni(Path::new(bin), node, cmd, conf, container, "eth0", &[]));
@@ -49,7 +49,7 @@ fn thick_refused_add_keeps_the_other_pods_interface() {
     let node = Node::new();
     let _daemon = Daemon::start(&node, &daemon_config(&node, json!({})));
     let conf = crate::hostile::bridge_shim_conf(&node);
-    second_pod_into_the_same_namespace(&node, SHIM_BIN, &conf);
+    second_pod_into_the_same_namespace(&node, shim_bin(), &conf);
 }
 
 /// The master succeeds; the second delegate is a chain whose bridge adds `net1` with an IP and
@@ -94,7 +94,7 @@ fn thick_failing_chain_is_undone_whole() {
         "1.0.0",
         json!({"binDir": bin_dir, "delegates": [bridge(&node, "cbr", "tbr0", "10.99.0.0/24"), chain(&node)]}),
     );
-    failing_chain_is_undone(&node, SHIM_BIN, &conf);
+    failing_chain_is_undone(&node, shim_bin(), &conf);
     for net in ["cbr", "chain"] {
         assert!(node.path("ipam").join(net).is_dir(), "{net} never allocated: the test proves nothing");
     }

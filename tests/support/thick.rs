@@ -19,8 +19,41 @@ use super::{CNI_BIN, Node};
 
 /// cargo's `multus-daemon` for this target.
 pub const DAEMON_BIN: &str = env!("CARGO_BIN_EXE_multus-daemon");
-/// cargo's `multus-shim` for this target.
-pub const SHIM_BIN: &str = env!("CARGO_BIN_EXE_multus-shim");
+/// The libc-free `multus-shim` (`shim/`, its own workspace): `MULTUS_TEST_SHIM` when set (what
+/// `cargo xtask test` builds once before the suites), else built here once per test binary with
+/// the flags `cargo xtask build` uses (static, not PIE).
+pub fn shim_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("MULTUS_TEST_SHIM") {
+            return p;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target_dir = root.join("target/shim");
+        let triple = host_triple();
+        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--offline", "--locked", "--release", "--bin", "multus-shim", "--target", &triple])
+            .arg("--manifest-path")
+            .arg(root.join("shim/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static\x1f-Crelocation-model=static")
+            .env_remove("RUSTFLAGS")
+            .status()
+            .expect("running cargo to build shim/");
+        assert!(status.success(), "cargo build of shim/ failed");
+        target_dir.join(triple).join("release/multus-shim").display().to_string()
+    })
+}
+
+/// The target triple the tests run on.
+fn host_triple() -> String {
+    let arch = std::env::consts::ARCH;
+    match arch {
+        "arm" => "armv7-unknown-linux-gnueabihf".to_string(),
+        _ => format!("{arch}-unknown-linux-gnu"),
+    }
+}
 
 /// A running daemon; killed with its whole process group (delegates included) on drop.
 pub struct Daemon {
@@ -259,7 +292,7 @@ pub fn spawn_shim_env(
     ifname: &str,
     env: &[(&str, &str)],
 ) -> Child {
-    spawn_cni(Path::new(SHIM_BIN), node, cmd, conf, container, ifname, env)
+    spawn_cni(Path::new(shim_bin()), node, cmd, conf, container, ifname, env)
 }
 
 /// Starts the CNI plugin `bin` the way a runtime does: CNI_* variables (the pod namespace, the

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Daemon, daemon_config, write};
 use crate::support::Node;
+use crate::support::thick::shim_bin;
 
 fn daemon(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_multus-daemon")).args(args).stdin(Stdio::null()).output().unwrap();
@@ -59,14 +60,10 @@ fn user_config_is_installed_and_readiness_is_awaited() {
 
 #[test]
 fn shim_version() {
-    let out = Command::new(env!("CARGO_BIN_EXE_multus-shim"))
-        .env("CNI_COMMAND", "VERSION")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = Command::new(shim_bin()).env("CNI_COMMAND", "VERSION").stdin(Stdio::null()).output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["supportedVersions"], json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
-    let out = Command::new(env!("CARGO_BIN_EXE_multus-shim")).arg("--version").output().unwrap();
+    let out = Command::new(shim_bin()).arg("--version").output().unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("multus-shim: multus-cni version:"));
 }
 

@@ -28,10 +28,15 @@ pub fn node_version() -> anyhow::Result<String> {
 }
 
 /// The binaries of the root package (what ships to nodes), from `cargo metadata`.
+/// The libc-free shim, built from its own workspace (`shim/`) beside the node package.
+pub const SHIM_BIN: &str = "multus-shim";
+
+/// Every binary a node runs: the node package's and the shim.
 pub fn node_binaries() -> anyhow::Result<Vec<String>> {
     let pkg = node_package()?;
     let mut bins: Vec<String> =
         pkg.targets.iter().filter(|t| t.kind.iter().any(|k| k.to_string() == "bin")).map(|t| t.name.clone()).collect();
+    bins.push(SHIM_BIN.to_string());
     bins.sort();
     Ok(bins)
 }
