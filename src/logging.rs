@@ -3,10 +3,20 @@
 //! (`maxSize` MB, `maxBackups`, `maxAge` days, `compress`). Never writes to stdout: stdout carries
 //! only the CNI result.
 
+//!
+//! The libc-free shim (`shim/`) compiles this file too, without std (`multus_nostd`): it keeps the
+//! levels and the time format and brings its own writer and rotation over system calls.
+
+#[cfg(not(multus_nostd))]
 use std::io::Write;
+#[cfg(not(multus_nostd))]
 use std::path::{Path, PathBuf};
+#[cfg(not(multus_nostd))]
 use std::sync::{Mutex, OnceLock};
+#[cfg(not(multus_nostd))]
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::prelude::*;
 
 /// Log rotation (upstream's lumberjack options).
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +51,7 @@ impl Level {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Level::Panic => "panic",
             Level::Error => "error",
@@ -51,6 +61,7 @@ impl Level {
     }
 }
 
+#[cfg(not(multus_nostd))]
 struct Logger {
     level: Level,
     to_stderr: bool,
@@ -58,8 +69,10 @@ struct Logger {
     lock: Mutex<()>,
 }
 
+#[cfg(not(multus_nostd))]
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
+#[cfg(not(multus_nostd))]
 /// Configures the log from its settings (the daemon's config, the shim's few keys); the first
 /// call wins. An empty `file` means no log file.
 pub fn init_with(file: &str, level: &str, to_stderr: bool, options: &LogOptions) {
@@ -67,11 +80,13 @@ pub fn init_with(file: &str, level: &str, to_stderr: bool, options: &LogOptions)
     let _ = LOGGER.set(Logger { level: Level::parse(level), to_stderr, file, lock: Mutex::new(()) });
 }
 
+#[cfg(not(multus_nostd))]
 /// Before `init` (e.g. the config did not parse), errors still reach stderr.
 fn logger() -> &'static Logger {
     LOGGER.get_or_init(|| Logger { level: Level::Error, to_stderr: true, file: None, lock: Mutex::new(()) })
 }
 
+#[cfg(not(multus_nostd))]
 pub fn log(level: Level, msg: &str) {
     let l = logger();
     if level > l.level {
@@ -87,27 +102,35 @@ pub fn log(level: Level, msg: &str) {
     }
 }
 
+#[cfg(not(multus_nostd))]
 pub fn error(msg: &str) {
     log(Level::Error, msg)
 }
 
+#[cfg(not(multus_nostd))]
 pub fn verbose(msg: &str) {
     log(Level::Verbose, msg)
 }
 
+#[cfg(not(multus_nostd))]
 pub fn debug(msg: &str) {
     log(Level::Debug, msg)
 }
 
-/// Seconds since the epoch as `2006-01-02T15:04:05Z` (UTC).
+/// A time as `2006-01-02T15:04:05Z` (UTC).
+#[cfg(not(multus_nostd))]
 pub fn rfc3339(t: SystemTime) -> String {
-    let (date, secs) = civil(t);
+    rfc3339_secs(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs())
+}
+
+/// Seconds since the epoch as `2006-01-02T15:04:05Z` (UTC).
+pub fn rfc3339_secs(s: u64) -> String {
+    let (date, secs) = civil(s);
     format!("{date}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// (`YYYY-MM-DD`, seconds into the day) in UTC.
-fn civil(t: SystemTime) -> (String, u64) {
-    let s = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+/// (`YYYY-MM-DD`, seconds into the day) in UTC of seconds since the epoch.
+pub fn civil(s: u64) -> (String, u64) {
     let (y, m, d) = civil_from_days((s / 86400) as i64);
     (format!("{y:04}-{m:02}-{d:02}"), s % 86400)
 }
@@ -125,6 +148,7 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+#[cfg(not(multus_nostd))]
 fn write_rotating(path: &Path, opts: &LogOptions, line: &[u8]) -> std::io::Result<()> {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if opts.max_size_mb > 0 && size > 0 && size + line.len() as u64 > opts.max_size_mb * 1024 * 1024 {
@@ -137,13 +161,14 @@ fn write_rotating(path: &Path, opts: &LogOptions, line: &[u8]) -> std::io::Resul
     f.write_all(line)
 }
 
+#[cfg(not(multus_nostd))]
 /// Moves the log aside as `<stem>-<time>.<ext>` (gzipped when asked) and prunes old backups.
 fn rotate(path: &Path, opts: &LogOptions) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("multus");
     let ext = path.extension().and_then(|s| s.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
     let now = SystemTime::now();
-    let (date, secs) = civil(now);
+    let (date, secs) = civil(now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
     let millis = now.duration_since(UNIX_EPOCH).unwrap_or_default().subsec_millis();
     let stamp = format!("{date}T{:02}-{:02}-{:02}.{millis:03}", secs / 3600, secs / 60 % 60, secs % 60);
     let backup = dir.join(format!("{stem}-{stamp}{ext}"));
@@ -181,7 +206,7 @@ fn rotate(path: &Path, opts: &LogOptions) -> std::io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(multus_nostd)))]
 mod tests {
     use super::*;
 

@@ -6,7 +6,7 @@
 //! The shim's logic is multus-core's own, compiled here without std: the CNI skeleton, errors,
 //! versions and results (`cni`), Go's decoding rules (`golang`), and the socket API, HTTP framing
 //! and the shim itself (`thick`) are the same source files (`#[path]`), built with the
-//! `multus_nostd` cfg that leaves out their std parts. This crate adds only the edge: system
+//! `multus_nostd` cfg that leaves out their std parts (`logging` lends its levels and time format). This crate adds only the edge: system
 //! calls (`sys`), the socket exchange and netns check over them (`io`), the log (`log`), and the
 //! process entry (`run` here, `_start` in `main.rs`).
 
@@ -33,6 +33,8 @@ pub mod cni;
 pub mod golang;
 pub mod io;
 pub mod log;
+#[path = "../../src/logging.rs"]
+pub mod logging;
 pub mod sys;
 pub mod thick;
 

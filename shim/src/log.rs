@@ -1,6 +1,6 @@
-//! The shim's log without std: the same lines as multus-core's `logging` (`RFC3339 [level]
-//! message`, upstream's levels, to stderr and/or `logFile`) and the same lumberjack-style rotation
-//! (upstream's defaults for the shim: 100 MB, 5 backups, 5 days, gzip), with system calls.
+//! The shim's log without std: `logging`'s lines (its `Level` and time format: this crate compiles
+//! that file too) to stderr and/or `logFile`, and the same lumberjack-style rotation (upstream's
+//! defaults for the shim: 100 MB, 5 backups, 5 days, gzip), with system calls.
 
 use core::cell::RefCell;
 
@@ -8,37 +8,10 @@ use miniz_oxide::deflate::core::{
     CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
 };
 
+pub use crate::logging::Level;
+use crate::logging::{civil, rfc3339_secs};
 use crate::prelude::*;
 use crate::sys::{self, Errno};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Panic,
-    Error,
-    Verbose,
-    Debug,
-}
-
-impl Level {
-    /// As `logging::Level::parse`: anything unknown is `panic` (quiet).
-    pub fn parse(s: &str) -> Level {
-        match s.to_ascii_lowercase().as_str() {
-            "debug" => Level::Debug,
-            "verbose" => Level::Verbose,
-            "error" => Level::Error,
-            _ => Level::Panic,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Level::Panic => "panic",
-            Level::Error => "error",
-            Level::Verbose => "verbose",
-            Level::Debug => "debug",
-        }
-    }
-}
 
 /// Upstream's lumberjack settings for the shim's log.
 const MAX_SIZE: u64 = 100 << 20;
@@ -74,7 +47,7 @@ impl Log {
         if level > max {
             return;
         }
-        let line = format!("{} [{}] {}\n", rfc3339(sys::realtime().as_secs() as i64), level.name(), msg);
+        let line = format!("{} [{}] {}\n", rfc3339_secs(sys::realtime().as_secs()), level.name(), msg);
         if to_stderr {
             let _ = sys::write_all(2, line.as_bytes());
         }
@@ -82,30 +55,6 @@ impl Log {
             let _ = write_rotating(file, line.as_bytes());
         }
     }
-}
-
-/// Seconds since the epoch as `2006-01-02T15:04:05Z` (UTC).
-pub fn rfc3339(secs: i64) -> String {
-    let (date, s) = civil(secs);
-    format!("{date}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
-}
-
-fn civil(secs: i64) -> (String, i64) {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
-    (format!("{y:04}-{m:02}-{d:02}"), secs.rem_euclid(86400))
-}
-
-/// (year, month, day) of a day number since 1970-01-01 (Howard Hinnant's days-to-civil).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// (directory, file name) of a path, as `Path::parent`/`file_name` split it.
@@ -153,7 +102,7 @@ fn rotate(path: &str) -> Result<(), Errno> {
         _ => (if name.is_empty() { "multus" } else { name }, ""),
     };
     let now = sys::realtime();
-    let (date, secs) = civil(now.as_secs() as i64);
+    let (date, secs) = civil(now.as_secs());
     let stamp = format!("{date}T{:02}-{:02}-{:02}.{:03}", secs / 3600, secs / 60 % 60, secs % 60, now.subsec_millis());
     let backup = format!("{dir}/{stem}-{stamp}{ext}");
     sys::rename(path, &backup)?;
@@ -252,10 +201,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_match_the_std_log() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    fn paths_split_as_std_splits_them() {
         assert_eq!(split("/var/log/shim.log"), ("/var/log", "shim.log"));
         assert_eq!(split("/shim.log"), ("/", "shim.log"));
         assert_eq!(split("shim.log"), (".", "shim.log"));
