@@ -26,7 +26,7 @@ const LOW_LEVEL: &[&str] = &["logging", "files", "golang", "build_info", "prelud
 
 /// (part, the parts it may use besides [`LOW_LEVEL`]).
 const RULES: &[(&str, &[&str])] = &[
-    ("logging", &[]),
+    ("logging", &["prelude"]),
     ("files", &[]),
     ("golang", &["prelude"]),
     ("build_info", &["golang", "prelude"]),

@@ -24,6 +24,9 @@ pub mod prelude {
     pub use alloc::string::{String, ToString};
     pub use alloc::vec;
     pub use alloc::vec::Vec;
+
+    /// What a failed system call is, where the shared modules name std's `io::Error`.
+    pub use crate::sys::Errno as OsError;
 }
 
 #[path = "../../src/build_info.rs"]

@@ -18,10 +18,11 @@ pub enum ClientError {
     #[cfg(not(multus_nostd))]
     #[error("dial unix {}: {source}", path.display())]
     Connect { path: std::path::PathBuf, source: std::io::Error },
-    /// The libc-free shim's connect failure (`sys::Errno` prints as std's `io::Error` does).
+    /// The libc-free shim's connect failure (its prelude's `OsError`, `sys::Errno`, prints as
+    /// std's `io::Error` does).
     #[cfg(multus_nostd)]
     #[error("dial unix {path}: {source}")]
-    Connect { path: String, source: crate::sys::Errno },
+    Connect { path: String, source: OsError },
     #[error("{0}")]
     Http(String),
     #[error("no answer within {0:?}")]
