@@ -63,14 +63,37 @@ pub struct Cluster {
 }
 
 /// Where the node binaries come from (multus, passthru, multus-shim, multus-daemon,
-/// install_multus, thin_entrypoint): cargo's builds for this run, or the directory
-/// `MULTUS_BENCH_BIN_DIR` names (the bench points it at the shipped static builds). It is the
-/// directory `install_multus` copies from, as it copies from the image's /usr/src/multus-cni/bin.
+/// install_multus, thin_entrypoint): cargo's builds for this run beside the libc-free shim, or the
+/// directory `MULTUS_BENCH_BIN_DIR` names (the bench points it at the shipped static builds). It is
+/// the directory `install_multus` copies from, as it copies from the image's /usr/src/multus-cni/bin.
 pub fn image_bin_dir() -> PathBuf {
     match std::env::var_os("MULTUS_BENCH_BIN_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_BIN_EXE_multus")).parent().unwrap().to_path_buf(),
+        None => cargo_image_dir(),
     }
+}
+
+/// cargo's binaries and the shim (built from `shim/`, its own workspace) linked into one
+/// directory under the build's target dir, as the image has them side by side.
+fn cargo_image_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = Path::new(env!("CARGO_BIN_EXE_multus")).parent().unwrap();
+        let dir = cargo.join("cri-image-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let shim = PathBuf::from(crate::support::thick::shim_bin());
+        let names = ["multus", "passthru", "multus-daemon", "install_multus", "thin_entrypoint"];
+        let links = names.iter().map(|n| (cargo.join(n), *n)).chain([(shim, "multus-shim")]);
+        for (target, name) in links {
+            // A fresh link renamed over the old one: a rerun never sees a half-made directory.
+            let tmp = dir.join(format!(".{name}.tmp"));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&target, &tmp).unwrap();
+            std::fs::rename(&tmp, dir.join(name)).unwrap();
+        }
+        dir
+    })
+    .clone()
 }
 
 fn bin(name: &str) -> PathBuf {
