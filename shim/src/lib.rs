@@ -59,7 +59,17 @@ pub fn run(argv: &[&[u8]], envp: &[&[u8]]) -> i32 {
     let env = environment(envp);
     let about = format!("CNI multus-shim plugin {}", build_info::VERSION);
     let mut stdin = Vec::new();
-    let _ = sys::read_to_end(0, &mut stdin, MAX_STDIN);
+    if let Err(e) = sys::read_to_end(0, &mut stdin, MAX_STDIN) {
+        // Refused whole, before anything is sent: a cut config must not reach the daemon.
+        let msg = match e {
+            sys::Errno(27) => format!("the config on stdin is larger than {MAX_STDIN} bytes"),
+            e => format!("reading the config on stdin: {e}"),
+        };
+        let mut error = cni::CniError::new(cni::error::code::IO_FAILURE, msg, "");
+        error.cni_version = Some(cni::version::CURRENT.into());
+        let _ = sys::write_all(1, format!("{}\n", error.to_json()).as_bytes());
+        return 1;
+    }
     let getenv = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let shim = thick::shim::Shim { env: env.clone(), io: io::SysIo::default() };
     let (mut out, mut err) = (Vec::new(), Vec::new());

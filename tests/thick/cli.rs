@@ -67,6 +67,37 @@ fn shim_version() {
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("multus-shim: multus-cni version:"));
 }
 
+/// A config beyond the shim's 16 MiB bound is refused whole with code 5, before any daemon is
+/// asked (there is none here: a cut config sent on would fail with code 11 instead).
+#[test]
+fn shim_refuses_an_oversized_config() {
+    use std::io::Write;
+    let mut child = Command::new(shim_bin())
+        .env_clear()
+        .envs([("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c1"), ("CNI_NETNS", "/proc/self/ns/net")])
+        .envs([("CNI_IFNAME", "eth0"), ("CNI_PATH", "/opt/cni/bin")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b' '; 1 << 20];
+        // The shim stops reading at its bound; the broken pipe after it is expected.
+        for _ in 0..17 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["code"], 5, "{e}");
+    assert_eq!(e["msg"], format!("the config on stdin is larger than {} bytes", 16 << 20), "{e}");
+}
+
 #[test]
 fn auto_mode_generates_00_multus_conf_and_exits_2_when_readiness_goes() {
     let node = Node::new();
