@@ -1,6 +1,7 @@
 //! The client side of the daemon socket: HTTP/1.1 over a unix stream, one request per connection
-//! (`Connection: close`), blocking, on std alone. Used by the shim (a process per CNI call, so no
-//! async runtime to start and no HTTP stack to link) and by the daemon's self-check at startup.
+//! (`Connection: close`), blocking, on std alone. Used by the daemon's self-check at startup, by
+//! `shim::StdIo` and by the tests; the shipped shim (`shim/`) does the same exchange over system
+//! calls (`shim/src/io.rs`).
 //! The bytes on the wire are `http`'s plain functions; this module does the IO and the deadlines.
 
 use std::io::{self, Read, Write};
